@@ -1,0 +1,28 @@
+//! The engine of ferroloop: everything an event loop needs that has nothing to
+//! do with Python.
+//!
+//! - [`ready`]: the FIFO of callbacks due to run, in iteration batches;
+//! - [`timers`]: the heap of scheduled callbacks, earliest and then oldest first;
+//! - [`poller`]: the epoll wait, with millisecond timeouts rounded up;
+//! - [`registry`]: which descriptor is watched by whom, level-triggered;
+//! - [`waker`]: how another thread wakes a sleeping loop without lost wake-ups;
+//! - [`clock`]: `CLOCK_MONOTONIC`, read and rounded as `time.monotonic()` is.
+//!
+//! The pieces are generic over what they hold, so the Python layer stores its
+//! handles in them and the tests here store plain values. They are separate
+//! because they are borrowed separately: the loop blocks in the poller with
+//! the interpreter released while other threads may still queue callbacks or
+//! register descriptors.
+
+pub mod clock;
+pub mod poller;
+pub mod ready;
+pub mod registry;
+pub mod timers;
+pub mod waker;
+
+pub use poller::{Poller, Readiness};
+pub use ready::ReadyQueue;
+pub use registry::{Direction, IoRegistry};
+pub use timers::{CancelledCount, Timer, TimerHeap};
+pub use waker::Waker;

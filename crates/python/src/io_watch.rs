@@ -1,0 +1,115 @@
+//! `add_reader`/`add_writer`/`remove_reader`/`remove_writer`: Python
+//! callbacks run when a descriptor is ready, level-triggered as in asyncio
+//! (the engine's registry re-arms the descriptor after each report).
+
+use ferroloop_engine::Direction;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::handles::Handle;
+use crate::loop_core::LoopCore;
+
+/// asyncio's (selectors') `_fileobj_to_fd`: an int, or an object whose
+/// `fileno()` gives one; negative numbers are refused.
+pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<i32> {
+    let fd: i64 = if let Ok(fd) = fileobj.extract::<i64>() {
+        fd
+    } else {
+        fileobj
+            .call_method0(pyo3::intern!(fileobj.py(), "fileno"))
+            .and_then(|n| n.extract::<i64>())
+            .map_err(|_| PyValueError::new_err(format!("Invalid file object: {}", fileobj.repr().map(|r| r.to_string()).unwrap_or_default())))?
+    };
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+    }
+    i32::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
+}
+
+impl LoopCore {
+    fn watch(
+        slf: &Bound<'_, LoopCore>,
+        fileobj: &Bound<'_, PyAny>,
+        direction: Direction,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let fd = fileobj_to_fd(fileobj)?;
+        let method = match direction {
+            Direction::Read => "add_reader",
+            Direction::Write => "add_writer",
+        };
+        let handle = LoopCore::new_handle(slf, callback, args, None, None, method, false)?;
+        let replaced = {
+            let mut st = slf.get().state.borrow_mut(py)?;
+            let io = st.io.as_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("Event loop is closed"))?;
+            io.insert(fd, direction, handle.clone_ref(py))?
+        };
+        if let Some(old) = replaced {
+            old.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+        }
+        Ok(handle)
+    }
+
+    fn unwatch(slf: &Bound<'_, LoopCore>, fileobj: &Bound<'_, PyAny>, direction: Direction) -> PyResult<bool> {
+        let py = slf.py();
+        let fd = fileobj_to_fd(fileobj)?;
+        if slf.get().is_closed() {
+            return Ok(false);
+        }
+        let removed = {
+            let mut st = slf.get().state.borrow_mut(py)?;
+            st.io.as_mut().and_then(|io| io.remove(fd, direction))
+        };
+        match removed {
+            Some(handle) => {
+                handle.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        LoopCore::watch(slf, fd, Direction::Read, callback, args).map(drop)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        LoopCore::watch(slf, fd, Direction::Write, callback, args).map(drop)
+    }
+
+    /// As `add_reader`, returning the handle (asyncio's private variant).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        LoopCore::watch(slf, fd, Direction::Read, callback, args)
+    }
+
+    /// As `add_writer`, returning the handle (asyncio's private variant).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        LoopCore::watch(slf, fd, Direction::Write, callback, args)
+    }
+
+    fn remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        LoopCore::unwatch(slf, fd, Direction::Read)
+    }
+
+    fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        LoopCore::unwatch(slf, fd, Direction::Write)
+    }
+
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        LoopCore::unwatch(slf, fd, Direction::Read)
+    }
+
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        LoopCore::unwatch(slf, fd, Direction::Write)
+    }
+}

@@ -1,0 +1,29 @@
+//! `ferroloop._ferroloop`: the native half of ferroloop's asyncio event loop.
+//!
+//! A thin layer over the pure-Rust engine (`ferroloop-engine`): it stores
+//! Python handles in the engine's queues, runs them, and exposes the hot loop
+//! methods to Python. The Python package builds `ferroloop.Loop` on top.
+//!
+//! - [`loop_core`]: the `LoopCore` class and the scheduling methods;
+//! - [`run`]: one iteration and `run_forever`'s inner loop;
+//! - [`io_watch`]: `add_reader`/`add_writer` and their removal;
+//! - [`handles`]: `Handle` and `TimerHandle`;
+//! - [`gil_cell`]: state guarded by the interpreter lock;
+//! - [`python_helpers`]: the Python functions used on cold paths.
+
+mod gil_cell;
+mod handles;
+mod io_watch;
+mod loop_core;
+mod python_helpers;
+mod run;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+mod _ferroloop {
+    #[pymodule_export]
+    use crate::handles::{Handle, TimerHandle};
+    #[pymodule_export]
+    use crate::loop_core::LoopCore;
+}

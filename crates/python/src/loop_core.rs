@@ -1,0 +1,432 @@
+//! `LoopCore`: the native base of `ferroloop.Loop`, holding the engine and
+//! implementing the scheduling methods the C `Future` and `Task` call for
+//! every step (`call_soon`, `get_debug`) and the rest of the hot surface
+//! (`call_later`, `call_at`, `call_soon_threadsafe`, `time`).
+//!
+//! The Python class `ferroloop.Loop` derives from this and from
+//! `asyncio.AbstractEventLoop`; the cold methods (run_until_complete,
+//! executors, exception handling, async generators) are written in Python
+//! there, on top of the native ones here. The iteration itself is in
+//! [`crate::run`], descriptor watching in [`crate::io_watch`].
+//!
+//! Flags that every call reads (closed, debug, running thread) are atomics
+//! next to the engine rather than inside it, so checking them needs no borrow.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferroloop_engine::{clock, CancelledCount, IoRegistry, Poller, ReadyQueue, Timer, TimerHeap, Waker};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{ffi, PyTraverseError};
+
+use crate::gil_cell::GilCell;
+use crate::handles::{Handle, TimerHandle};
+use crate::python_helpers;
+
+/// A timer handle in the heap.
+pub struct ScheduledTimer(pub Py<Handle>);
+
+impl Timer for ScheduledTimer {
+    fn is_cancelled(&self) -> bool {
+        self.0.get().is_cancelled()
+    }
+}
+
+/// What the loop holds, borrowed briefly and never across Python code.
+pub struct LoopState {
+    pub ready: ReadyQueue<Py<Handle>>,
+    pub timers: TimerHeap<ScheduledTimer>,
+    /// `None` once the loop is closed: the epoll registrations are gone.
+    pub io: Option<IoRegistry<Py<Handle>>>,
+    pub waker: Option<Arc<Waker>>,
+    /// The handle running now, kept in debug mode for the exception handler.
+    pub current_handle: Option<Py<PyAny>>,
+    /// Called before and after each callback, when set.
+    pub observer: Option<(Py<PyAny>, Py<PyAny>)>,
+    /// The last code object checked for being a coroutine function, and the
+    /// answer: a loop schedules the same few functions over and over.
+    coroutine_check_cache: Option<(Py<PyAny>, bool)>,
+}
+
+#[pyclass(module = "ferroloop._ferroloop", name = "LoopCore", subclass, frozen)]
+pub struct LoopCore {
+    pub(crate) state: GilCell<LoopState>,
+    /// The epoll wait; `None` once closed. Borrowed (without the GIL) only by
+    /// the loop's own thread while it waits.
+    pub(crate) poller: GilCell<Option<Poller>>,
+    pub(crate) cancelled_timers: CancelledCount,
+    closed: AtomicBool,
+    debug: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    /// `threading.get_ident()` of the thread running the loop, 0 if none.
+    thread_id: AtomicU64,
+    pub(crate) observed: AtomicBool,
+}
+
+pub fn current_thread_ident() -> u64 {
+    // SAFETY: PyThread_get_thread_ident only reads the calling thread's id.
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// `TimerHandle.cancel()` reports here, so purging knows how much is dead.
+pub fn note_timer_cancelled(loop_obj: &Bound<'_, PyAny>) {
+    if let Ok(core) = loop_obj.cast::<LoopCore>() {
+        core.get().cancelled_timers.increment();
+    }
+}
+
+fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+impl LoopCore {
+    pub fn debug(&self, _py: Python<'_>) -> PyResult<bool> {
+        Ok(self.debug.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn is_debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn set_thread(&self, ident: u64) {
+        self.thread_id.store(ident, Ordering::Relaxed);
+    }
+
+    /// asyncio's debug-mode `_check_thread`.
+    fn check_thread(&self) -> PyResult<()> {
+        let owner = self.thread_id.load(Ordering::Relaxed);
+        if owner != 0 && owner != current_thread_ident() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rejects what can never be a callback. Always on (it is cheap): a
+    /// non-callable, a coroutine object, a plain coroutine function. Debug mode
+    /// adds asyncio's full check (wrapped coroutine functions too).
+    fn check_callback(&self, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+        let py = callback.py();
+        if self.is_debug() {
+            return python_helpers::check_callback_fully(callback, method);
+        }
+        if !callback.is_callable() {
+            // Always an error; the helper words it as asyncio does (a
+            // coroutine object gets the coroutine message).
+            return python_helpers::check_callback_fully(callback, method);
+        }
+        // SAFETY: PyFunction_Check only inspects the type of a live object.
+        if unsafe { ffi::PyFunction_Check(callback.as_ptr()) } == 0 {
+            return Ok(());
+        }
+        // SAFETY: `callback` is a function (checked above), for which
+        // PyFunction_GetCode returns a borrowed, non-NULL code object that
+        // lives as long as the function does.
+        let code = unsafe { Bound::from_borrowed_ptr(py, ffi::PyFunction_GetCode(callback.as_ptr())) };
+        let cached = {
+            let st = self.state.borrow(py)?;
+            st.coroutine_check_cache.as_ref().filter(|(c, _)| c.is(&code)).map(|(_, is_coro)| *is_coro)
+        };
+        let is_coroutine = match cached {
+            Some(answer) => answer,
+            None => {
+                let flags: i64 = code.getattr(pyo3::intern!(py, "co_flags"))?.extract()?;
+                let answer = flags & i64::from(ffi::CO_COROUTINE) != 0;
+                let previous = self.state.borrow_mut(py)?.coroutine_check_cache.replace((code.unbind(), answer));
+                drop(previous);
+                answer
+            }
+        };
+        if is_coroutine {
+            return Err(PyTypeError::new_err(format!("coroutines cannot be used with {method}()")));
+        }
+        Ok(())
+    }
+
+    /// Builds the handle for a `call_*` method after the checks asyncio makes.
+    pub(crate) fn new_handle(
+        slf: &Bound<'_, LoopCore>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        when: Option<f64>,
+        method: &str,
+        check_thread: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let core = slf.get();
+        core.check_closed()?;
+        if check_thread && core.is_debug() {
+            core.check_thread()?;
+        }
+        core.check_callback(callback, method)?;
+        let context = match context {
+            Some(c) if !c.is_none() => c.unbind(),
+            _ => python_helpers::copy_context(py)?,
+        };
+        let source_traceback = if core.is_debug() { Some(python_helpers::extract_stack(py)?) } else { None };
+        let handle = Handle::new(
+            callback.clone().unbind(),
+            args.clone().unbind(),
+            context,
+            slf.clone().into_any().unbind(),
+            source_traceback,
+            when,
+        );
+        match when {
+            None => Py::new(py, handle),
+            Some(_) => {
+                let init = PyClassInitializer::from(handle).add_subclass(TimerHandle);
+                Ok(Bound::new(py, init)?.into_super().unbind())
+            }
+        }
+    }
+
+    fn schedule_at(
+        slf: &Bound<'_, LoopCore>,
+        when: f64,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let handle = LoopCore::new_handle(slf, callback, args, context, Some(when), method, true)?;
+        slf.get().state.borrow_mut(py)?.timers.push(when, ScheduledTimer(handle.clone_ref(py)));
+        Ok(handle.into_any())
+    }
+}
+
+/// A float deadline or delay, refusing `None` with asyncio's message.
+fn seconds(value: &Bound<'_, PyAny>, none_message: &'static str) -> PyResult<f64> {
+    if value.is_none() {
+        return Err(PyTypeError::new_err(none_message));
+    }
+    value.extract::<f64>()
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let poller = Poller::new()?;
+        let registry = poller.registry()?;
+        let waker = Waker::new(&registry)?;
+        let timers = TimerHeap::new();
+        let cancelled_timers = timers.cancelled_count().clone();
+        Ok(LoopCore {
+            state: GilCell::new(LoopState {
+                ready: ReadyQueue::new(),
+                timers,
+                io: Some(IoRegistry::new(registry)),
+                waker: Some(waker),
+                current_handle: None,
+                observer: None,
+                coroutine_check_cache: None,
+            }),
+            poller: GilCell::new(Some(poller)),
+            cancelled_timers,
+            closed: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            observed: AtomicBool::new(false),
+        })
+    }
+
+    /// `time.monotonic()`, the loop's clock.
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let handle = LoopCore::new_handle(slf, callback, args, context, None, "call_soon", true)?;
+        slf.get().state.borrow_mut(py)?.ready.push(handle.clone_ref(py));
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let handle = LoopCore::new_handle(slf, callback, args, context, None, "call_soon_threadsafe", false)?;
+        let mut st = slf.get().state.borrow_mut(py)?;
+        st.ready.push(handle.clone_ref(py));
+        if let Some(waker) = &st.waker {
+            waker.wake()?;
+        }
+        drop(st);
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let delay = seconds(delay, "delay must not be None")?;
+        LoopCore::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_later")
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let when = seconds(when, "when cannot be None")?;
+        LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    fn get_debug(&self) -> bool {
+        self.is_debug()
+    }
+
+    /// Sets the flag only; `Loop.set_debug` adds coroutine origin tracking.
+    fn _set_debug_flag(&self, enabled: bool) {
+        self.debug.store(enabled, Ordering::Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.thread_id.load(Ordering::Relaxed) != 0
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// `threading.get_ident()` of the running thread, or None.
+    #[getter]
+    fn _thread_id(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            ident => Some(ident),
+        }
+    }
+
+    /// The handle being run, in debug mode (asyncio's `_current_handle`).
+    #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.state.borrow(py)?.current_handle.as_ref().map(|h| h.clone_ref(py)))
+    }
+
+    /// Callbacks queued to run.
+    fn _ready_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.borrow(py)?.ready.len())
+    }
+
+    /// Timer handles in the heap, cancelled ones not yet purged included.
+    fn _timer_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.borrow(py)?.timers.len())
+    }
+
+    /// Installs `begin(handle)` and `end(handle)`, called around every
+    /// callback the loop runs; `None` removes them. The hook for tracers
+    /// and blocking detectors: when unset it costs one flag test per callback.
+    #[pyo3(signature = (begin, end))]
+    fn _set_callback_observer(&self, py: Python<'_>, begin: Py<PyAny>, end: Py<PyAny>) -> PyResult<()> {
+        let observer = if begin.is_none(py) && end.is_none(py) { None } else { Some((begin, end)) };
+        self.observed.store(observer.is_some(), Ordering::Relaxed);
+        let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.observer, observer);
+        drop(previous);
+        Ok(())
+    }
+
+    /// Marks the loop closed and releases everything it holds: queued
+    /// callbacks, timers, watched descriptors, the epoll and waker fds.
+    /// `Loop.close` does the checks and the executor shutdown around it.
+    fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
+        self.closed.store(true, Ordering::Relaxed);
+        let released = {
+            let mut st = self.state.borrow_mut(py)?;
+            let ready = st.ready.drain();
+            let timers = st.timers.drain();
+            let watchers = st.io.take().map(|mut io| io.drain());
+            let waker = st.waker.take();
+            (ready, timers, watchers, waker)
+        };
+        let poller = self.poller.borrow_mut(py)?.take();
+        for timer in &released.1 {
+            timer.0.get().mark_unscheduled();
+        }
+        drop((released, poller));
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(st) = self.state.borrow_in_traverse(&visit) else {
+            return Ok(());
+        };
+        for handle in st.ready.iter() {
+            visit.call(handle)?;
+        }
+        for timer in st.timers.iter() {
+            visit.call(&timer.0)?;
+        }
+        if let Some(io) = &st.io {
+            for handle in io.iter() {
+                visit.call(handle)?;
+            }
+        }
+        visit.call(&st.current_handle)?;
+        if let Some((begin, end)) = &st.observer {
+            visit.call(begin)?;
+            visit.call(end)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let released = self.state.borrow_mut(py).ok().map(|mut st| {
+                let ready = st.ready.drain();
+                let timers = st.timers.drain();
+                let watchers = st.io.as_mut().map(|io| io.drain());
+                (ready, timers, watchers, st.current_handle.take(), st.observer.take())
+            });
+            drop(released);
+        });
+    }
+}

@@ -1,0 +1,257 @@
+//! One loop iteration, and running iterations until `stop()`.
+//!
+//! An iteration, as in asyncio's `_run_once`:
+//! 1. decide how long to wait: not at all if callbacks are ready or the loop
+//!    is stopping, until the earliest timer otherwise, or indefinitely;
+//! 2. wait in the poller, with the interpreter released if the wait may block;
+//! 3. queue the callbacks of ready descriptors, then of due timers;
+//! 4. run exactly the callbacks that were queued when step 4 began.
+//!
+//! When nothing is watched and callbacks are ready, step 2 is skipped: the
+//! zero-timeout poll could only report the waker, which a running loop does
+//! not need (work queued by other threads is already in the ready queue).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ferroloop_engine::{clock, Direction};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use crate::handles::{Handle, RunOutcome};
+use crate::loop_core::{current_thread_ident, LoopCore, ScheduledTimer};
+use crate::python_helpers;
+
+#[pymethods]
+impl LoopCore {
+    /// The inner loop of `run_forever`: iterations until `stop()`. The Python
+    /// side does the set-up around it (running-loop registration, hooks).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        run_until_stopped(slf)
+    }
+
+    /// One iteration (asyncio's `_run_once`).
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        run_once(slf)
+    }
+}
+
+/// Runs iterations until `stop()` is called or a callback raises
+/// `KeyboardInterrupt`/`SystemExit` (or the exception handler raises).
+fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+    let core = slf.get();
+    core.set_thread(current_thread_ident());
+    let result = loop {
+        if let Err(err) = run_once(slf) {
+            break Err(err);
+        }
+        if core.stopping.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+    };
+    core.stopping.store(false, Ordering::Relaxed);
+    core.set_thread(0);
+    result
+}
+
+/// One iteration.
+fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+    let timeout = wait_timeout(slf)?;
+    wait_and_collect(slf, timeout)?;
+    run_ready_batch(slf)
+}
+
+/// How long step 2 may block (`None`: until something happens), and whether
+/// there is anything for the poller to report at all.
+fn wait_timeout(slf: &Bound<'_, LoopCore>) -> PyResult<Wait> {
+    let py = slf.py();
+    let core = slf.get();
+    let mut discarded = Vec::new();
+    let wait = {
+        let mut st = core.state.borrow_mut(py)?;
+        let watching = st.io.as_ref().is_some_and(|io| !io.is_empty());
+        // Announce the sleep before looking for work (see the waker's docs):
+        // a thread that queues work after this look will write the eventfd.
+        if let Some(waker) = &st.waker {
+            waker.prepare_to_sleep();
+        }
+        if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
+            if watching {
+                Wait::Poll(Some(Duration::ZERO))
+            } else {
+                Wait::Skip
+            }
+        } else {
+            match st.timers.next_deadline(&mut discarded) {
+                Some(when) => Wait::Poll(Some(duration_until(when))),
+                None => Wait::Poll(None),
+            }
+        }
+    };
+    release_timers(discarded);
+    Ok(wait)
+}
+
+enum Wait {
+    Skip,
+    Poll(Option<Duration>),
+}
+
+fn duration_until(when: f64) -> Duration {
+    let secs = when - clock::monotonic();
+    if secs > 0.0 {
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Steps 2 and 3.
+fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
+    let py = slf.py();
+    let core = slf.get();
+    let mut poller_slot = core.poller.borrow_mut(py)?;
+    let Some(poller) = poller_slot.as_mut() else {
+        return Err(PyRuntimeError::new_err("Event loop is closed"));
+    };
+    let polled = match wait {
+        Wait::Skip => None,
+        Wait::Poll(Some(Duration::ZERO)) => Some(poller.poll(Some(Duration::ZERO))),
+        Wait::Poll(timeout) => Some(py.detach(|| poller.poll(timeout))),
+    };
+    if let Some(waker) = &core.state.borrow(py)?.waker {
+        waker.finish_sleep();
+    }
+    let mut discarded_handles: Vec<Py<Handle>> = Vec::new();
+    let mut discarded_timers = Vec::new();
+    match polled {
+        Some(Err(err)) if err.kind() == std::io::ErrorKind::Interrupted => {
+            // A signal arrived: let its Python handler run now (Ctrl-C raises
+            // KeyboardInterrupt here, as it does in asyncio's select()).
+            drop(poller_slot);
+            py.check_signals()?;
+        }
+        Some(Err(err)) => return Err(err.into()),
+        Some(Ok(())) => {
+            let mut st = core.state.borrow_mut(py)?;
+            let st = &mut *st;
+            if let Some(io) = st.io.as_mut() {
+                for readiness in poller.ready() {
+                    for (ready, direction) in [(readiness.readable, Direction::Read), (readiness.writable, Direction::Write)] {
+                        if !ready {
+                            continue;
+                        }
+                        if let Some(handle) = io.get(readiness.fd, direction) {
+                            if handle.get().is_cancelled() {
+                                discarded_handles.extend(io.remove(readiness.fd, direction));
+                            } else {
+                                st.ready.push(handle.clone_ref(py));
+                            }
+                        }
+                    }
+                    io.rearm(readiness.fd);
+                }
+            }
+            drop(poller_slot);
+        }
+        None => drop(poller_slot),
+    }
+    {
+        let mut st = core.state.borrow_mut(py)?;
+        let st = &mut *st;
+        let now = clock::monotonic();
+        let ready = &mut st.ready;
+        st.timers.pop_due(
+            now,
+            |timer| {
+                timer.0.get().mark_unscheduled();
+                ready.push(timer.0);
+            },
+            &mut discarded_timers,
+        );
+    }
+    drop(discarded_handles);
+    release_timers(discarded_timers);
+    Ok(())
+}
+
+/// Drops timers the heap let go of, outside any borrow (dropping a handle can
+/// run arbitrary `__del__` code).
+fn release_timers(timers: Vec<ScheduledTimer>) {
+    for timer in &timers {
+        timer.0.get().mark_unscheduled();
+    }
+    drop(timers);
+}
+
+/// Step 4.
+fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+    let py = slf.py();
+    let core = slf.get();
+    let batch = core.state.borrow(py)?.ready.start_batch();
+    for _ in 0..batch {
+        let Some(handle) = core.state.borrow_mut(py)?.ready.pop() else {
+            break;
+        };
+        if core.is_debug() || core.observed.load(Ordering::Relaxed) {
+            run_instrumented(slf, &handle)?;
+        } else {
+            run_handle(slf, &handle)?;
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn run_handle(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<()> {
+    let py = slf.py();
+    match handle.get().run(py)? {
+        RunOutcome::Done => Ok(()),
+        RunOutcome::Raised(err) => python_helpers::report_callback_error(slf.as_any(), handle.bind(py).as_any(), err),
+    }
+}
+
+/// The slow path: debug bookkeeping (current handle, slow-callback warning)
+/// and the observer hook around the callback.
+fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<()> {
+    let py = slf.py();
+    let core = slf.get();
+    if handle.get().is_cancelled() {
+        return Ok(());
+    }
+    let observer = core.state.borrow(py)?.observer.as_ref().map(|(b, e)| (b.clone_ref(py), e.clone_ref(py)));
+    if let Some((begin, _)) = &observer {
+        notify_observer(begin.bind(py), handle);
+    }
+    let result = if core.is_debug() {
+        let previous = core.state.borrow_mut(py)?.current_handle.replace(handle.clone_ref(py).into_any());
+        drop(previous);
+        let started = clock::monotonic();
+        let result = run_handle(slf, handle);
+        let took = clock::monotonic() - started;
+        let current = core.state.borrow_mut(py)?.current_handle.take();
+        drop(current);
+        let slow_after: f64 = slf.getattr(pyo3::intern!(py, "slow_callback_duration"))?.extract()?;
+        if took >= slow_after {
+            python_helpers::warn_slow_callback(handle.bind(py).as_any(), took)?;
+        }
+        result
+    } else {
+        run_handle(slf, handle)
+    };
+    if let Some((_, end)) = &observer {
+        notify_observer(end.bind(py), handle);
+    }
+    result
+}
+
+/// An observer must not break the loop: its errors are reported as
+/// unraisable and the loop goes on.
+fn notify_observer(hook: &Bound<'_, PyAny>, handle: &Py<Handle>) {
+    if hook.is_none() {
+        return;
+    }
+    if let Err(err) = hook.call1((handle.bind(hook.py()),)) {
+        err.write_unraisable(hook.py(), Some(hook));
+    }
+}

@@ -1,0 +1,14 @@
+"""ferroloop: asyncio's event loop, written in Rust.
+
+Use it with any of::
+
+    asyncio.run(main(), loop_factory=ferroloop.new_event_loop)   # 3.12+
+    asyncio.Runner(loop_factory=ferroloop.new_event_loop)         # 3.11+
+    ferroloop.run(main())
+    ferroloop.install()   # then plain asyncio.run(main())
+"""
+
+from .policy import EventLoopPolicy, Loop, install, new_event_loop, run
+
+__all__ = ('EventLoopPolicy', 'Loop', 'install', 'new_event_loop', 'run')
+__version__ = '0.1.0'

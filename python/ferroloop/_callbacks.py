@@ -1,0 +1,83 @@
+"""Cold-path helpers the native loop calls: handle reprs, callback error
+reports, debug-mode checks and warnings.
+
+They produce exactly the text asyncio produces (tests and log scrapers
+compare it), so they reuse asyncio's own formatting functions instead of
+imitating them.
+"""
+
+import sys
+from asyncio import coroutines, format_helpers, tasks
+from asyncio.log import logger
+
+_FORMAT_TAKES_DEBUG = sys.version_info >= (3, 13)
+
+
+def format_callback(callback, args, loop):
+    """asyncio's text for a callback and its arguments."""
+    if _FORMAT_TAKES_DEBUG:
+        return format_helpers._format_callback_source(
+            callback, args, debug=loop.get_debug())
+    return format_helpers._format_callback_source(callback, args)
+
+
+def handle_repr(handle):
+    """``repr()`` of a Handle or TimerHandle, as asyncio writes it."""
+    info = [type(handle).__name__]
+    cancelled = handle.cancelled()
+    if cancelled:
+        info.append('cancelled')
+    when = getattr(handle, '_when', None)
+    if when is not None:
+        info.insert(2 if cancelled else 1, f'when={when}')
+    if handle._callback is not None:
+        info.append(format_callback(handle._callback, handle._args,
+                                    handle._loop))
+    if handle._source_traceback:
+        frame = handle._source_traceback[-1]
+        info.append(f'created at {frame[0]}:{frame[1]}')
+    return '<{}>'.format(' '.join(info))
+
+
+def report_callback_error(loop, handle, exc):
+    """Hands an exception raised by a callback to the loop's handler."""
+    source = format_callback(handle._callback, handle._args, loop)
+    context = {
+        'message': f'Exception in callback {source}',
+        'exception': exc,
+        'handle': handle,
+    }
+    if handle._source_traceback:
+        context['source_traceback'] = handle._source_traceback
+    loop.call_exception_handler(context)
+
+
+def check_callback(callback, method):
+    """asyncio's debug-mode check of what is passed as a callback."""
+    if (coroutines.iscoroutine(callback) or
+            coroutines.iscoroutinefunction(callback)):
+        raise TypeError(f"coroutines cannot be used with {method}()")
+    if not callable(callback):
+        raise TypeError(
+            f'a callable object was expected by {method}(), '
+            f'got {callback!r}')
+
+
+def extract_stack():
+    """The stack of the code calling into the loop, for a debug-mode
+    handle's ``_source_traceback``."""
+    return format_helpers.extract_stack(sys._getframe(1))
+
+
+def format_handle(handle):
+    """How asyncio names a handle in its slow-callback warning: a task's
+    step is shown as the task."""
+    callback = handle._callback
+    if isinstance(getattr(callback, '__self__', None), tasks.Task):
+        return repr(callback.__self__)
+    return str(handle)
+
+
+def warn_slow_callback(handle, seconds):
+    logger.warning('Executing %s took %.3f seconds',
+                   format_handle(handle), seconds)

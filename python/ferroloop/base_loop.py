@@ -1,0 +1,363 @@
+"""The loop's lifecycle and everything that is not I/O: running, stopping,
+closing, tasks and futures, exception handling, executors, async
+generators, debug mode.
+
+The hot scheduling methods (``call_soon``, ``call_later``, ``call_at``,
+``call_soon_threadsafe``, ``time``, ``get_debug``) and the iteration itself
+are native, inherited from :class:`ferroloop._ferroloop.LoopCore`. What is
+here runs a few times per program (``run_until_complete``, ``close``) or
+on error paths, and follows asyncio's ``base_events`` behaviour for each
+supported Python version.
+"""
+
+import asyncio
+import concurrent.futures
+import sys
+import threading
+import traceback
+import warnings
+import weakref
+from asyncio import constants, coroutines, events, futures, tasks, timeouts
+from asyncio.log import logger
+
+from . import _callbacks
+from ._ferroloop import LoopCore
+
+_CONTEXT_RUNS_EXCEPTION_HANDLER = sys.version_info >= (3, 12)
+
+
+def _stop_when_done(fut):
+    """Done-callback of the future ``run_until_complete`` waits for."""
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # run_forever() is already unwinding with this exception;
+            # stopping here would swallow it.
+            return
+    futures._get_loop(fut).stop()
+
+
+class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
+    """An asyncio event loop whose engine is written in Rust."""
+
+    def __init__(self):
+        self._exception_handler = None
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._task_factory = None
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        # Callbacks running longer than this are logged in debug mode.
+        self.slow_callback_duration = 0.1
+        self.set_debug(coroutines._is_debug_mode())
+
+    def __repr__(self):
+        return (f'<{self.__class__.__name__} running={self.is_running()} '
+                f'closed={self.is_closed()} debug={self.get_debug()}>')
+
+    def __del__(self, _warn=warnings.warn):
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning,
+                  source=self)
+            if not self.is_running():
+                self.close()
+
+    # Running and stopping.
+
+    def _check_running(self):
+        if self.is_running():
+            raise RuntimeError('This event loop is already running')
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                'Cannot run the event loop while another loop is running')
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self.get_debug())
+        old_hooks = sys.get_asyncgen_hooks()
+        try:
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                   finalizer=self._asyncgen_finalizer_hook)
+            events._set_running_loop(self)
+            self._run()
+        finally:
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_hooks)
+
+    def run_until_complete(self, future):
+        """Run until the future (or coroutine) is done; return its result."""
+        self._check_closed()
+        self._check_running()
+        new_task = not futures.isfuture(future)
+        future = tasks.ensure_future(future, loop=self)
+        if new_task:
+            # The task is ours: an exception it ends with is raised here,
+            # so it must not also be logged when the task is destroyed.
+            future._log_destroy_pending = False
+        future.add_done_callback(_stop_when_done)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                # Mark the exception retrieved: it is propagating already.
+                future.exception()
+            raise
+        finally:
+            future.remove_done_callback(_stop_when_done)
+        if not future.done():
+            raise RuntimeError('Event loop stopped before Future completed.')
+        return future.result()
+
+    def close(self):
+        """Close the loop: drop pending callbacks, release its descriptors,
+        and shut the default executor down without waiting for it."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self.get_debug():
+            logger.debug("Close %r", self)
+        self._close_core()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    # Futures and tasks.
+
+    def create_future(self):
+        return futures.Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None):
+        self._check_closed()
+        if self._task_factory is None:
+            task = tasks.Task(coro, loop=self, name=name, context=context)
+            if task._source_traceback:
+                # Drop this frame: the task was created by our caller.
+                del task._source_traceback[-1]
+        else:
+            if context is None:
+                # Factories written before 3.11 take no context argument.
+                task = self._task_factory(self, coro)
+            else:
+                task = self._task_factory(self, coro, context=context)
+            if name is not None:
+                task.set_name(name)
+        return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError('task factory must be a callable or None')
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    # Debug mode.
+
+    def set_debug(self, enabled):
+        self._set_debug_flag(enabled)
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking,
+                                      enabled)
+
+    def _set_coroutine_origin_tracking(self, enabled):
+        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = (
+                sys.get_coroutine_origin_tracking_depth())
+            sys.set_coroutine_origin_tracking_depth(
+                constants.DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(
+                self._coroutine_origin_tracking_saved_depth)
+        self._coroutine_origin_tracking_enabled = enabled
+
+    # Exception handling.
+
+    def get_exception_handler(self):
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        if handler is not None and not callable(handler):
+            raise TypeError(f'A callable object or None is expected, '
+                            f'got {handler!r}')
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        """Log the error described by ``context`` as asyncio does."""
+        message = context.get('message') or 'Unhandled exception in event loop'
+        exception = context.get('exception')
+        if exception is not None:
+            exc_info = (type(exception), exception, exception.__traceback__)
+        else:
+            exc_info = False
+        current = self._current_handle
+        if ('source_traceback' not in context and current is not None
+                and current._source_traceback):
+            context['handle_traceback'] = current._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in {'message', 'exception'}:
+                continue
+            value = context[key]
+            if key == 'source_traceback':
+                value = _format_stack('Object created at', value)
+            elif key == 'handle_traceback':
+                value = _format_stack('Handle created at', value)
+            else:
+                value = repr(value)
+            lines.append(f'{key}: {value}')
+        logger.error('\n'.join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        """Pass ``context`` to the handler set with set_exception_handler(),
+        or to default_exception_handler(); an error in a custom handler is
+        logged by the default one."""
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler',
+                             exc_info=True)
+            return
+        try:
+            self._run_custom_exception_handler(context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    'message': 'Unhandled error in exception handler',
+                    'exception': exc,
+                    'context': context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler '
+                             'while handling an unexpected error '
+                             'in custom exception handler',
+                             exc_info=True)
+
+    def _run_custom_exception_handler(self, context):
+        handler = self._exception_handler
+        if _CONTEXT_RUNS_EXCEPTION_HANDLER:
+            # From 3.12 the handler runs in the context of the task, future
+            # or handle the error came from.
+            thing = context.get('task')
+            if thing is None:
+                thing = context.get('future')
+            if thing is None:
+                thing = context.get('handle')
+            ctx = thing.get_context() if hasattr(thing, 'get_context') else None
+            if ctx is not None and hasattr(ctx, 'run'):
+                ctx.run(handler, self, context)
+                return
+        handler(self, context)
+
+    # Executors.
+
+    def _check_default_executor(self):
+        if self._executor_shutdown_called:
+            raise RuntimeError('Executor shutdown has been called')
+
+    def run_in_executor(self, executor, func, *args):
+        self._check_closed()
+        _callbacks.check_callback(func, 'run_in_executor')
+        if executor is None:
+            executor = self._default_executor
+            self._check_default_executor()
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix='asyncio')
+                self._default_executor = executor
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError('executor must be ThreadPoolExecutor instance')
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self, timeout=None):
+        """Shut the default executor down and wait for its threads, at most
+        ``timeout`` seconds (None: as long as it takes)."""
+        self._executor_shutdown_called = True
+        if self._default_executor is None:
+            return
+        future = self.create_future()
+        thread = threading.Thread(target=self._shutdown_executor_in_thread,
+                                  args=(future,))
+        thread.start()
+        try:
+            async with timeouts.timeout(timeout):
+                await future
+        except TimeoutError:
+            warnings.warn("The executor did not finishing joining "
+                          f"its threads within {timeout} seconds.",
+                          RuntimeWarning, stacklevel=2)
+            self._default_executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    def _shutdown_executor_in_thread(self, future):
+        try:
+            self._default_executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_result_unless_cancelled,
+                                          future, None)
+        except Exception as ex:
+            if not self.is_closed() and not future.cancelled():
+                self.call_soon_threadsafe(future.set_exception, ex)
+
+    # Asynchronous generators.
+
+    def _asyncgen_finalizer_hook(self, agen):
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    def _asyncgen_firstiter_hook(self, agen):
+        if self._asyncgens_shutdown_called:
+            warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after "
+                f"loop.shutdown_asyncgens() call",
+                ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    async def shutdown_asyncgens(self):
+        """Close every async generator still open on this loop."""
+        self._asyncgens_shutdown_called = True
+        if not len(self._asyncgens):
+            return
+        closing = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await tasks.gather(*[agen.aclose() for agen in closing],
+                                     return_exceptions=True)
+        for result, agen in zip(results, closing):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    'message': f'an error occurred during closing of '
+                               f'asynchronous generator {agen!r}',
+                    'exception': result,
+                    'asyncgen': agen,
+                })
+
+
+def _set_result_unless_cancelled(fut, result):
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+def _format_stack(title, frames):
+    text = ''.join(traceback.format_list(frames)).rstrip()
+    return f'{title} (most recent call last):\n{text}'

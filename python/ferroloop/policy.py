@@ -1,0 +1,43 @@
+"""The ways users reach the loop: a factory, a policy, and ``run()``."""
+
+import asyncio
+import sys
+from asyncio import events
+
+from .loop import Loop
+
+
+def new_event_loop():
+    """A new ferroloop event loop (for ``loop_factory=`` arguments)."""
+    return Loop()
+
+
+class EventLoopPolicy(events.BaseDefaultEventLoopPolicy):
+    """An asyncio policy whose ``new_event_loop()`` makes ferroloop loops.
+
+    ``asyncio.set_event_loop_policy(ferroloop.EventLoopPolicy())`` makes
+    ``asyncio.run()``, ``asyncio.Runner()`` and ``asyncio.new_event_loop()``
+    use ferroloop.
+    """
+
+    def _loop_factory(self):
+        return new_event_loop()
+
+
+def install():
+    """Make ferroloop the loop of ``asyncio.run()`` and friends."""
+    asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None, loop_factory=new_event_loop, **runner_kwargs):
+    """Run coroutine ``main`` on a new ferroloop loop and return its result:
+    ``asyncio.run()`` with ferroloop's loop, on every supported Python."""
+    if sys.version_info >= (3, 12):
+        return asyncio.run(main, debug=debug, loop_factory=loop_factory,
+                           **runner_kwargs)
+    if events._get_running_loop() is not None:
+        raise RuntimeError(
+            "asyncio.run() cannot be called from a running event loop")
+    with asyncio.Runner(debug=debug, loop_factory=loop_factory,
+                        **runner_kwargs) as runner:
+        return runner.run(main)
