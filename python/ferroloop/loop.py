@@ -1,7 +1,7 @@
 """The concrete event loop class users get from ``new_event_loop()``."""
 
-from .base_loop import BaseLoop
+from .unix_loop import UnixLoop
 
 
-class Loop(BaseLoop):
+class Loop(UnixLoop):
     """The ferroloop event loop: an ``asyncio.AbstractEventLoop``."""

@@ -12,8 +12,11 @@ def new_event_loop():
     return Loop()
 
 
-class EventLoopPolicy(events.BaseDefaultEventLoopPolicy):
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """An asyncio policy whose ``new_event_loop()`` makes ferroloop loops.
+
+    It derives from asyncio's default Unix policy, so the child-watcher API
+    that code written for Python < 3.12 calls is still there.
 
     ``asyncio.set_event_loop_policy(ferroloop.EventLoopPolicy())`` makes
     ``asyncio.run()``, ``asyncio.Runner()`` and ``asyncio.new_event_loop()``

@@ -133,8 +133,6 @@ impl Handle {
         // asyncio keeps the repr in debug mode so a later "Executing <Handle
         // ...> took N seconds" warning can still show the callback.
         let repr = if python_helpers::loop_debug(this.loop_.bind(py))? {
-            // Mark un-cancelled while formatting: asyncio formats before
-            // setting the flag's effects on callback and args.
             Some(slf.repr()?.into_any().unbind())
         } else {
             None
@@ -184,6 +182,41 @@ fn is_loop_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
 
 #[pymethods]
 impl Handle {
+    /// `Handle(callback, args, loop, context=None)`, as asyncio's class is
+    /// built; the loop schedules it with `_add_callback`.
+    #[new]
+    #[pyo3(signature = (callback, args, r#loop, context=None))]
+    fn py_new(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Option<Bound<'_, PyAny>>,
+        r#loop: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let args = match args {
+            Some(a) if !a.is_none() => a.cast_into::<PyTuple>()?.unbind(),
+            _ => PyTuple::empty(py).unbind(),
+        };
+        let context = match context {
+            Some(c) if !c.is_none(py) => c,
+            _ => python_helpers::copy_context(py)?,
+        };
+        let source_traceback =
+            if python_helpers::loop_debug(r#loop.bind(py))? { Some(python_helpers::extract_stack(py)?) } else { None };
+        Ok(Handle::new(callback, args, context, r#loop, source_traceback, None))
+    }
+
+    /// Runs the callback now, sending an exception to the loop's handler.
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        match slf.get().run(py)? {
+            RunOutcome::Done => Ok(()),
+            RunOutcome::Raised(err) => {
+                python_helpers::report_callback_error(slf.get().loop_.bind(py), slf.as_any(), err)
+            }
+        }
+    }
+
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         Handle::cancel_impl(slf)
     }

@@ -307,6 +307,21 @@ impl LoopCore {
         LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
+    /// Queues an existing handle (asyncio's `_add_callback`); a cancelled
+    /// one is dropped. Wakes the loop, so it is safe from other threads and
+    /// from signal handlers.
+    fn _add_callback(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
+        if handle.get().is_cancelled() {
+            return Ok(());
+        }
+        let mut st = self.state.borrow_mut(py)?;
+        st.ready.push(handle);
+        if let Some(waker) = &st.waker {
+            waker.wake()?;
+        }
+        Ok(())
+    }
+
     fn get_debug(&self) -> bool {
         self.is_debug()
     }

@@ -1,0 +1,9 @@
+"""A coroutine returns a value; asyncio.run() hands it back."""
+import asyncio
+
+
+async def a():
+    return 'a'
+
+
+print('Result', asyncio.run(a()))
