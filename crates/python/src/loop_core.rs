@@ -292,7 +292,8 @@ impl LoopCore {
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let delay = seconds(delay, "delay must not be None")?;
-        LoopCore::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_later")
+        // asyncio implements call_later with call_at and names that in errors.
+        LoopCore::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_at")
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
