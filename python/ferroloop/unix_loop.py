@@ -1,22 +1,33 @@
-"""What a loop on Unix adds: signal handlers.
+"""What a loop on Unix adds: signal handlers, Unix domain sockets, pipes
+and subprocesses.
 
-A handler is installed the way asyncio installs it: Python's own signal
+A signal handler is installed the way asyncio installs it: Python's own
 handler for the signal becomes a no-op, and ``signal.set_wakeup_fd`` makes
 the C-level handler write the signal number to a socket the loop watches.
 The loop reads the numbers and queues the registered callbacks, so they run
 as ordinary loop callbacks, never inside the signal handler.
+
+Unix sockets use the same native transports as TCP. Pipes and subprocesses
+use CPython's own pipe and subprocess transports (``asyncio.unix_events``),
+which run on this loop's native reader/writer watching; children are
+watched by the policy's child watcher, as asyncio does.
 """
 
 import errno
+import os
 import signal
 import socket
+import stat
+import subprocess
 import sys
 import warnings
-from asyncio import coroutines
+from asyncio import base_events, coroutines, events, tasks, unix_events
 from asyncio.log import logger
 
 from ._ferroloop import Handle
-from .base_loop import BaseLoop
+from .network import NetworkLoop
+
+_CLEANS_UP_UNIX_SOCKETS = sys.version_info >= (3, 13)
 
 
 def _ignore_signal(signum, frame):
@@ -24,13 +35,27 @@ def _ignore_signal(signum, frame):
     happens when the loop reads the wakeup socket."""
 
 
-class UnixLoop(BaseLoop):
+def _check_popen_options(bufsize, text, encoding, errors):
+    """asyncio's subprocesses are byte streams without buffering."""
+    if bufsize != 0:
+        raise ValueError("bufsize must be 0")
+    if text:
+        raise ValueError("text must be False")
+    if encoding is not None:
+        raise ValueError("encoding must be None")
+    if errors is not None:
+        raise ValueError("errors must be None")
+
+
+class UnixLoop(NetworkLoop):
 
     def __init__(self):
         super().__init__()
         self._signal_handlers = {}
         # (read end, write end) of the wakeup socket, made on first use.
         self._signal_wakeup = None
+        # Listening Unix sockets to unlink on close: socket -> inode.
+        self._unix_server_sockets = {}
 
     def close(self):
         super().close()
@@ -140,3 +165,237 @@ class UnixLoop(BaseLoop):
             signal.set_wakeup_fd(-1)
         except (ValueError, OSError) as exc:
             logger.info('set_wakeup_fd(-1) failed: %s', exc)
+
+    # Unix domain sockets.
+
+    async def create_unix_connection(self, protocol_factory, path=None, *,
+                                     ssl=None, sock=None, server_hostname=None,
+                                     ssl_handshake_timeout=None,
+                                     ssl_shutdown_timeout=None):
+        if ssl:
+            if server_hostname is None:
+                raise ValueError(
+                    'you have to pass server_hostname when using ssl')
+        else:
+            if server_hostname is not None:
+                raise ValueError('server_hostname is only meaningful with ssl')
+            if ssl_handshake_timeout is not None:
+                raise ValueError(
+                    'ssl_handshake_timeout is only meaningful with ssl')
+            if ssl_shutdown_timeout is not None:
+                raise ValueError(
+                    'ssl_shutdown_timeout is only meaningful with ssl')
+        if path is not None:
+            if sock is not None:
+                raise ValueError(
+                    'path and sock can not be specified at the same time')
+            path = os.fspath(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+            try:
+                sock.setblocking(False)
+                await self.sock_connect(sock, path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if sock is None:
+                raise ValueError('no path and sock were specified')
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                raise ValueError(
+                    f'A UNIX Domain Stream Socket was expected, got {sock!r}')
+            sock.setblocking(False)
+        return await self._create_connection_transport(
+            sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+
+    async def create_unix_server(self, protocol_factory, path=None, *,
+                                 sock=None, backlog=100, ssl=None,
+                                 ssl_handshake_timeout=None,
+                                 ssl_shutdown_timeout=None,
+                                 start_serving=True, cleanup_socket=None):
+        if cleanup_socket is None:
+            cleanup_socket = _CLEANS_UP_UNIX_SOCKETS
+        elif not _CLEANS_UP_UNIX_SOCKETS:
+            raise TypeError("create_unix_server() got an unexpected keyword "
+                            "argument 'cleanup_socket'")
+        if isinstance(ssl, bool):
+            raise TypeError('ssl argument must be an SSLContext or None')
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
+        if path is not None:
+            if sock is not None:
+                raise ValueError(
+                    'path and sock can not be specified at the same time')
+            sock = self._bind_unix_socket(os.fspath(path))
+        else:
+            if sock is None:
+                raise ValueError('path was not specified, and no sock specified')
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                raise ValueError(
+                    f'A UNIX Domain Stream Socket was expected, got {sock!r}')
+        if cleanup_socket:
+            name = sock.getsockname()
+            if name and name[0] not in (0, '\x00'):
+                try:
+                    self._unix_server_sockets[sock] = os.stat(name).st_ino
+                except FileNotFoundError:
+                    pass
+        sock.setblocking(False)
+        server = base_events.Server(self, [sock], protocol_factory, ssl,
+                                    backlog, ssl_handshake_timeout,
+                                    ssl_shutdown_timeout)
+        if start_serving:
+            server._start_serving()
+            await tasks.sleep(0)
+        return server
+
+    @staticmethod
+    def _bind_unix_socket(path):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A stale socket file from an earlier server is replaced; abstract
+        # names (leading NUL) have no file.
+        if path[0] not in (0, '\x00'):
+            try:
+                if stat.S_ISSOCK(os.stat(path).st_mode):
+                    os.remove(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error('Unable to check or remove stale UNIX socket '
+                             '%r: %r', path, err)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE,
+                              f'Address {path!r} is already in use') from None
+            raise
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _stop_serving(self, sock):
+        inode = self._unix_server_sockets.pop(sock, None)
+        path = sock.getsockname() if inode is not None else None
+        super()._stop_serving(sock)
+        if path is None:
+            return
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            logger.warning('Unable to clean up listening UNIX socket %r: %r',
+                           path, err)
+
+    # Pipes.
+
+    async def connect_read_pipe(self, protocol_factory, pipe):
+        return await self._connect_pipe(protocol_factory, pipe,
+                                        unix_events._UnixReadPipeTransport,
+                                        'Read')
+
+    async def connect_write_pipe(self, protocol_factory, pipe):
+        return await self._connect_pipe(protocol_factory, pipe,
+                                        unix_events._UnixWritePipeTransport,
+                                        'Write')
+
+    async def _connect_pipe(self, protocol_factory, pipe, transport_class,
+                            kind):
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = transport_class(self, pipe, protocol, waiter, None)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        if self.get_debug():
+            logger.debug('%s pipe %r connected: (%r, %r)',
+                         kind, pipe.fileno(), transport, protocol)
+        return transport, protocol
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None,
+                                  extra=None):
+        return unix_events._UnixReadPipeTransport(self, pipe, protocol,
+                                                  waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None,
+                                   extra=None):
+        return unix_events._UnixWritePipeTransport(self, pipe, protocol,
+                                                   waiter, extra)
+
+    # Subprocesses.
+
+    async def subprocess_shell(self, protocol_factory, cmd, *,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE,
+                               universal_newlines=False, shell=True,
+                               bufsize=0, encoding=None, errors=None,
+                               text=None, **kwargs):
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if not shell:
+            raise ValueError("shell must be True")
+        _check_popen_options(bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs)
+        return transport, protocol
+
+    async def subprocess_exec(self, protocol_factory, program, *args,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
+                              universal_newlines=False, shell=False,
+                              bufsize=0, encoding=None, errors=None,
+                              text=None, **kwargs):
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if shell:
+            raise ValueError("shell must be False")
+        _check_popen_options(bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, (program,) + args, False, stdin, stdout, stderr,
+            bufsize, **kwargs)
+        return transport, protocol
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin,
+                                         stdout, stderr, bufsize, extra=None,
+                                         **kwargs):
+        with warnings.catch_warnings():
+            # The child watcher API is deprecated from 3.12 on, but it is
+            # still how the policy watches children.
+            warnings.simplefilter('ignore', DeprecationWarning)
+            watcher = events.get_child_watcher()
+        with watcher:
+            if not watcher.is_active():
+                raise RuntimeError("asyncio.get_child_watcher() is not "
+                                   "activated, subprocess support is not "
+                                   "installed.")
+            waiter = self.create_future()
+            transport = unix_events._UnixSubprocessTransport(
+                self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                waiter=waiter, extra=extra, **kwargs)
+            watcher.add_child_handler(transport.get_pid(),
+                                      self._child_exited, transport)
+            try:
+                await waiter
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                transport.close()
+                await transport._wait()
+                raise
+        return transport
+
+    def _child_exited(self, pid, returncode, transport):
+        self.call_soon_threadsafe(transport._process_exited, returncode)

@@ -87,6 +87,39 @@ impl<R> IoRegistry<R> {
         Ok(previous)
     }
 
+    /// Sets both watchers of `fd` at once (one registration call), for an
+    /// owner that handles both directions itself, like a transport. Returns
+    /// the watchers it replaces; on error nothing changes.
+    pub fn insert_pair(&mut self, fd: RawFd, reader: R, writer: R) -> io::Result<(Option<R>, Option<R>)> {
+        let watch = self
+            .watches
+            .entry(fd)
+            .or_insert_with(|| Watch { reader: None, writer: None, registered: None });
+        let previous = (watch.reader.replace(reader), watch.writer.replace(writer));
+        let wanted = watch.wanted();
+        if let Err(err) = apply(&self.registry, fd, watch, wanted) {
+            let watch = self.watches.get_mut(&fd).expect("entry was just used");
+            watch.reader = previous.0;
+            watch.writer = previous.1;
+            if watch.wanted().is_none() {
+                self.watches.remove(&fd);
+            }
+            return Err(err);
+        }
+        Ok(previous)
+    }
+
+    /// Removes both watchers of `fd` and its registration.
+    pub fn remove_pair(&mut self, fd: RawFd) -> (Option<R>, Option<R>) {
+        let Some(mut watch) = self.watches.remove(&fd) else {
+            return (None, None);
+        };
+        if watch.registered.is_some() {
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
+        }
+        (watch.reader.take(), watch.writer.take())
+    }
+
     /// Removes the watcher of one side of `fd` and returns it.
     pub fn remove(&mut self, fd: RawFd, direction: Direction) -> Option<R> {
         let watch = self.watches.get_mut(&fd)?;

@@ -155,3 +155,20 @@ fn wake_without_a_sleeper_costs_no_write() {
     assert!(poller.woken());
     assert!(waker.finish_sleep());
 }
+
+#[test]
+fn a_pair_of_watchers_registers_and_leaves_together() {
+    let mut poller = Poller::new().unwrap();
+    let mut registry = IoRegistry::new(poller.registry().unwrap());
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let fd = b.as_raw_fd();
+    assert_eq!(registry.insert_pair(fd, "t", "t").unwrap(), (None, None));
+    a.write_all(b"x").unwrap();
+    poller.poll(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(ready_fds(&poller), vec![(fd, true, true)]);
+    assert_eq!(registry.remove_pair(fd), (Some("t"), Some("t")));
+    assert!(registry.is_empty());
+    a.write_all(b"y").unwrap();
+    poller.poll(Some(Duration::ZERO)).unwrap();
+    assert!(ready_fds(&poller).is_empty());
+}

@@ -3,12 +3,13 @@
 //! (the engine's registry re-arms the descriptor after each report).
 
 use ferroloop_engine::Direction;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::handles::Handle;
 use crate::loop_core::LoopCore;
+use crate::queue_items::Watcher;
 
 /// asyncio's (selectors') `_fileobj_to_fd`: an int, or an object whose
 /// `fileno()` gives one; negative numbers are refused.
@@ -16,15 +17,44 @@ pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<i32> {
     let fd: i64 = if let Ok(fd) = fileobj.extract::<i64>() {
         fd
     } else {
-        fileobj
-            .call_method0(pyo3::intern!(fileobj.py(), "fileno"))
-            .and_then(|n| n.extract::<i64>())
-            .map_err(|_| PyValueError::new_err(format!("Invalid file object: {}", fileobj.repr().map(|r| r.to_string()).unwrap_or_default())))?
+        fileobj.call_method0(pyo3::intern!(fileobj.py(), "fileno")).and_then(|n| n.extract::<i64>()).map_err(|_| {
+            PyValueError::new_err(format!(
+                "Invalid file object: {}",
+                fileobj.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?
     };
     if fd < 0 {
         return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
     }
     i32::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
+}
+
+/// asyncio's `_ensure_fd_no_transport`: a descriptor owned by a transport
+/// that is not closing cannot get a reader or writer of its own.
+fn ensure_no_transport(slf: &Bound<'_, LoopCore>, fd: i32) -> PyResult<()> {
+    let py = slf.py();
+    let transport = {
+        let st = slf.get().state.borrow(py)?;
+        st.io.as_ref().and_then(|io| io.get(fd, Direction::Read)).and_then(|w| w.transport(py))
+    };
+    if let Some(transport) = transport {
+        let transport = transport.bind(py);
+        if !transport.call_method0(pyo3::intern!(py, "is_closing"))?.is_truthy()? {
+            return Err(PyRuntimeError::new_err(format!(
+                "File descriptor {fd} is used by transport {}",
+                transport.repr()?
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn cancel_replaced(py: Python<'_>, replaced: Option<Watcher>) -> PyResult<()> {
+    if let Some(Watcher::Callback(old)) = replaced {
+        old.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+    }
+    Ok(())
 }
 
 impl LoopCore {
@@ -42,14 +72,8 @@ impl LoopCore {
             Direction::Write => "add_writer",
         };
         let handle = LoopCore::new_handle(slf, callback, args, None, None, method, false)?;
-        let replaced = {
-            let mut st = slf.get().state.borrow_mut(py)?;
-            let io = st.io.as_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("Event loop is closed"))?;
-            io.insert(fd, direction, handle.clone_ref(py))?
-        };
-        if let Some(old) = replaced {
-            old.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
-        }
+        let replaced = slf.get().watch_fd(py, fd, direction, Watcher::Callback(handle.clone_ref(py)))?;
+        cancel_replaced(py, replaced)?;
         Ok(handle)
     }
 
@@ -59,16 +83,19 @@ impl LoopCore {
         if slf.get().is_closed() {
             return Ok(false);
         }
-        let removed = {
-            let mut st = slf.get().state.borrow_mut(py)?;
-            st.io.as_mut().and_then(|io| io.remove(fd, direction))
+        let is_callback = {
+            let st = slf.get().state.borrow(py)?;
+            matches!(st.io.as_ref().and_then(|io| io.get(fd, direction)), Some(Watcher::Callback(_)))
         };
-        match removed {
-            Some(handle) => {
+        if !is_callback {
+            return Ok(false);
+        }
+        match slf.get().unwatch_fd(py, fd, direction)? {
+            Some(Watcher::Callback(handle)) => {
                 handle.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
                 Ok(true)
             }
-            None => Ok(false),
+            _ => Ok(false),
         }
     }
 }
@@ -77,11 +104,13 @@ impl LoopCore {
 impl LoopCore {
     #[pyo3(signature = (fd, callback, *args))]
     fn add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        ensure_no_transport(slf, fileobj_to_fd(fd)?)?;
         LoopCore::watch(slf, fd, Direction::Read, callback, args).map(drop)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
     fn add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        ensure_no_transport(slf, fileobj_to_fd(fd)?)?;
         LoopCore::watch(slf, fd, Direction::Write, callback, args).map(drop)
     }
 
@@ -98,10 +127,12 @@ impl LoopCore {
     }
 
     fn remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        ensure_no_transport(slf, fileobj_to_fd(fd)?)?;
         LoopCore::unwatch(slf, fd, Direction::Read)
     }
 
     fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        ensure_no_transport(slf, fileobj_to_fd(fd)?)?;
         LoopCore::unwatch(slf, fd, Direction::Write)
     }
 
@@ -111,5 +142,10 @@ impl LoopCore {
 
     fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         LoopCore::unwatch(slf, fd, Direction::Write)
+    }
+
+    /// asyncio's `_ensure_fd_no_transport`, for the Python layer.
+    fn _ensure_fd_no_transport(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
+        ensure_no_transport(slf, fileobj_to_fd(fd)?)
     }
 }

@@ -8,15 +8,28 @@
 //! - [`run`]: one iteration and `run_forever`'s inner loop;
 //! - [`io_watch`]: `add_reader`/`add_writer` and their removal;
 //! - [`handles`]: `Handle` and `TimerHandle`;
+//! - [`queue_items`]: what the ready queue and fd registry hold;
+//! - [`stream_transport`], [`datagram_transport`]: the native transports,
+//!   with [`write_buffer`], [`flow_control`] and [`buffers`];
+//! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
+//! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
 //! - [`python_helpers`]: the Python functions used on cold paths.
 
+mod buffers;
+mod datagram_transport;
+mod flow_control;
 mod gil_cell;
 mod handles;
 mod io_watch;
 mod loop_core;
 mod python_helpers;
+mod queue_items;
 mod run;
+mod sock_ops;
+mod stream_transport;
+mod sys_io;
+mod write_buffer;
 
 use pyo3::prelude::*;
 
@@ -26,4 +39,10 @@ mod _ferroloop {
     use crate::handles::{Handle, TimerHandle};
     #[pymodule_export]
     use crate::loop_core::LoopCore;
+    #[pymodule_export]
+    use crate::stream_transport::StreamCore;
+    #[pymodule_export]
+    use crate::datagram_transport::DatagramCore;
+    #[pymodule_export]
+    use crate::sock_ops::SockOp;
 }

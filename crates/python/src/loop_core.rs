@@ -25,6 +25,7 @@ use pyo3::{ffi, PyTraverseError};
 use crate::gil_cell::GilCell;
 use crate::handles::{Handle, TimerHandle};
 use crate::python_helpers;
+use crate::queue_items::{Ready, Watcher};
 
 /// A timer handle in the heap.
 pub struct ScheduledTimer(pub Py<Handle>);
@@ -37,10 +38,13 @@ impl Timer for ScheduledTimer {
 
 /// What the loop holds, borrowed briefly and never across Python code.
 pub struct LoopState {
-    pub ready: ReadyQueue<Py<Handle>>,
+    pub ready: ReadyQueue<Ready>,
     pub timers: TimerHeap<ScheduledTimer>,
     /// `None` once the loop is closed: the epoll registrations are gone.
-    pub io: Option<IoRegistry<Py<Handle>>>,
+    pub io: Option<IoRegistry<Watcher>>,
+    /// One receive buffer for all transports: only one read runs at a time,
+    /// and the data is copied out into an exact-size `bytes` anyway.
+    pub recv_buffer: Vec<u8>,
     pub waker: Option<Arc<Waker>>,
     /// The handle running now, kept in debug mode for the exception handler.
     pub current_handle: Option<Py<PyAny>>,
@@ -209,6 +213,57 @@ impl LoopCore {
     }
 }
 
+/// Access to the engine for transports and socket operations.
+impl LoopCore {
+    pub(crate) fn push_ready(&self, py: Python<'_>, item: Ready) -> PyResult<()> {
+        self.state.borrow_mut(py)?.ready.push(item);
+        Ok(())
+    }
+
+    /// Watches `fd` for `direction`; returns the watcher replaced.
+    pub(crate) fn watch_fd(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        direction: ferroloop_engine::Direction,
+        watcher: Watcher,
+    ) -> PyResult<Option<Watcher>> {
+        let mut st = self.state.borrow_mut(py)?;
+        let io = st.io.as_mut().ok_or_else(closed_error)?;
+        Ok(io.insert(fd, direction, watcher)?)
+    }
+
+    pub(crate) fn unwatch_fd(&self, py: Python<'_>, fd: i32, direction: ferroloop_engine::Direction) -> PyResult<Option<Watcher>> {
+        Ok(self.state.borrow_mut(py)?.io.as_mut().and_then(|io| io.remove(fd, direction)))
+    }
+
+    /// Registers a transport for both directions of its descriptor.
+    pub(crate) fn watch_fd_both(&self, py: Python<'_>, fd: i32, reader: Watcher, writer: Watcher) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
+        let mut st = self.state.borrow_mut(py)?;
+        let io = st.io.as_mut().ok_or_else(closed_error)?;
+        Ok(io.insert_pair(fd, reader, writer)?)
+    }
+
+    pub(crate) fn unwatch_fd_both(&self, py: Python<'_>, fd: i32) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
+        Ok(self.state.borrow_mut(py)?.io.as_mut().map(|io| io.remove_pair(fd)).unwrap_or((None, None)))
+    }
+
+    /// The shared receive buffer (256 KiB, asyncio's read size); give it back
+    /// with [`LoopCore::return_recv_buffer`].
+    pub(crate) fn take_recv_buffer(&self, py: Python<'_>) -> PyResult<Vec<u8>> {
+        let buf = std::mem::take(&mut self.state.borrow_mut(py)?.recv_buffer);
+        Ok(if buf.is_empty() { vec![0; RECV_BUFFER_SIZE] } else { buf })
+    }
+
+    pub(crate) fn return_recv_buffer(&self, py: Python<'_>, buf: Vec<u8>) -> PyResult<()> {
+        self.state.borrow_mut(py)?.recv_buffer = buf;
+        Ok(())
+    }
+}
+
+/// asyncio's `max_size` for one read from a socket.
+pub const RECV_BUFFER_SIZE: usize = 256 * 1024;
+
 /// A float deadline or delay, refusing `None` with asyncio's message.
 fn seconds(value: &Bound<'_, PyAny>, none_message: &'static str) -> PyResult<f64> {
     if value.is_none() {
@@ -232,6 +287,7 @@ impl LoopCore {
                 ready: ReadyQueue::new(),
                 timers,
                 io: Some(IoRegistry::new(registry)),
+                recv_buffer: Vec::new(),
                 waker: Some(waker),
                 current_handle: None,
                 observer: None,
@@ -261,7 +317,7 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let handle = LoopCore::new_handle(slf, callback, args, context, None, "call_soon", true)?;
-        slf.get().state.borrow_mut(py)?.ready.push(handle.clone_ref(py));
+        slf.get().state.borrow_mut(py)?.ready.push(Ready::Callback(handle.clone_ref(py)));
         Ok(handle)
     }
 
@@ -275,7 +331,7 @@ impl LoopCore {
         let py = slf.py();
         let handle = LoopCore::new_handle(slf, callback, args, context, None, "call_soon_threadsafe", false)?;
         let mut st = slf.get().state.borrow_mut(py)?;
-        st.ready.push(handle.clone_ref(py));
+        st.ready.push(Ready::Callback(handle.clone_ref(py)));
         if let Some(waker) = &st.waker {
             waker.wake()?;
         }
@@ -316,7 +372,7 @@ impl LoopCore {
             return Ok(());
         }
         let mut st = self.state.borrow_mut(py)?;
-        st.ready.push(handle);
+        st.ready.push(Ready::Callback(handle));
         if let Some(waker) = &st.waker {
             waker.wake()?;
         }
@@ -415,15 +471,15 @@ impl LoopCore {
         let Some(st) = self.state.borrow_in_traverse(&visit) else {
             return Ok(());
         };
-        for handle in st.ready.iter() {
-            visit.call(handle)?;
+        for item in st.ready.iter() {
+            item.traverse(&visit)?;
         }
         for timer in st.timers.iter() {
             visit.call(&timer.0)?;
         }
         if let Some(io) = &st.io {
-            for handle in io.iter() {
-                visit.call(handle)?;
+            for watcher in io.iter() {
+                watcher.traverse(&visit)?;
             }
         }
         visit.call(&st.current_handle)?;

@@ -68,3 +68,10 @@ pub fn warn_slow_callback(handle: &Bound<'_, PyAny>, seconds: f64) -> PyResult<(
     helper_fn!(handle.py(), "warn_slow_callback")?.call1((handle, seconds))?;
     Ok(())
 }
+
+/// `asyncio.log.logger.warning(message)`.
+pub fn log_warning(py: Python<'_>, message: &str) -> PyResult<()> {
+    static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    LOGGER.import(py, "asyncio.log", "logger")?.call_method1(pyo3::intern!(py, "warning"), (message,))?;
+    Ok(())
+}

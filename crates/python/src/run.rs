@@ -14,13 +14,17 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ferroloop_engine::{clock, Direction};
+use ferroloop_engine::{clock, Direction, IoRegistry, ReadyQueue, Readiness};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use crate::datagram_transport::DatagramCore;
 use crate::handles::{Handle, RunOutcome};
 use crate::loop_core::{current_thread_ident, LoopCore, ScheduledTimer};
 use crate::python_helpers;
+use crate::queue_items::{Ready, Watcher};
+use crate::sock_ops::SockOp;
+use crate::stream_transport::StreamCore;
 
 #[pymethods]
 impl LoopCore {
@@ -122,7 +126,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
     if let Some(waker) = &core.state.borrow(py)?.waker {
         waker.finish_sleep();
     }
-    let mut discarded_handles: Vec<Py<Handle>> = Vec::new();
+    let mut discarded: Vec<Watcher> = Vec::new();
     let mut discarded_timers = Vec::new();
     match polled {
         Some(Err(err)) if err.kind() == std::io::ErrorKind::Interrupted => {
@@ -137,19 +141,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
             let st = &mut *st;
             if let Some(io) = st.io.as_mut() {
                 for readiness in poller.ready() {
-                    for (ready, direction) in [(readiness.readable, Direction::Read), (readiness.writable, Direction::Write)] {
-                        if !ready {
-                            continue;
-                        }
-                        if let Some(handle) = io.get(readiness.fd, direction) {
-                            if handle.get().is_cancelled() {
-                                discarded_handles.extend(io.remove(readiness.fd, direction));
-                            } else {
-                                st.ready.push(handle.clone_ref(py));
-                            }
-                        }
-                    }
-                    io.rearm(readiness.fd);
+                    queue_ready_io(py, io, &mut st.ready, readiness, &mut discarded);
                 }
             }
             drop(poller_slot);
@@ -165,14 +157,60 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
             now,
             |timer| {
                 timer.0.get().mark_unscheduled();
-                ready.push(timer.0);
+                ready.push(Ready::Callback(timer.0));
             },
             &mut discarded_timers,
         );
     }
-    drop(discarded_handles);
+    drop(discarded);
     release_timers(discarded_timers);
     Ok(())
+}
+
+/// Queues what one ready descriptor's watchers must do. A transport owns
+/// both sides and is queued once with both readinesses; callbacks and socket
+/// operations are queued per side. Descriptors with callback watchers are
+/// re-armed, which makes their readiness level-triggered.
+fn queue_ready_io(
+    py: Python<'_>,
+    io: &mut IoRegistry<Watcher>,
+    ready: &mut ReadyQueue<Ready>,
+    readiness: Readiness,
+    discarded: &mut Vec<Watcher>,
+) {
+    let fd = readiness.fd;
+    match io.get(fd, Direction::Read) {
+        Some(Watcher::Stream(transport)) => {
+            ready.push(Ready::Stream { transport: transport.clone_ref(py), readable: readiness.readable, writable: readiness.writable });
+            return;
+        }
+        Some(Watcher::Datagram(transport)) => {
+            ready.push(Ready::Datagram { transport: transport.clone_ref(py), readable: readiness.readable, writable: readiness.writable });
+            return;
+        }
+        _ => {}
+    }
+    let mut level_triggered = false;
+    for (is_ready, direction) in [(readiness.readable, Direction::Read), (readiness.writable, Direction::Write)] {
+        if !is_ready {
+            continue;
+        }
+        match io.get(fd, direction) {
+            Some(Watcher::Callback(handle)) => {
+                level_triggered = true;
+                if handle.get().is_cancelled() {
+                    discarded.extend(io.remove(fd, direction));
+                } else {
+                    ready.push(Ready::Callback(handle.clone_ref(py)));
+                }
+            }
+            Some(Watcher::SockOp(op)) => ready.push(Ready::SockOp(op.clone_ref(py))),
+            _ => {}
+        }
+    }
+    if level_triggered {
+        io.rearm(fd);
+    }
 }
 
 /// Drops timers the heap let go of, outside any borrow (dropping a handle can
@@ -190,13 +228,24 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
     let batch = core.state.borrow(py)?.ready.start_batch();
     for _ in 0..batch {
-        let Some(handle) = core.state.borrow_mut(py)?.ready.pop() else {
+        let Some(item) = core.state.borrow_mut(py)?.ready.pop() else {
             break;
         };
-        if core.is_debug() || core.observed.load(Ordering::Relaxed) {
-            run_instrumented(slf, &handle)?;
-        } else {
-            run_handle(slf, &handle)?;
+        match item {
+            Ready::Callback(handle) => {
+                if core.is_debug() || core.observed.load(Ordering::Relaxed) {
+                    run_instrumented(slf, &handle)?;
+                } else {
+                    run_handle(slf, &handle)?;
+                }
+            }
+            Ready::Stream { transport, readable, writable } => {
+                StreamCore::on_ready(transport.bind(py), readable, writable)?;
+            }
+            Ready::Datagram { transport, readable, writable } => {
+                DatagramCore::on_ready(transport.bind(py), readable, writable)?;
+            }
+            Ready::SockOp(op) => SockOp::on_ready(op.bind(py))?,
         }
     }
     Ok(())

@@ -1,0 +1,45 @@
+"""The event loops under comparison, made by name in benchmark processes.
+
+Only the module of the loop under test is imported, so a process measuring
+one loop carries nothing of the others.
+"""
+
+import asyncio
+import importlib
+import traceback
+
+LOOP_NAMES = ('asyncio', 'uvloop', 'ferroloop')
+
+
+def new_event_loop(name):
+    """A new event loop of the named kind (one of LOOP_NAMES)."""
+    if name == 'asyncio':
+        return asyncio.new_event_loop()
+    if name not in LOOP_NAMES:
+        raise ValueError(f'unknown loop {name!r}')
+    return importlib.import_module(name).new_event_loop()
+
+
+def stop_on_first_error(loop):
+    """Makes errors that the loop would only log (an exception in a callback
+    or a protocol method) stop the loop, so a benchmark fails fast instead of
+    hanging. Returns the list the errors are described in."""
+    errors = []
+
+    def handler(loop, context):
+        exc = context.get('exception')
+        errors.append(describe(exc) if exc else context['message'])
+        loop.stop()
+
+    loop.set_exception_handler(handler)
+    return errors
+
+
+def describe(exc):
+    """One line naming an exception, as benchmark processes report it. An
+    exception without a message (the NotImplementedError of an abstract loop
+    method) is named by the function that raised it."""
+    message = str(exc)
+    if not message and exc.__traceback__:
+        message = f'raised in {traceback.extract_tb(exc.__traceback__)[-1].name}()'
+    return f'{type(exc).__name__}: {message}'

@@ -1,0 +1,319 @@
+"""Compares ferroloop with stock asyncio and uvloop in one run, and checks
+ferroloop against its performance targets.
+
+    python bench/run.py [--suite core|net|all] [--quick] [--only NAME ...]
+                        [--repeat N] [--markdown FILE]
+
+Every measurement runs in a fresh process, so loops cannot disturb each
+other, and is repeated (5 times; --quick: twice, with smaller sizes and
+shorter runs); tables show medians. The figure of merit is CPU time per
+operation (time.process_time, which counts every thread of the process)
+over the measured part only, not interpreter start-up or set-up; wall time
+is shown too. Ratios are ferroloop's CPU time over that of the other loops.
+
+Suites:
+  core  scheduling: callbacks, thread-safe callbacks, timers, task
+        switches, task creation (bench/workloads.py), and the lesson program
+  net   servers on each loop loaded by a separate C client, with a bare C
+        epoll echo server as the physical limit (bench/net.py)
+
+--only takes benchmark or case names, or shell-style patterns
+('proto_unix_*'). --markdown FILE also writes the report as Markdown, for
+bench/RESULTS.md.
+"""
+
+import argparse
+import fnmatch
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import net
+import report
+from loops import LOOP_NAMES
+from measure import Failure, Sample, Target, over_baseline, ratio, read_report, summarise
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CORE_CHILD = BENCH / 'core_child.py'
+NATIVE_BUILD_DIR = BENCH / 'out'
+SHORT_NAMES = {'asyncio': 'asyncio', 'uvloop': 'uvloop', 'ferroloop': 'ferroloop',
+               net.BASELINE: 'C epoll'}
+
+
+@dataclass(frozen=True)
+class CoreBenchmark:
+    name: str            # a workload in bench/workloads.py
+    size: int
+    quick_size: int
+    target: Target | None
+
+
+CORE_BENCHMARKS = [
+    CoreBenchmark('call_soon', 1_000_000, 100_000, Target('uvloop', 0.5)),
+    CoreBenchmark('call_soon_threadsafe', 200_000, 20_000, Target('uvloop', 0.5)),
+    CoreBenchmark('call_later', 100_000, 10_000, Target('uvloop', 0.4)),
+    CoreBenchmark('gather_sleep0', 10_000, 1_000, Target('uvloop', 1.0)),  # size: tasks
+    CoreBenchmark('task_churn', 100_000, 10_000, Target('uvloop', 0.7)),
+    CoreBenchmark('lesson', 1, 1, None),
+]
+CORE_TIMEOUT = {False: 120, True: 30}   # seconds per measurement, by --quick
+NET_SECONDS = {False: 0.5, True: 0.2}   # client run length, by --quick
+
+
+def parse_args():
+    summary, _usage, details = __doc__.split('\n\n', 2)
+    parser = argparse.ArgumentParser(
+        description=summary, epilog=details,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--suite', choices=('core', 'net', 'all'), default='core')
+    parser.add_argument('--quick', action='store_true',
+                        help='smaller sizes, shorter runs, 2 repeats')
+    parser.add_argument('--only', nargs='+', metavar='NAME',
+                        help='run only these benchmarks (names or patterns)')
+    parser.add_argument('--repeat', type=int, metavar='N',
+                        help='measurements per cell (default 5, --quick 2)')
+    parser.add_argument('--markdown', type=Path, metavar='FILE',
+                        help='also write the report as Markdown')
+    args = parser.parse_args()
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 5
+    if args.repeat < 1:
+        parser.error('--repeat must be at least 1')
+    return args, parser
+
+
+def select(suites, patterns, parser):
+    """The benchmarks of each suite that --only names (all without it)."""
+    if not patterns:
+        return suites
+    names = [item.name for items in suites for item in items]
+    for pattern in patterns:
+        if not fnmatch.filter(names, pattern):
+            parser.error(f'--only {pattern!r} matches nothing; known: {", ".join(names)}')
+    return [[item for item in items
+             if any(fnmatch.fnmatch(item.name, pattern) for pattern in patterns)]
+            for items in suites]
+
+
+def run_repeatedly(name, servers, repeat, measure_once):
+    """Measures each server ``repeat`` times, interleaving the servers so
+    that slow drift in the machine spreads over all of them, and returns the
+    summaries by server. A server that fails once is not measured again."""
+    started = time.monotonic()
+    outcomes = {server: [] for server in servers}
+    for _ in range(repeat):
+        for server in servers:
+            if not any(isinstance(o, Failure) for o in outcomes[server]):
+                outcomes[server].append(measure_once(server))
+    summaries = {server: summarise(results) for server, results in outcomes.items()}
+    progress = '  '.join(f'{SHORT_NAMES[server]} {cell(summary)}'
+                         for server, summary in summaries.items())
+    print(f'  {name:<22} {progress}  ({time.monotonic() - started:.1f} s)',
+          file=sys.stderr, flush=True)
+    return summaries
+
+
+def measure_core(benchmark, loop_name, quick):
+    size = benchmark.quick_size if quick else benchmark.size
+    timeout = CORE_TIMEOUT[quick]
+    command = [sys.executable, str(CORE_CHILD), loop_name, benchmark.name, str(size)]
+    try:
+        child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Failure(f'timed out after {timeout} s')
+    outcome = read_report(child.stdout, child.stderr, child.returncode)
+    return outcome if isinstance(outcome, Failure) else Sample(**outcome)
+
+
+def run_core(benchmarks, args):
+    print('core suite', file=sys.stderr)
+    return {
+        benchmark: run_repeatedly(
+            benchmark.name, LOOP_NAMES, args.repeat,
+            lambda loop_name: measure_core(benchmark, loop_name, args.quick))
+        for benchmark in benchmarks
+    }
+
+
+def run_net(cases, tools, args):
+    print('net suite', file=sys.stderr)
+    seconds = NET_SECONDS[args.quick]
+    return {
+        case: run_repeatedly(
+            case.name, LOOP_NAMES + ((net.BASELINE,) if case.baseline else ()),
+            args.repeat, lambda server: net.measure(case, server, seconds, tools))
+        for case in cases
+    }
+
+
+def cell(summary, value=lambda s: s.cpu_us):
+    if summary is None:
+        return '-'
+    if isinstance(summary, Failure):
+        return summary.label
+    return report.number(value(summary))
+
+
+def cpu_by_server(summaries):
+    return {server: summary.cpu_us for server, summary in summaries.items()
+            if not isinstance(summary, Failure)}
+
+
+def ops_of(summaries):
+    """The operation count of a core benchmark (the same on every loop)."""
+    counts = [s.ops for s in summaries.values() if not isinstance(s, Failure)]
+    return f'{counts[0]:,}' if counts else '-'
+
+
+def cpu_table(title, results, servers, first_column, with_ops):
+    """CPU µs per operation by server, with ferroloop's ratios and verdict."""
+    with_baseline = net.BASELINE in servers
+    header = [first_column, *(['ops'] if with_ops else []),
+              *(SHORT_NAMES[s] for s in servers), 'fl/uv', 'fl/asyncio',
+              *(['(fl-C)/(uv-C)'] if with_baseline else []), 'target', 'result']
+    table = report.Table(title, header)
+    for item, summaries in results.items():
+        cpu = cpu_by_server(summaries)
+        ratios = [ratio(cpu.get('ferroloop'), cpu.get('uvloop')),
+                  ratio(cpu.get('ferroloop'), cpu.get('asyncio'))]
+        if with_baseline:
+            ratios.append(over_baseline(cpu))
+        table.rows.append([
+            item.name, *([ops_of(summaries)] if with_ops else []),
+            *(cell(summaries.get(s)) for s in servers), *map(report.ratio, ratios),
+            item.target.describe() if item.target else '-',
+            item.target.verdict(cpu) if item.target else '-'])
+    return table
+
+
+def wall_table(title, results, servers, first_column, value):
+    table = report.Table(title, [first_column, *(SHORT_NAMES[s] for s in servers)])
+    for item, summaries in results.items():
+        table.rows.append([item.name, *(cell(summaries.get(s), value) for s in servers)])
+    return table
+
+
+def lesson_table(summaries):
+    table = report.Table(
+        'lesson program: 3 coroutines sleeping 0.2/0.1/0.3 s, gathered (no target)',
+        ['', *(SHORT_NAMES[s] for s in LOOP_NAMES)])
+    for label, value in (('wall ms', lambda s: s.wall_us / 1000),
+                         ('CPU ms', lambda s: s.cpu_us / 1000)):
+        table.rows.append([label, *(cell(summaries[s], value) for s in LOOP_NAMES)])
+    return table
+
+
+def core_tables(results, args):
+    lesson = {b: s for b, s in results.items() if b.name == 'lesson'}
+    timed = {b: s for b, s in results.items() if b.name != 'lesson'}
+    tables = []
+    if timed:
+        tables += [
+            cpu_table(f'core: CPU µs per operation (median of {args.repeat})',
+                      timed, LOOP_NAMES, 'benchmark', with_ops=True),
+            wall_table('core: wall µs per operation', timed, LOOP_NAMES, 'benchmark',
+                       lambda s: s.wall_us),
+        ]
+    tables += [lesson_table(summaries) for summaries in lesson.values()]
+    return tables
+
+
+def net_tables(results, args):
+    servers = LOOP_NAMES + (net.BASELINE,)
+    return [
+        cpu_table(f'net: server CPU µs per round trip (median of {args.repeat})',
+                  results, servers, 'case', with_ops=False),
+        wall_table('net: thousands of round trips per second (wall clock)',
+                   results, servers, 'case', lambda s: 1e3 / s.wall_us),
+    ]
+
+
+def failure_notes(all_results):
+    """One line per distinct failure: which server, why, and where."""
+    where = {}
+    for results in all_results:
+        for item, summaries in results.items():
+            for server, summary in summaries.items():
+                if isinstance(summary, Failure):
+                    where.setdefault((server, summary.reason), []).append(item.name)
+    return [f'{SHORT_NAMES[server]} {Failure(reason).label} in {", ".join(names)}: {reason}'
+            for (server, reason), names in where.items()]
+
+
+def machine_lines():
+    cpu_model = 'unknown CPU'
+    with open('/proc/cpuinfo') as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith('model name'):
+                cpu_model = line.partition(':')[2].strip()
+                break
+    return [
+        f'command:   {shlex.join(sys.orig_argv)}',
+        f'machine:   nproc {len(os.sched_getaffinity(0))}, {cpu_model}',
+        f'python:    {platform.python_implementation()} {platform.python_version()}',
+        f'uvloop:    {importlib.metadata.version("uvloop")}',
+        f'ferroloop: {importlib.metadata.version("ferroloop")}, {git_revision()}',
+        f'date:      {time.strftime("%Y-%m-%d %H:%M %Z")}',
+    ]
+
+
+def git_revision():
+    def git(*args):
+        return subprocess.run(['git', '-C', str(ROOT), *args], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    try:
+        commit = git('rev-parse', '--short', 'HEAD')
+        dirty = git('status', '--porcelain', '--untracked-files=no')
+    except (OSError, subprocess.TimeoutExpired):
+        return 'commit unknown'
+    return f'commit {commit}' + (' with uncommitted changes' if dirty else '')
+
+
+def write_report(header, tables, notes, markdown_path):
+    """Prints the report, and writes it as Markdown if asked to."""
+    blocks = ['\n'.join(header), *map(report.render_text, tables)]
+    if notes:
+        blocks.append('\n'.join(['notes:', *(f'  {note}' for note in notes)]))
+    print('\n\n'.join(blocks))
+    if markdown_path:
+        blocks = ['\n'.join(f'- {line}' for line in header),
+                  *map(report.render_markdown, tables)]
+        if notes:
+            blocks.append('\n'.join(['Notes:', '', *(f'- {note}' for note in notes)]))
+        markdown_path.write_text('\n\n'.join(blocks) + '\n')
+
+
+def main():
+    args, parser = parse_args()
+    header = machine_lines()
+    core_benchmarks, net_cases = select(
+        [CORE_BENCHMARKS if args.suite in ('core', 'all') else [],
+         net.net_cases() if args.suite in ('net', 'all') else []],
+        args.only, parser)
+
+    tables, all_results, notes = [], [], []
+    if core_benchmarks:
+        results = run_core(core_benchmarks, args)
+        tables += core_tables(results, args)
+        all_results.append(results)
+    if net_cases:
+        try:
+            tools = net.build_native(NATIVE_BUILD_DIR)
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            notes.append(f'net suite not run: cannot build the C programs: {exc}')
+        else:
+            results = run_net(net_cases, tools, args)
+            tables += net_tables(results, args)
+            all_results.append(results)
+    write_report(header, tables, notes + failure_notes(all_results), args.markdown)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,617 @@
+//! `DatagramCore`: the native engine of a datagram (UDP, Unix datagram)
+//! transport; the Python side is `ferroloop.transports.DatagramTransport`.
+//!
+//! One datagram is delivered per readiness report, as asyncio delivers one
+//! per iteration; after a successful read the transport is queued again, so
+//! datagrams that arrived together are not stranded by the edge-triggered
+//! registration. Sending tries the socket at once and buffers (whole
+//! datagrams) only what would block. Addresses of IPv4 and IPv6 peers are
+//! converted natively; other families and host names go through Python's
+//! socket methods.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use pyo3::PyTraverseError;
+
+use crate::buffers::WriteData;
+use crate::flow_control::{notify_protocol, FlowControl};
+use crate::gil_cell::GilCell;
+use crate::loop_core::LoopCore;
+use crate::queue_items::{Ready, Watcher};
+use crate::stream_transport::is_stopping_exception;
+use crate::sys_io::{os_error, Io};
+
+struct DatagramState {
+    transport: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    datagram_received: Option<Py<PyAny>>,
+    /// Datagrams waiting for the socket: (data, address or None).
+    buffer: VecDeque<(Py<PyBytes>, Py<PyAny>)>,
+    buffer_size: usize,
+    flow: FlowControl,
+    closing: bool,
+    conn_lost: u32,
+    registered: bool,
+}
+
+#[pyclass(module = "ferroloop._ferroloop", name = "DatagramCore", frozen)]
+pub struct DatagramCore {
+    fd: RawFd,
+    loop_: Py<LoopCore>,
+    sock: Py<PyAny>,
+    /// The connected peer (`remote_addr`), if any: sends use `send()`.
+    address: Option<Py<PyAny>>,
+    /// 3.13 sends empty datagrams and counts 8 header bytes per buffered one;
+    /// earlier versions drop empty writes and count payload only.
+    send_empty: bool,
+    header_size: usize,
+    state: GilCell<DatagramState>,
+}
+
+/// `sockaddr` for an (ip, port[, flowinfo, scope_id]) tuple with a numeric
+/// host; `None` sends the address through Python instead.
+fn numeric_sockaddr(addr: &Bound<'_, PyAny>) -> Option<SocketAddr> {
+    let tuple = addr.cast::<PyTuple>().ok()?;
+    let host: String = tuple.get_item(0).ok()?.extract().ok()?;
+    let port: u16 = tuple.get_item(1).ok()?.extract().ok()?;
+    let ip: IpAddr = host.parse().ok()?;
+    match (ip, tuple.len()) {
+        (IpAddr::V4(_), 2) => Some(SocketAddr::new(ip, port)),
+        (IpAddr::V6(v6), 2) => Some(SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, 0))),
+        (IpAddr::V6(v6), 4) => {
+            let flow: u32 = tuple.get_item(2).ok()?.extract().ok()?;
+            let scope: u32 = tuple.get_item(3).ok()?.extract().ok()?;
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, flow, scope)))
+        }
+        _ => None,
+    }
+}
+
+/// The address tuple Python's `recvfrom` would return for an IP peer.
+fn address_tuple<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
+    match addr {
+        SocketAddr::V4(a) => PyTuple::new(py, [a.ip().to_string().into_pyobject(py)?.into_any(), a.port().into_pyobject(py)?.into_any()]),
+        SocketAddr::V6(a) => PyTuple::new(
+            py,
+            [
+                a.ip().to_string().into_pyobject(py)?.into_any(),
+                a.port().into_pyobject(py)?.into_any(),
+                a.flowinfo().into_pyobject(py)?.into_any(),
+                a.scope_id().into_pyobject(py)?.into_any(),
+            ],
+        ),
+    }
+}
+
+mod raw {
+    //! `recvfrom`/`sendto` with IP addresses, via std's socket address types.
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::RawFd;
+
+    use crate::sys_io::Io;
+
+    pub enum From {
+        Ip(SocketAddr),
+        /// A family this module does not decode: Python must read the datagram.
+        Other,
+    }
+
+    pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> std::io::Result<(Io, From)> {
+        loop {
+            // SAFETY: zeroed sockaddr_storage is valid; recvfrom writes at
+            // most `len` bytes of address and `buf.len()` bytes of data into
+            // the buffers we own.
+            let (ret, storage, _len) = unsafe {
+                let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+                let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                let ret = libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    (&mut storage as *mut libc::sockaddr_storage).cast(),
+                    &mut len,
+                );
+                (ret, storage, len)
+            };
+            if ret < 0 {
+                let err = std::io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => return Ok((Io::WouldBlock, From::Other)),
+                    _ => return Err(err),
+                }
+            }
+            return Ok((Io::Done(ret as usize), decode(&storage)));
+        }
+    }
+
+    fn decode(storage: &libc::sockaddr_storage) -> From {
+        match storage.ss_family as libc::c_int {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                From::Ip(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                From::Ip(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(sin6.sin6_port),
+                    u32::from_be(sin6.sin6_flowinfo),
+                    sin6.sin6_scope_id,
+                )))
+            }
+            _ => From::Other,
+        }
+    }
+
+    pub fn send_to(fd: RawFd, data: &[u8], addr: Option<&SocketAddr>) -> std::io::Result<Io> {
+        let (storage, len) = match addr {
+            Some(a) => encode(a),
+            // SAFETY: an all-zero sockaddr_storage is a valid value; with
+            // length 0 it is ignored (a plain send on a connected socket).
+            None => (unsafe { std::mem::zeroed() }, 0),
+        };
+        loop {
+            // SAFETY: `data` is readable for its length; `storage` holds a
+            // sockaddr of `len` bytes (or is ignored with len 0).
+            let ret = unsafe {
+                libc::sendto(
+                    fd,
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    if len == 0 { std::ptr::null() } else { (&storage as *const libc::sockaddr_storage).cast() },
+                    len,
+                )
+            };
+            if ret < 0 {
+                let err = std::io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => return Ok(Io::WouldBlock),
+                    _ => return Err(err),
+                }
+            }
+            return Ok(Io::Done(ret as usize));
+        }
+    }
+
+    fn encode(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: all-zero is a valid sockaddr_storage; we then fill the
+        // variant matching the family we set, which fits in the storage.
+        unsafe {
+            let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+            match addr {
+                SocketAddr::V4(a) => {
+                    let sin = &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in);
+                    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                    sin.sin_port = a.port().to_be();
+                    sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                    (storage, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+                }
+                SocketAddr::V6(a) => {
+                    let sin6 = &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6);
+                    sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                    sin6.sin6_port = a.port().to_be();
+                    sin6.sin6_flowinfo = a.flowinfo().to_be();
+                    sin6.sin6_addr.s6_addr = a.ip().octets();
+                    sin6.sin6_scope_id = a.scope_id();
+                    (storage, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+                }
+            }
+        }
+    }
+}
+
+/// How one send attempt ended.
+enum Sent {
+    Done,
+    WouldBlock,
+    Failed(PyErr),
+}
+
+impl DatagramCore {
+    pub fn transport_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.borrow(py).ok()?.transport.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {
+        if writable {
+            slf.get().sendto_ready(slf.py())?;
+        }
+        if readable {
+            DatagramCore::read_ready(slf)?;
+        }
+        Ok(())
+    }
+
+    fn read_ready(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (received, protocol) = {
+            let st = this.state.borrow(py)?;
+            if st.conn_lost > 0 || st.closing {
+                return Ok(());
+            }
+            match (&st.datagram_received, &st.protocol) {
+                (Some(cb), Some(p)) => (cb.clone_ref(py), p.clone_ref(py)),
+                _ => return Ok(()),
+            }
+        };
+        let core = this.loop_.bind(py).get();
+        let mut buf = core.take_recv_buffer(py)?;
+        let result = raw::recv_from(this.fd, &mut buf);
+        let datagram = match &result {
+            Ok((Io::Done(n), raw::From::Ip(addr))) => Some((PyBytes::new(py, &buf[..*n]), address_tuple(py, *addr))),
+            _ => None,
+        };
+        core.return_recv_buffer(py, buf)?;
+        let delivered = match (result, datagram) {
+            (Ok((Io::WouldBlock, _)), _) => return Ok(()),
+            (Ok(_), Some((data, addr))) => received.bind(py).call1((data, addr?)),
+            // A family we do not decode: let Python's socket read it.
+            (Ok(_), None) => match this.sock.bind(py).call_method1(pyo3::intern!(py, "recvfrom"), (crate::loop_core::RECV_BUFFER_SIZE,)) {
+                Ok(pair) => received.bind(py).call1(pair.cast_into::<PyTuple>()?),
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => return Ok(()),
+                Err(err) => return this.io_error(py, &protocol, err, "Fatal read error on datagram transport"),
+            },
+            (Err(err), _) => return this.io_error(py, &protocol, os_error(err), "Fatal read error on datagram transport"),
+        };
+        match delivered {
+            Ok(_) => {
+                let me = slf.clone().unbind();
+                core.push_ready(py, Ready::Datagram { transport: me, readable: true, writable: false })
+            }
+            Err(err) => this.fatal_or_propagate(py, err, "Fatal read error on datagram transport"),
+        }
+    }
+
+    /// asyncio's rule for datagram errors: an OSError goes to the protocol's
+    /// `error_received`, anything else is fatal.
+    fn io_error(&self, py: Python<'_>, protocol: &Py<PyAny>, err: PyErr, fatal_message: &'static str) -> PyResult<()> {
+        if err.is_instance_of::<PyOSError>(py) {
+            protocol.bind(py).call_method1(pyo3::intern!(py, "error_received"), (err.into_value(py),))?;
+            return Ok(());
+        }
+        self.fatal_or_propagate(py, err, fatal_message)
+    }
+
+    fn fatal_or_propagate(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
+        if is_stopping_exception(py, &err) {
+            return Err(err);
+        }
+        if let Some(transport) = self.transport_object(py) {
+            transport.bind(py).call_method1(pyo3::intern!(py, "_fatal_error"), (err.into_value(py), message))?;
+        }
+        Ok(())
+    }
+
+    /// One send of `data` to `addr` (None: the connected peer).
+    fn send_one(&self, py: Python<'_>, data: &[u8], addr: &Bound<'_, PyAny>) -> Sent {
+        let target = if self.address.is_some() || addr.is_none() { Some(None) } else { numeric_sockaddr(addr).map(Some) };
+        match target {
+            Some(native) => match raw::send_to(self.fd, data, native.as_ref()) {
+                Ok(Io::Done(_)) => Sent::Done,
+                Ok(Io::WouldBlock) => Sent::WouldBlock,
+                Err(err) => Sent::Failed(os_error(err)),
+            },
+            None => match self.sock.bind(py).call_method1(pyo3::intern!(py, "sendto"), (PyBytes::new(py, data), addr)) {
+                Ok(_) => Sent::Done,
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => Sent::WouldBlock,
+                Err(err) => Sent::Failed(err),
+            },
+        }
+    }
+
+    fn sendto_ready(&self, py: Python<'_>) -> PyResult<()> {
+        loop {
+            let front = {
+                let st = self.state.borrow(py)?;
+                if st.conn_lost > 0 {
+                    return Ok(());
+                }
+                st.buffer.front().map(|(d, a)| (d.clone_ref(py), a.clone_ref(py)))
+            };
+            let Some((data, addr)) = front else { break };
+            match self.send_one(py, data.as_bytes(py), addr.bind(py)) {
+                Sent::WouldBlock => return Ok(()),
+                Sent::Done => {
+                    let popped = {
+                        let mut st = self.state.borrow_mut(py)?;
+                        st.buffer_size -= data.as_bytes(py).len() + self.header_size;
+                        st.buffer.pop_front()
+                    };
+                    drop(popped);
+                }
+                Sent::Failed(err) => {
+                    let popped = {
+                        let mut st = self.state.borrow_mut(py)?;
+                        st.buffer_size -= data.as_bytes(py).len() + self.header_size;
+                        st.buffer.pop_front()
+                    };
+                    drop(popped);
+                    let protocol = self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py));
+                    if let Some(protocol) = protocol {
+                        return self.io_error(py, &protocol, err, "Fatal write error on datagram transport");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.maybe_resume_protocol(py)?;
+        let (empty, closing) = {
+            let st = self.state.borrow(py)?;
+            (st.buffer.is_empty(), st.closing)
+        };
+        if empty && closing {
+            if let Some(transport) = self.transport_object(py) {
+                transport.bind(py).call_method1(pyo3::intern!(py, "_call_connection_lost"), (py.None(),))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flow_notify(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
+        let needed = {
+            let mut st = self.state.borrow_mut(py)?;
+            let size = st.buffer_size;
+            if pause { st.flow.pause_needed(size) } else { st.flow.resume_needed(size) }
+        };
+        if !needed {
+            return Ok(());
+        }
+        let (transport, protocol) = {
+            let st = self.state.borrow(py)?;
+            (st.transport.as_ref().map(|t| t.clone_ref(py)), st.protocol.as_ref().map(|p| p.clone_ref(py)))
+        };
+        if let (Some(t), Some(p)) = (transport, protocol) {
+            notify_protocol(t.bind(py), p.bind(py), if pause { "pause_writing" } else { "resume_writing" })?;
+        }
+        Ok(())
+    }
+
+    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        self.flow_notify(py, true)
+    }
+
+    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        self.flow_notify(py, false)
+    }
+
+    fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        if let Some(transport) = self.transport_object(py) {
+            let callback = transport.bind(py).getattr(pyo3::intern!(py, "_call_connection_lost"))?;
+            self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_soon"), (callback, exc))?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl DatagramCore {
+    /// `DatagramCore(loop, sock, protocol, transport, address, send_empty, header_size)`.
+    #[new]
+    fn py_new(
+        r#loop: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        transport: Py<PyAny>,
+        address: Option<Py<PyAny>>,
+        send_empty: bool,
+        header_size: usize,
+    ) -> PyResult<Self> {
+        let py = sock.py();
+        let fd: RawFd = sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?;
+        Ok(DatagramCore {
+            fd,
+            loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
+            sock: sock.clone().unbind(),
+            address,
+            send_empty,
+            header_size,
+            state: GilCell::new(DatagramState {
+                transport: Some(transport),
+                datagram_received: Some(protocol.getattr(pyo3::intern!(py, "datagram_received"))?.unbind()),
+                protocol: Some(protocol.clone().unbind()),
+                buffer: VecDeque::new(),
+                buffer_size: 0,
+                flow: FlowControl::default(),
+                closing: false,
+                conn_lost: 0,
+                registered: false,
+            }),
+        })
+    }
+
+    fn _start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.state.borrow_mut(py)?;
+            if st.conn_lost > 0 || st.registered {
+                return Ok(());
+            }
+            st.registered = true;
+        }
+        let me = slf.clone().unbind();
+        let replaced = this.loop_.bind(py).get().watch_fd_both(py, this.fd, Watcher::Datagram(me.clone_ref(py)), Watcher::Datagram(me))?;
+        drop(replaced);
+        Ok(())
+    }
+
+    fn _detach(&self, py: Python<'_>) -> PyResult<()> {
+        let registered = std::mem::replace(&mut self.state.borrow_mut(py)?.registered, false);
+        let removed = if registered { Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd)?) } else { None };
+        let released = {
+            let mut st = self.state.borrow_mut(py)?;
+            st.buffer_size = 0;
+            (st.transport.take(), st.protocol.take(), st.datagram_received.take(), std::mem::take(&mut st.buffer))
+        };
+        drop((removed, released));
+        Ok(())
+    }
+
+    #[pyo3(signature = (data, addr=None))]
+    fn sendto(&self, py: Python<'_>, data: &Bound<'_, PyAny>, addr: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let data = WriteData::extract(data)?;
+        let bytes = data.as_slice();
+        if bytes.is_empty() && !self.send_empty {
+            return Ok(());
+        }
+        let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
+        if let Some(peer) = &self.address {
+            if !addr.is_none() && !addr.eq(peer.bind(py))? {
+                return Err(PyValueError::new_err(format!("Invalid address: must be None or {}", peer.bind(py).str()?)));
+            }
+            addr = peer.bind(py).clone();
+        }
+        let (buffer_empty, conn_lost) = {
+            let st = self.state.borrow(py)?;
+            (st.buffer.is_empty(), st.conn_lost)
+        };
+        if conn_lost > 0 && self.address.is_some() {
+            let warn = {
+                let mut st = self.state.borrow_mut(py)?;
+                st.conn_lost += 1;
+                st.conn_lost > 5
+            };
+            if warn {
+                crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
+            }
+            return Ok(());
+        }
+        if buffer_empty {
+            match self.send_one(py, bytes, &addr) {
+                Sent::Done => return Ok(()),
+                Sent::WouldBlock => {}
+                Sent::Failed(err) => {
+                    let protocol = self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py));
+                    return match protocol {
+                        Some(p) => self.io_error(py, &p, err, "Fatal write error on datagram transport"),
+                        None => Ok(()),
+                    };
+                }
+            }
+        }
+        let owned = PyBytes::new(py, bytes).unbind();
+        {
+            let mut st = self.state.borrow_mut(py)?;
+            st.buffer_size += bytes.len() + self.header_size;
+            st.buffer.push_back((owned, addr.unbind()));
+        }
+        self.maybe_pause_protocol(py)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let lost_now = {
+            let mut st = self.state.borrow_mut(py)?;
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            if st.buffer.is_empty() {
+                st.conn_lost += 1;
+                true
+            } else {
+                false
+            }
+        };
+        if lost_now {
+            self.schedule_connection_lost(py, py.None())?;
+        }
+        Ok(())
+    }
+
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        self._force_close(py, py.None())
+    }
+
+    fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        let released = {
+            let mut st = self.state.borrow_mut(py)?;
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.closing = true;
+            st.conn_lost += 1;
+            st.buffer_size = 0;
+            std::mem::take(&mut st.buffer)
+        };
+        drop(released);
+        self.schedule_connection_lost(py, exc)
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.state.borrow(py)?.closing)
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.borrow(py)?.buffer_size)
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+        Ok(self.state.borrow(py)?.flow.limits())
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(&self, py: Python<'_>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+        self.maybe_pause_protocol(py)
+    }
+
+    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = protocol.py();
+        let received = protocol.getattr(pyo3::intern!(py, "datagram_received"))?.unbind();
+        let previous = {
+            let mut st = self.state.borrow_mut(py)?;
+            (st.protocol.replace(protocol.clone().unbind()), st.datagram_received.replace(received))
+        };
+        drop(previous);
+        Ok(())
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.state.borrow(py)?.conn_lost)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.address)?;
+        if let Some(st) = self.state.borrow_in_traverse(&visit) {
+            visit.call(&st.transport)?;
+            visit.call(&st.protocol)?;
+            visit.call(&st.datagram_received)?;
+            for (data, addr) in &st.buffer {
+                visit.call(data)?;
+                visit.call(addr)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let released = self.state.borrow_mut(py).ok().map(|mut st| {
+                (st.transport.take(), st.protocol.take(), st.datagram_received.take(), std::mem::take(&mut st.buffer))
+            });
+            drop(released);
+        });
+    }
+}

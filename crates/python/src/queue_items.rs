@@ -1,0 +1,65 @@
+//! What the engine's queues hold for the Python loop.
+//!
+//! The ready queue holds more than callbacks: a transport's readiness is
+//! queued as itself (no `Handle`, no bound method allocated per event), in
+//! the same FIFO as callbacks, so ordering is exactly asyncio's (I/O found by
+//! a poll runs after the callbacks queued before it).
+
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::PyTraverseError;
+
+use crate::datagram_transport::DatagramCore;
+use crate::handles::Handle;
+use crate::sock_ops::SockOp;
+use crate::stream_transport::StreamCore;
+
+/// An entry of the ready queue.
+pub enum Ready {
+    Callback(Py<Handle>),
+    Stream { transport: Py<StreamCore>, readable: bool, writable: bool },
+    Datagram { transport: Py<DatagramCore>, readable: bool, writable: bool },
+    SockOp(Py<SockOp>),
+}
+
+/// The watcher of one side of a descriptor in the fd registry.
+pub enum Watcher {
+    /// `add_reader`/`add_writer`: level-triggered, re-armed after each report.
+    Callback(Py<Handle>),
+    /// A transport owns both sides and reads until the socket is drained.
+    Stream(Py<StreamCore>),
+    Datagram(Py<DatagramCore>),
+    /// A pending `sock_*` call, removed when it completes.
+    SockOp(Py<SockOp>),
+}
+
+impl Ready {
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Ready::Callback(h) => visit.call(h),
+            Ready::Stream { transport, .. } => visit.call(transport),
+            Ready::Datagram { transport, .. } => visit.call(transport),
+            Ready::SockOp(op) => visit.call(op),
+        }
+    }
+}
+
+impl Watcher {
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Watcher::Callback(h) => visit.call(h),
+            Watcher::Stream(t) => visit.call(t),
+            Watcher::Datagram(t) => visit.call(t),
+            Watcher::SockOp(op) => visit.call(op),
+        }
+    }
+
+    /// The transport owning the descriptor, if a transport does.
+    pub fn transport(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match self {
+            Watcher::Stream(t) => t.get().transport_object(py),
+            Watcher::Datagram(t) => t.get().transport_object(py),
+            _ => None,
+        }
+    }
+}

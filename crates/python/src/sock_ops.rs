@@ -1,0 +1,231 @@
+//! The hot `sock_*` methods: `sock_recv`, `sock_recv_into`, `sock_sendall`.
+//!
+//! Each tries its system call at once; most of the time that completes it
+//! and the result is returned without creating a future. Only when the socket
+//! is not ready does it create a future and register a [`SockOp`] that
+//! retries when the poller reports readiness, then resolves the future. The
+//! Python methods (`async def sock_recv(...)` in `ferroloop.sockets`) await
+//! the future when they get one, so they stay coroutines as asyncio's are.
+//!
+//! A cancelled future unregisters its operation through a done-callback (the
+//! `SockOp` itself is that callable), as asyncio's `_sock_read_done` does.
+
+use std::os::fd::RawFd;
+
+use ferroloop_engine::Direction;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::gil_cell::GilCell;
+use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
+use crate::queue_items::Watcher;
+use crate::buffers::{WritableBuffer, WriteData};
+use crate::sys_io::{self, os_error, Io};
+
+enum Operation {
+    /// Only wait for readiness (the Python caller retries its own call).
+    Wait,
+    Recv { max: usize },
+    RecvInto { buffer: Py<PyAny> },
+    SendAll { data: Vec<u8>, sent: usize },
+}
+
+/// The result of one attempt.
+enum Attempt {
+    Complete(Py<PyAny>),
+    Pending,
+    Failed(PyErr),
+}
+
+#[pyclass(module = "ferroloop._ferroloop", name = "SockOp", frozen)]
+pub struct SockOp {
+    fd: RawFd,
+    direction: Direction,
+    loop_: Py<LoopCore>,
+    future: Py<PyAny>,
+    operation: GilCell<Operation>,
+}
+
+fn recv_bytes(py: Python<'_>, core: &LoopCore, fd: RawFd, max: usize) -> PyResult<Option<Py<PyAny>>> {
+    let mut buf = if max <= RECV_BUFFER_SIZE { core.take_recv_buffer(py)? } else { vec![0; max] };
+    let limit = max.min(buf.len());
+    let received = sys_io::recv(fd, &mut buf[..limit]);
+    let data = match &received {
+        Ok(Io::Done(n)) => Some(PyBytes::new(py, &buf[..*n]).into_any().unbind()),
+        _ => None,
+    };
+    if buf.len() == RECV_BUFFER_SIZE {
+        core.return_recv_buffer(py, buf)?;
+    }
+    match received {
+        Ok(_) => Ok(data),
+        Err(err) => Err(os_error(err)),
+    }
+}
+
+fn recv_into(py: Python<'_>, fd: RawFd, buffer: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+    let view = WritableBuffer::get(buffer)?;
+    // SAFETY: the buffer stays exported (`view`) for the whole call, and a
+    // writable, exported buffer is valid for writes of `len()` bytes.
+    let received = unsafe { sys_io::recv_raw(fd, view.ptr(), view.len()) };
+    match received {
+        Ok(Io::Done(n)) => Ok(Some(n.into_pyobject(py)?.into_any().unbind())),
+        Ok(Io::WouldBlock) => Ok(None),
+        Err(err) => Err(os_error(err)),
+    }
+}
+
+impl SockOp {
+    fn attempt(&self, py: Python<'_>) -> PyResult<Attempt> {
+        let core = self.loop_.bind(py).get();
+        let mut op = self.operation.borrow_mut(py)?;
+        let result = match &mut *op {
+            Operation::Wait => Ok(Some(py.None())),
+            Operation::Recv { max } => {
+                let max = *max;
+                drop(op);
+                recv_bytes(py, core, self.fd, max)
+            }
+            Operation::RecvInto { buffer } => {
+                let buffer = buffer.clone_ref(py);
+                drop(op);
+                recv_into(py, self.fd, buffer.bind(py))
+            }
+            Operation::SendAll { data, sent } => match sys_io::send(self.fd, &data[*sent..]) {
+                Ok(Io::Done(n)) => {
+                    *sent += n;
+                    Ok(if *sent == data.len() { Some(py.None()) } else { None })
+                }
+                Ok(Io::WouldBlock) => Ok(None),
+                Err(err) => Err(os_error(err)),
+            },
+        };
+        Ok(match result {
+            Ok(Some(value)) => Attempt::Complete(value),
+            Ok(None) => Attempt::Pending,
+            Err(err) => Attempt::Failed(err),
+        })
+    }
+
+    /// The poller reported the socket ready: try again.
+    pub fn on_ready(slf: &Bound<'_, SockOp>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let future = this.future.bind(py);
+        if future.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+            return this.unregister(slf);
+        }
+        match this.attempt(py)? {
+            Attempt::Pending => Ok(()),
+            Attempt::Complete(value) => {
+                this.unregister(slf)?;
+                future.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
+                Ok(())
+            }
+            Attempt::Failed(err) => {
+                this.unregister(slf)?;
+                future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes this operation from the registry if it is still the watcher.
+    fn unregister(&self, slf: &Bound<'_, SockOp>) -> PyResult<()> {
+        let py = slf.py();
+        let core = self.loop_.bind(py).get();
+        let is_current = {
+            let st = core.state.borrow(py)?;
+            matches!(st.io.as_ref().and_then(|io| io.get(self.fd, self.direction)), Some(Watcher::SockOp(op)) if op.is(slf))
+        };
+        if is_current {
+            let removed = core.unwatch_fd(py, self.fd, self.direction)?;
+            drop(removed);
+        }
+        Ok(())
+    }
+
+    /// Tries `operation` now (unless the caller just did); if the socket is
+    /// not ready, returns a future and leaves the operation waiting for
+    /// readiness.
+    fn start(slf: &Bound<'_, LoopCore>, fd: RawFd, direction: Direction, operation: Operation, try_now: bool) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let op = SockOp {
+            fd,
+            direction,
+            loop_: slf.clone().unbind(),
+            future: py.None(),
+            operation: GilCell::new(operation),
+        };
+        if try_now {
+            match op.attempt(py)? {
+                Attempt::Complete(value) => return Ok(value),
+                Attempt::Failed(err) => return Err(err),
+                Attempt::Pending => {}
+            }
+        }
+        let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
+        let op = Bound::new(py, SockOp { future: future.clone().unbind(), ..op })?;
+        let replaced = slf.get().watch_fd(py, fd, direction, Watcher::SockOp(op.clone().unbind()))?;
+        if let Some(Watcher::Callback(handle)) = replaced {
+            handle.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+        }
+        future.call_method1(pyo3::intern!(py, "add_done_callback"), (op,))?;
+        Ok(future.unbind())
+    }
+}
+
+#[pymethods]
+impl SockOp {
+    /// The future's done-callback: a cancelled (or otherwise finished)
+    /// operation stops watching the socket.
+    fn __call__(slf: &Bound<'_, Self>, _future: &Bound<'_, PyAny>) -> PyResult<()> {
+        slf.get().unregister(slf)
+    }
+
+    fn __traverse__(&self, visit: pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.future)?;
+        if let Some(op) = self.operation.borrow_in_traverse(&visit) {
+            if let Operation::RecvInto { buffer } = &*op {
+                visit.call(buffer)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    /// A future set (to None) when `fd` is ready for reading, or for writing
+    /// if `writable`: for the `sock_*` methods written in Python.
+    fn _wait_fd(slf: &Bound<'_, Self>, fd: RawFd, writable: bool) -> PyResult<Py<PyAny>> {
+        let direction = if writable { Direction::Write } else { Direction::Read };
+        SockOp::start(slf, fd, direction, Operation::Wait, false)
+    }
+
+    /// `recv(n)` on socket descriptor `fd`: the bytes, or a future of them.
+    fn _sock_recv(slf: &Bound<'_, Self>, fd: RawFd, n: usize) -> PyResult<Py<PyAny>> {
+        SockOp::start(slf, fd, Direction::Read, Operation::Recv { max: n }, true)
+    }
+
+    /// `recv_into(buffer)`: the byte count, or a future of it.
+    fn _sock_recv_into(slf: &Bound<'_, Self>, fd: RawFd, buffer: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        SockOp::start(slf, fd, Direction::Read, Operation::RecvInto { buffer }, true)
+    }
+
+    /// Sends all of `data`: None when done at once, else a future.
+    fn _sock_sendall(slf: &Bound<'_, Self>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let data = WriteData::extract(data)?;
+        let bytes = data.as_slice();
+        let sent = match sys_io::send(fd, bytes).map_err(os_error)? {
+            Io::Done(n) => n,
+            Io::WouldBlock => 0,
+        };
+        if sent == bytes.len() {
+            return Ok(slf.py().None());
+        }
+        let rest = Operation::SendAll { data: bytes[sent..].to_vec(), sent: 0 };
+        SockOp::start(slf, fd, Direction::Write, rest, false)
+    }
+}

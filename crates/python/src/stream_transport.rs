@@ -1,0 +1,700 @@
+//! `StreamCore`: the native engine of a stream socket transport (TCP, Unix).
+//!
+//! asyncio requires transports to be instances of `asyncio.Transport`, a
+//! Python class with `__slots__`, which a native class cannot also inherit.
+//! So the transport users see is a small Python class
+//! (`ferroloop.transports.SocketTransport`) and this core does the work:
+//! reading into the loop's shared buffer and calling `data_received` (or
+//! `get_buffer`/`buffer_updated`), sending at once and buffering the rest,
+//! flow control, and the close/abort/EOF state machine, with asyncio's
+//! semantics and error messages.
+//!
+//! The descriptor is registered once, for reading and writing, edge-
+//! triggered. Readiness nobody needs (writable with nothing to write, readable
+//! while paused) is ignored instead of re-registering; so `pause_reading`,
+//! `resume_reading` and a full write buffer cost no `epoll_ctl` call. A read
+//! that fills the whole buffer is retried next iteration, since the edge
+//! that announced it will not come again.
+//!
+//! Cold paths (error reporting, `connection_lost`, closing the socket) call
+//! back into the Python transport.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::PyTraverseError;
+
+use crate::buffers::{WritableBuffer, WriteData};
+use crate::flow_control::{notify_protocol, FlowControl};
+use crate::gil_cell::GilCell;
+use crate::loop_core::LoopCore;
+use crate::queue_items::{Ready, Watcher};
+use crate::sys_io::{self, os_error, Io};
+use crate::write_buffer::WriteBuffer;
+
+/// After this many writes to a lost connection, asyncio logs a warning.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// How the protocol takes data.
+pub enum Reader {
+    /// `data_received(bytes)`, bound once.
+    Data(Py<PyAny>),
+    /// `BufferedProtocol`: `get_buffer(-1)`, then `buffer_updated(n)`.
+    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
+}
+
+impl Reader {
+    pub fn for_protocol(protocol: &Bound<'_, PyAny>) -> PyResult<Reader> {
+        let py = protocol.py();
+        if protocol.is_instance(buffered_protocol_type(py)?.as_any())? {
+            Ok(Reader::Buffered {
+                get_buffer: protocol.getattr(pyo3::intern!(py, "get_buffer"))?.unbind(),
+                buffer_updated: protocol.getattr(pyo3::intern!(py, "buffer_updated"))?.unbind(),
+            })
+        } else {
+            Ok(Reader::Data(protocol.getattr(pyo3::intern!(py, "data_received"))?.unbind()))
+        }
+    }
+
+    fn clone_ref(&self, py: Python<'_>) -> Reader {
+        match self {
+            Reader::Data(f) => Reader::Data(f.clone_ref(py)),
+            Reader::Buffered { get_buffer, buffer_updated } => {
+                Reader::Buffered { get_buffer: get_buffer.clone_ref(py), buffer_updated: buffer_updated.clone_ref(py) }
+            }
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Reader::Data(f) => visit.call(f),
+            Reader::Buffered { get_buffer, buffer_updated } => {
+                visit.call(get_buffer)?;
+                visit.call(buffer_updated)
+            }
+        }
+    }
+}
+
+fn buffered_protocol_type(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    static TYPE: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    Ok(TYPE.import(py, "asyncio", "BufferedProtocol")?.clone())
+}
+
+pub fn is_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
+}
+
+struct StreamState {
+    /// The Python `asyncio.Transport` this core works for; `None` once the
+    /// connection is lost and the core has let go of everything.
+    transport: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    reader: Option<Reader>,
+    buffer: WriteBuffer,
+    flow: FlowControl,
+    reading_paused: bool,
+    /// `eof_received()` asked to keep the connection open: nothing more to read.
+    read_eof: bool,
+    closing: bool,
+    /// `write_eof()` was called.
+    eof: bool,
+    conn_lost: u32,
+    registered: bool,
+    /// A sendfile in progress waits for the buffer to drain on this future.
+    empty_waiter: Option<Py<PyAny>>,
+}
+
+#[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen)]
+pub struct StreamCore {
+    fd: RawFd,
+    loop_: Py<LoopCore>,
+    state: GilCell<StreamState>,
+}
+
+/// What to do once the state borrow is released.
+enum After {
+    Nothing,
+    Fatal(PyErr, &'static str),
+}
+
+impl StreamCore {
+    pub fn transport_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.borrow(py).ok()?.transport.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    fn loop_core<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
+        self.loop_.bind(py)
+    }
+
+    /// Runs the work an event loop iteration found for this transport.
+    pub fn on_ready(slf: &Bound<'_, StreamCore>, readable: bool, writable: bool) -> PyResult<()> {
+        if writable {
+            StreamCore::write_ready(slf)?;
+        }
+        if readable {
+            StreamCore::read_ready(slf)?;
+        }
+        Ok(())
+    }
+
+    fn read_ready(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let reader = {
+            let st = this.state.borrow(py)?;
+            if st.conn_lost > 0 || st.closing || st.reading_paused || st.read_eof {
+                return Ok(());
+            }
+            match &st.reader {
+                Some(r) => r.clone_ref(py),
+                None => return Ok(()),
+            }
+        };
+        match reader {
+            Reader::Data(data_received) => this.read_into_bytes(slf, data_received.bind(py)),
+            Reader::Buffered { get_buffer, buffer_updated } => {
+                this.read_into_protocol_buffer(slf, get_buffer.bind(py), buffer_updated.bind(py))
+            }
+        }
+    }
+
+    fn read_into_bytes(&self, slf: &Bound<'_, StreamCore>, data_received: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let core = self.loop_core(py).get();
+        let mut buf = core.take_recv_buffer(py)?;
+        let received = sys_io::recv(self.fd, &mut buf);
+        let data = match &received {
+            Ok(Io::Done(n)) if *n > 0 => Some(PyBytes::new(py, &buf[..*n])),
+            _ => None,
+        };
+        let filled = matches!(received, Ok(Io::Done(n)) if n == buf.len());
+        core.return_recv_buffer(py, buf)?;
+        match received {
+            Ok(Io::WouldBlock) => Ok(()),
+            Ok(Io::Done(0)) => self.eof_received(slf),
+            Ok(Io::Done(_)) => {
+                if let Err(err) = data_received.call1((data.expect("data of a non-empty read"),)) {
+                    return self.protocol_failed(py, err, "Fatal error: protocol.data_received() call failed.");
+                }
+                if filled {
+                    self.retry_read(slf)?;
+                }
+                Ok(())
+            }
+            Err(err) => self.fatal_error(py, os_error(err), "Fatal read error on socket transport"),
+        }
+    }
+
+    fn read_into_protocol_buffer(
+        &self,
+        slf: &Bound<'_, StreamCore>,
+        get_buffer: &Bound<'_, PyAny>,
+        buffer_updated: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let target = match get_buffer.call1((-1,)) {
+            Ok(target) => target,
+            Err(err) => return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed."),
+        };
+        let view = match WritableBuffer::get(&target) {
+            Ok(view) if view.len() > 0 => view,
+            Ok(_) => {
+                let err = PyRuntimeError::new_err("get_buffer() returned an empty buffer");
+                return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed.");
+            }
+            Err(err) => return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed."),
+        };
+        // SAFETY: `view` holds the exported buffer for the duration of the
+        // call, so its pointer is valid for writes of `view.len()` bytes.
+        let received = unsafe { sys_io::recv_raw(self.fd, view.ptr(), view.len()) };
+        let capacity = view.len();
+        drop(view);
+        match received {
+            Ok(Io::WouldBlock) => Ok(()),
+            Ok(Io::Done(0)) => self.eof_received(slf),
+            Ok(Io::Done(n)) => {
+                if let Err(err) = buffer_updated.call1((n,)) {
+                    return self.protocol_failed(py, err, "Fatal error: protocol.buffer_updated() call failed.");
+                }
+                if n == capacity {
+                    self.retry_read(slf)?;
+                }
+                Ok(())
+            }
+            Err(err) => self.fatal_error(py, os_error(err), "Fatal read error on socket transport"),
+        }
+    }
+
+    /// The edge that announced the data will not repeat while data remains:
+    /// read again next iteration.
+    fn retry_read(&self, slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+        let py = slf.py();
+        self.loop_core(py).get().push_ready(py, Ready::Stream { transport: slf.clone().unbind(), readable: true, writable: false })
+    }
+
+    fn eof_received(&self, slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+        let py = slf.py();
+        let (protocol, transport) = {
+            let st = self.state.borrow(py)?;
+            (st.protocol.as_ref().map(|p| p.clone_ref(py)), st.transport.as_ref().map(|t| t.clone_ref(py)))
+        };
+        let (Some(protocol), Some(transport)) = (protocol, transport) else {
+            return Ok(());
+        };
+        transport.bind(py).call_method1(pyo3::intern!(py, "_log_debug"), ("%r received EOF",))?;
+        let keep_open = match protocol.bind(py).call_method0(pyo3::intern!(py, "eof_received")) {
+            Ok(result) => result.is_truthy()?,
+            Err(err) => return self.protocol_failed(py, err, "Fatal error: protocol.eof_received() call failed."),
+        };
+        if keep_open {
+            // Half-open: the protocol may still write, but there is nothing
+            // more to read.
+            self.state.borrow_mut(py)?.read_eof = true;
+            Ok(())
+        } else {
+            StreamCore::close_impl(slf)
+        }
+    }
+
+    fn protocol_failed(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
+        if is_stopping_exception(py, &err) {
+            return Err(err);
+        }
+        self.fatal_error(py, err, message)
+    }
+
+    /// asyncio's `_fatal_error`: report (the Python transport decides how),
+    /// then force the connection closed.
+    fn fatal_error(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
+        let Some(transport) = self.transport_object(py) else {
+            return Ok(());
+        };
+        transport.bind(py).call_method1(pyo3::intern!(py, "_fatal_error"), (err.into_value(py), message))?;
+        Ok(())
+    }
+
+    fn write_ready(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let released;
+        let outcome = {
+            let mut st = this.state.borrow_mut(py)?;
+            if st.buffer.is_empty() || st.conn_lost > 0 {
+                return Ok(());
+            }
+            let sent = {
+                let slices = st.buffer.slices(py);
+                sys_io::send_vectored(this.fd, &slices)
+            };
+            match sent {
+                Ok(Io::Done(n)) => {
+                    released = st.buffer.consume(py, n);
+                    After::Nothing
+                }
+                Ok(Io::WouldBlock) => return Ok(()),
+                Err(err) => {
+                    released = st.buffer.clear();
+                    After::Fatal(os_error(err), "Fatal write error on socket transport")
+                }
+            }
+        };
+        drop(released);
+        if let After::Fatal(err, message) = outcome {
+            let waiter = this.state.borrow_mut(py)?.empty_waiter.take();
+            let exc = err.value(py).clone();
+            this.fatal_error(py, err, message)?;
+            if let Some(waiter) = waiter {
+                waiter.bind(py).call_method1(pyo3::intern!(py, "set_exception"), (exc,))?;
+            }
+            return Ok(());
+        }
+        this.maybe_resume_protocol(py)?;
+        let (empty, closing, eof, waiter) = {
+            let mut st = this.state.borrow_mut(py)?;
+            let empty = st.buffer.is_empty();
+            (empty, st.closing, st.eof, if empty { st.empty_waiter.take() } else { None })
+        };
+        if empty {
+            if let Some(waiter) = waiter {
+                waiter.bind(py).call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
+            }
+            if closing {
+                this.call_connection_lost_now(py, py.None())?;
+            } else if eof {
+                let _ = sys_io::shutdown_write(this.fd);
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        let pause = {
+            let mut st = self.state.borrow_mut(py)?;
+            let size = st.buffer.len();
+            st.flow.pause_needed(size)
+        };
+        if pause {
+            self.notify_protocol(py, "pause_writing")?;
+        }
+        Ok(())
+    }
+
+    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        let resume = {
+            let mut st = self.state.borrow_mut(py)?;
+            let size = st.buffer.len();
+            st.flow.resume_needed(size)
+        };
+        if resume {
+            self.notify_protocol(py, "resume_writing")?;
+        }
+        Ok(())
+    }
+
+    fn notify_protocol(&self, py: Python<'_>, method: &str) -> PyResult<()> {
+        let (transport, protocol) = {
+            let st = self.state.borrow(py)?;
+            (st.transport.as_ref().map(|t| t.clone_ref(py)), st.protocol.as_ref().map(|p| p.clone_ref(py)))
+        };
+        if let (Some(transport), Some(protocol)) = (transport, protocol) {
+            notify_protocol(transport.bind(py), protocol.bind(py), method)?;
+        }
+        Ok(())
+    }
+
+    fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        if let Some(transport) = self.transport_object(py) {
+            let callback = transport.bind(py).getattr(pyo3::intern!(py, "_call_connection_lost"))?;
+            self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_soon"), (callback, exc))?;
+        }
+        Ok(())
+    }
+
+    fn call_connection_lost_now(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        if let Some(transport) = self.transport_object(py) {
+            transport.bind(py).call_method1(pyo3::intern!(py, "_call_connection_lost"), (exc,))?;
+        }
+        Ok(())
+    }
+
+    fn close_impl(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lost_now = {
+            let mut st = this.state.borrow_mut(py)?;
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            if st.buffer.is_empty() {
+                st.conn_lost += 1;
+                true
+            } else {
+                false
+            }
+        };
+        if lost_now {
+            this.schedule_connection_lost(py, py.None())?;
+        }
+        Ok(())
+    }
+
+    fn force_close_impl(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        let released = {
+            let mut st = self.state.borrow_mut(py)?;
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.closing = true;
+            st.conn_lost += 1;
+            st.buffer.clear()
+        };
+        drop(released);
+        self.schedule_connection_lost(py, exc)
+    }
+
+    fn set_protocol_impl(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = protocol.py();
+        let reader = Reader::for_protocol(protocol)?;
+        let previous = {
+            let mut st = self.state.borrow_mut(py)?;
+            (st.protocol.replace(protocol.clone().unbind()), st.reader.replace(reader))
+        };
+        drop(previous);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl StreamCore {
+    /// `StreamCore(loop, fd, protocol, transport)`.
+    #[new]
+    fn py_new(r#loop: &Bound<'_, PyAny>, fd: RawFd, protocol: &Bound<'_, PyAny>, transport: Py<PyAny>) -> PyResult<Self> {
+        let core = StreamCore {
+            fd,
+            loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
+            state: GilCell::new(StreamState {
+                transport: Some(transport),
+                protocol: None,
+                reader: None,
+                buffer: WriteBuffer::default(),
+                flow: FlowControl::default(),
+                reading_paused: false,
+                read_eof: false,
+                closing: false,
+                eof: false,
+                conn_lost: 0,
+                registered: false,
+                empty_waiter: None,
+            }),
+        };
+        core.set_protocol_impl(protocol)?;
+        Ok(core)
+    }
+
+    /// Starts watching the socket (scheduled right after `connection_made`).
+    fn _start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.state.borrow_mut(py)?;
+            if st.conn_lost > 0 || st.registered {
+                return Ok(());
+            }
+            st.registered = true;
+        }
+        let me = slf.clone().unbind();
+        let replaced = this.loop_core(py).get().watch_fd_both(py, this.fd, Watcher::Stream(me.clone_ref(py)), Watcher::Stream(me))?;
+        drop(replaced);
+        Ok(())
+    }
+
+    /// Stops watching the socket: the connection is over.
+    fn _detach(&self, py: Python<'_>) -> PyResult<()> {
+        let registered = std::mem::replace(&mut self.state.borrow_mut(py)?.registered, false);
+        let removed = if registered { Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd)?) } else { None };
+        let released = {
+            let mut st = self.state.borrow_mut(py)?;
+            (st.transport.take(), st.protocol.take(), st.reader.take(), st.buffer.clear(), st.empty_waiter.take())
+        };
+        drop((removed, released));
+        Ok(())
+    }
+
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let data = WriteData::extract(data)?;
+        let failure = {
+            let mut st = this.state.borrow_mut(py)?;
+            if st.eof {
+                return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+            }
+            let bytes = data.as_slice();
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            if st.conn_lost > 0 {
+                st.conn_lost += 1;
+                let warn = st.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                drop(st);
+                if warn {
+                    crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
+                }
+                return Ok(());
+            }
+            let mut sent = 0;
+            let mut failure = None;
+            if st.buffer.is_empty() {
+                match sys_io::send(this.fd, bytes) {
+                    Ok(Io::Done(n)) => sent = n,
+                    Ok(Io::WouldBlock) => {}
+                    Err(err) => failure = Some(os_error(err)),
+                }
+            }
+            if failure.is_none() && sent < bytes.len() {
+                match &data {
+                    WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
+                    WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
+                }
+            }
+            failure
+        };
+        if let Some(err) = failure {
+            return this.fatal_error(py, err, "Fatal write error on socket transport");
+        }
+        this.maybe_pause_protocol(py)
+    }
+
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let joined = PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (list_of_data,))?;
+        StreamCore::write(slf, &joined)
+    }
+
+    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
+        let mut st = self.state.borrow_mut(py)?;
+        if st.closing || st.eof {
+            return Ok(());
+        }
+        st.eof = true;
+        if st.buffer.is_empty() {
+            sys_io::shutdown_write(self.fd).map_err(os_error)?;
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        StreamCore::close_impl(slf)
+    }
+
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        self.force_close_impl(py, py.None())
+    }
+
+    /// asyncio's `_force_close(exc)`: drop buffered data, lose the connection.
+    fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        self.force_close_impl(py, exc)
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.state.borrow(py)?.closing)
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
+        let st = self.state.borrow(py)?;
+        Ok(!st.reading_paused && !st.closing)
+    }
+
+    /// True if reading was paused by this call.
+    fn pause_reading(&self, py: Python<'_>) -> PyResult<bool> {
+        let mut st = self.state.borrow_mut(py)?;
+        if st.reading_paused || st.closing {
+            return Ok(false);
+        }
+        st.reading_paused = true;
+        Ok(true)
+    }
+
+    /// True if reading was resumed by this call.
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.state.borrow_mut(py)?;
+            if st.closing || !st.reading_paused {
+                return Ok(false);
+            }
+            st.reading_paused = false;
+        }
+        // Data may have arrived while paused, and its edge is gone: look.
+        this.retry_read(slf)?;
+        Ok(true)
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.state.borrow(py)?.buffer.len())
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+        Ok(self.state.borrow(py)?.flow.limits())
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(&self, py: Python<'_>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+        self.maybe_pause_protocol(py)
+    }
+
+    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_protocol_impl(protocol)
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+    }
+
+    /// Stops watching the socket for a while (sendfile writes to it
+    /// directly); `_resume` starts again.
+    fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
+        let registered = std::mem::replace(&mut self.state.borrow_mut(py)?.registered, false);
+        if registered {
+            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd)?;
+            drop(removed);
+        }
+        Ok(())
+    }
+
+    fn _resume(slf: &Bound<'_, Self>) -> PyResult<()> {
+        StreamCore::_start(slf)
+    }
+
+    /// Whether `pause_writing()` was called without `resume_writing()` yet.
+    #[getter]
+    fn _protocol_paused(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.state.borrow(py)?.flow.is_paused())
+    }
+
+    /// Number of writes attempted after the connection was lost (asyncio's
+    /// `_conn_lost`).
+    #[getter]
+    fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.state.borrow(py)?.conn_lost)
+    }
+
+    /// For sendfile: a future set when the write buffer is empty; writes are
+    /// refused until then.
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let waiter = self.loop_.bind(py).call_method0(pyo3::intern!(py, "create_future"))?;
+        let mut st = self.state.borrow_mut(py)?;
+        if st.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+        }
+        if st.buffer.is_empty() {
+            waiter.call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
+        } else {
+            st.empty_waiter = Some(waiter.clone().unbind());
+        }
+        Ok(waiter.unbind())
+    }
+
+    fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
+        let waiter = self.state.borrow_mut(py)?.empty_waiter.take();
+        drop(waiter);
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        if let Some(st) = self.state.borrow_in_traverse(&visit) {
+            visit.call(&st.transport)?;
+            visit.call(&st.protocol)?;
+            if let Some(reader) = &st.reader {
+                reader.traverse(&visit)?;
+            }
+            st.buffer.traverse(&visit)?;
+            visit.call(&st.empty_waiter)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let released = self.state.borrow_mut(py).ok().map(|mut st| {
+                (st.transport.take(), st.protocol.take(), st.reader.take(), st.buffer.clear(), st.empty_waiter.take())
+            });
+            drop(released);
+        });
+    }
+}

@@ -1,0 +1,100 @@
+//! The socket system calls of the hot paths, non-blocking whatever the
+//! socket's own mode, and their errors as Python exceptions.
+//!
+//! Python's socket methods raise `BlockingIOError` when a non-blocking call
+//! would block, and creating that exception costs more than the call itself.
+//! Calling the kernel directly lets "would block" be a plain return value.
+
+use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::PyErr;
+
+/// Never block, never raise SIGPIPE (a closed peer gives EPIPE instead).
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+
+/// The outcome of a non-blocking call: done (with a count), or not now.
+pub enum Io {
+    Done(usize),
+    WouldBlock,
+}
+
+fn classify(ret: isize) -> io::Result<Io> {
+    if ret >= 0 {
+        return Ok(Io::Done(ret as usize));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) => Ok(Io::WouldBlock),
+        _ => Err(err),
+    }
+}
+
+/// Retries a call interrupted by a signal (Python's own socket methods do
+/// the same, PEP 475).
+fn retry(mut call: impl FnMut() -> isize) -> io::Result<Io> {
+    loop {
+        match classify(call()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
+    // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the
+    // duration of the call; recv writes at most that many bytes.
+    retry(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+}
+
+/// Receives into raw memory (a Python buffer held by the caller).
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the whole call.
+pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
+    // SAFETY: guaranteed by this function's contract.
+    retry(|| unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })
+}
+
+pub fn send(fd: RawFd, data: &[u8]) -> io::Result<Io> {
+    // SAFETY: `data` is a valid readable region of `data.len()` bytes.
+    retry(|| unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) })
+}
+
+/// Sends several buffers in one call (`sendmsg` with an iovec).
+pub fn send_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
+    // SAFETY: a zeroed msghdr is a valid "no address, no control data"
+    // header; we then point it at `chunks`, whose layout std guarantees to be
+    // that of `struct iovec`, and which outlive the call.
+    retry(|| unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = chunks.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = chunks.len() as _;
+        libc::sendmsg(fd, &msg, SEND_FLAGS)
+    })
+}
+
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown takes only integers; a bad fd is reported as EBADF.
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `OSError(errno, strerror)`: Python picks the subclass from the errno
+/// (ConnectionResetError, BrokenPipeError, ...), exactly as its socket
+/// module's own errors do.
+pub fn os_error(err: io::Error) -> PyErr {
+    match err.raw_os_error() {
+        Some(errno) => {
+            // SAFETY: strerror returns a pointer to a NUL-terminated static or
+            // thread-local message, valid until the next strerror call on this
+            // thread; we copy it at once.
+            let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }.to_string_lossy().into_owned();
+            PyOSError::new_err((errno, text))
+        }
+        None => PyOSError::new_err(err.to_string()),
+    }
+}

@@ -1,0 +1,382 @@
+"""The socket layer of the loop: the ``sock_*`` coroutines, name
+resolution, making transports, and accepting connections for servers.
+
+``sock_recv``, ``sock_recv_into`` and ``sock_sendall`` are native (one
+system call when the socket is ready, a future only when it is not); the
+others wait for readiness natively and make their call through Python's
+socket object, which knows every address family.
+"""
+
+import concurrent.futures
+import errno
+import io
+import os
+import socket
+import sys
+from asyncio import constants, exceptions, futures, sslproto, trsock
+from asyncio.log import logger
+
+from . import resolver
+from .base_loop import BaseLoop
+from .transports import DatagramTransport, SocketTransport
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover - ssl is part of these builds
+    ssl = None
+
+# Lookups one loop runs at the same time; more wait for a free thread.
+_RESOLVER_THREADS = 4
+
+
+def _check_socket(sock):
+    """asyncio refuses SSL sockets and blocking sockets in its sock_*
+    methods (the latter only in debug mode; we always do, since a blocking
+    socket would stall the loop)."""
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
+class SocketLoop(BaseLoop):
+
+    def __init__(self):
+        super().__init__()
+        self._resolver_pool = None
+
+    def close(self):
+        super().close()
+        pool, self._resolver_pool = self._resolver_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    # Name resolution.
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0,
+                          flags=0):
+        if resolver.is_numeric(host, port):
+            # Nothing to look up: answer without a thread.
+            return socket.getaddrinfo(host, port, family, type, proto, flags)
+        return await self._resolve_in_thread(
+            socket.getaddrinfo, host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        return await self._resolve_in_thread(socket.getnameinfo, sockaddr,
+                                             flags)
+
+    def _resolve_in_thread(self, func, *args):
+        """Lookups run on the loop's own small pool, so a slow DNS server
+        never occupies the user's default executor."""
+        self._check_closed()
+        if self._resolver_pool is None:
+            self._resolver_pool = concurrent.futures.ThreadPoolExecutor(
+                _RESOLVER_THREADS, thread_name_prefix='ferroloop-resolver')
+        return futures.wrap_future(self._resolver_pool.submit(func, *args),
+                                   loop=self)
+
+    async def _ensure_resolved(self, address, *, family=0,
+                               type=socket.SOCK_STREAM, proto=0, flags=0,
+                               loop=None):
+        host, port = address[:2]
+        info = resolver.ipaddr_info(host, port, family, type, proto,
+                                    *address[2:])
+        if info is not None:
+            return [info]
+        return await self.getaddrinfo(host, port, family=family, type=type,
+                                      proto=proto, flags=flags)
+
+    # sock_* coroutines.
+
+    async def sock_recv(self, sock, n):
+        _check_socket(sock)
+        result = self._sock_recv(sock.fileno(), n)
+        if isinstance(result, futures.Future):
+            return await result
+        return result
+
+    async def sock_recv_into(self, sock, buf):
+        _check_socket(sock)
+        result = self._sock_recv_into(sock.fileno(), buf)
+        if isinstance(result, futures.Future):
+            return await result
+        return result
+
+    async def sock_sendall(self, sock, data):
+        _check_socket(sock)
+        result = self._sock_sendall(sock.fileno(), data)
+        if isinstance(result, futures.Future):
+            return await result
+        return result
+
+    async def _retry_when_ready(self, sock, writable, call, *args):
+        """``call(*args)`` until it stops raising BlockingIOError, waiting
+        for the socket between attempts."""
+        fd = sock.fileno()
+        while True:
+            try:
+                return call(*args)
+            except (BlockingIOError, InterruptedError):
+                pass
+            self._ensure_fd_no_transport(fd)
+            await self._wait_fd(fd, writable)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        _check_socket(sock)
+        return await self._retry_when_ready(sock, False, sock.recvfrom,
+                                            bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        _check_socket(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        return await self._retry_when_ready(sock, False, sock.recvfrom_into,
+                                            buf, nbytes)
+
+    async def sock_sendto(self, sock, data, address):
+        _check_socket(sock)
+        return await self._retry_when_ready(sock, True, sock.sendto, data,
+                                            address)
+
+    async def sock_accept(self, sock):
+        _check_socket(sock)
+        conn, address = await self._retry_when_ready(sock, False, sock.accept)
+        conn.setblocking(False)
+        return conn, address
+
+    async def sock_connect(self, sock, address):
+        _check_socket(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type,
+                proto=sock.proto)
+            address = resolved[0][4]
+        try:
+            sock.connect(address)
+            return
+        except (BlockingIOError, InterruptedError):
+            pass
+        fd = sock.fileno()
+        while True:
+            self._ensure_fd_no_transport(fd)
+            await self._wait_fd(fd, True)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err == 0:
+                return
+            if err not in (errno.EINPROGRESS, errno.EALREADY):
+                raise OSError(err, f'Connect call failed {address}')
+
+    # sendfile on a socket.
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *,
+                            fallback=True):
+        _check_socket(sock)
+        _check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except exceptions.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    async def _sock_sendfile_native(self, sock, file, offset, count):
+        """Zero-copy ``os.sendfile`` from a regular file to the socket."""
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        blocksize = min(count if count else fsize, sys.maxsize // 2 + 1)
+        if not blocksize:
+            return 0
+        fd = sock.fileno()
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(blocksize, count - total_sent)
+                    if blocksize <= 0:
+                        return total_sent
+                try:
+                    sent = os.sendfile(fd, fileno, offset + total_sent,
+                                       blocksize)
+                except (BlockingIOError, InterruptedError):
+                    await self._wait_fd(fd, True)
+                    continue
+                except OSError as exc:
+                    if total_sent == 0:
+                        # Not a mmap-able file, or not a plain socket:
+                        # the fallback can still do it.
+                        raise exceptions.SendfileNotAvailableError(
+                            "os.sendfile call failed") from exc
+                    if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
+                        raise ConnectionError(
+                            "socket is not connected", errno.ENOTCONN) from exc
+                    raise
+                if sent == 0:
+                    return total_sent
+                total_sent += sent
+        finally:
+            if total_sent > 0:
+                os.lseek(fileno, offset + total_sent, os.SEEK_SET)
+
+    async def _sock_sendfile_fallback(self, sock, file, offset, count):
+        if offset:
+            file.seek(offset)
+        blocksize = (min(count, constants.SENDFILE_FALLBACK_READBUFFER_SIZE)
+                     if count else constants.SENDFILE_FALLBACK_READBUFFER_SIZE)
+        buf = bytearray(blocksize)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        break
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break
+                await self.sock_sendall(sock, view[:read])
+                total_sent += read
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, 'seek'):
+                file.seek(offset + total_sent)
+
+    # Transports.
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        self._ensure_fd_no_transport(sock)
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
+                            *, server_side=False, server_hostname=None,
+                            extra=None, server=None,
+                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        """TLS is CPython's own ``sslproto`` over a native transport."""
+        self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        SocketTransport(self, rawsock, ssl_protocol, extra=extra,
+                        server=server)
+        return ssl_protocol._app_transport
+
+    def _make_datagram_transport(self, sock, protocol, address=None,
+                                 waiter=None, extra=None):
+        self._ensure_fd_no_transport(sock)
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    # Serving: asyncio.Server calls these for each listening socket.
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None,
+                       server=None, backlog=100,
+                       ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        self._add_reader(sock.fileno(), self._accept_connections,
+                         protocol_factory, sock, sslcontext, server, backlog,
+                         ssl_handshake_timeout, ssl_shutdown_timeout)
+
+    def _stop_serving(self, sock):
+        self._remove_reader(sock.fileno())
+        sock.close()
+
+    def _accept_connections(self, protocol_factory, sock, sslcontext, server,
+                            backlog, ssl_handshake_timeout,
+                            ssl_shutdown_timeout):
+        """Accepts up to ``backlog`` waiting connections (one readiness
+        report may stand for many)."""
+        for _ in range(backlog):
+            try:
+                conn, addr = sock.accept()
+                if self.get_debug():
+                    logger.debug("%r got a new connection from %r: %r",
+                                 server, addr, conn)
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE,
+                                     errno.ENOBUFS, errno.ENOMEM):
+                    raise  # The loop reports it and goes on.
+                # Out of descriptors or memory: the listening socket stays
+                # readable, so stop watching it for a while instead of
+                # spinning, and retry later.
+                self.call_exception_handler({
+                    'message': 'socket.accept() out of system resource',
+                    'exception': exc,
+                    'socket': trsock.TransportSocket(sock),
+                })
+                self._remove_reader(sock.fileno())
+                self.call_later(constants.ACCEPT_RETRY_DELAY,
+                                self._start_serving, protocol_factory, sock,
+                                sslcontext, server, backlog,
+                                ssl_handshake_timeout, ssl_shutdown_timeout)
+                return
+            else:
+                self.create_task(self._connect_accepted(
+                    protocol_factory, conn, {'peername': addr}, sslcontext,
+                    server, ssl_handshake_timeout, ssl_shutdown_timeout))
+
+    async def _connect_accepted(self, protocol_factory, conn, extra,
+                                sslcontext, server, ssl_handshake_timeout,
+                                ssl_shutdown_timeout):
+        protocol = transport = None
+        try:
+            protocol = protocol_factory()
+            waiter = self.create_future()
+            if sslcontext:
+                transport = self._make_ssl_transport(
+                    conn, protocol, sslcontext, waiter=waiter,
+                    server_side=True, extra=extra, server=server,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
+            else:
+                transport = self._make_socket_transport(
+                    conn, protocol, waiter=waiter, extra=extra, server=server)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                raise
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if self.get_debug():
+                context = {
+                    'message': 'Error on transport creation for incoming '
+                               'connection',
+                    'exception': exc,
+                }
+                if protocol is not None:
+                    context['protocol'] = protocol
+                if transport is not None:
+                    context['transport'] = transport
+                self.call_exception_handler(context)
+
+
+def _check_sendfile_params(sock, file, offset, count):
+    if 'b' not in getattr(file, 'mode', 'b'):
+        raise ValueError("file should be opened in binary mode")
+    if not sock.type == socket.SOCK_STREAM:
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(
+                f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(
+                f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(
+            f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(
+            f"offset must be a non-negative integer (got {offset!r})")

@@ -1,0 +1,231 @@
+"""The transports users get: ``asyncio.Transport`` and
+``asyncio.DatagramTransport`` instances whose work is done natively.
+
+asyncio's transport base classes use ``__slots__``, so a native class cannot
+inherit from them; these thin Python classes do, and hand every operation to
+a native core (``StreamCore``, ``DatagramCore``). The hottest calls
+(``write``, ``sendto``) are bound straight to the core's methods on the
+instance, so a protocol's ``transport.write(data)`` costs no Python frame.
+
+What stays here is cold: construction (extra info, scheduling
+``connection_made``), error reporting, ``connection_lost`` and releasing the
+socket.
+"""
+
+import socket
+import sys
+import warnings
+from asyncio import constants, futures, transports, trsock
+from asyncio.log import logger
+
+from ._ferroloop import DatagramCore, StreamCore
+
+_SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
+
+
+def _set_nodelay(sock):
+    if (sock.family in (socket.AF_INET, socket.AF_INET6)
+            and sock.type == socket.SOCK_STREAM
+            and sock.proto == socket.IPPROTO_TCP):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _TransportBase:
+    """What stream and datagram transports share: the socket, extra info,
+    the server link, error reporting and the end of the connection."""
+
+    # Read by __del__, which may run even if __init__ failed early.
+    _sock = None
+
+    def _setup(self, loop, sock, server):
+        self._extra['socket'] = trsock.TransportSocket(sock)
+        try:
+            self._extra['sockname'] = sock.getsockname()
+        except OSError:
+            self._extra['sockname'] = None
+        if 'peername' not in self._extra:
+            try:
+                self._extra['peername'] = sock.getpeername()
+            except OSError:
+                self._extra['peername'] = None
+        self._loop = loop
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._server = server
+        if server is not None:
+            if _SERVER_TRACKS_TRANSPORTS:
+                server._attach(self)
+            else:
+                server._attach()
+
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append('closed')
+        elif self.is_closing():
+            info.append('closing')
+        info.append(f'fd={self._sock_fd}')
+        if self._sock is not None:
+            info.append(f'bufsize={self.get_write_buffer_size()}')
+        return '<{}>'.format(' '.join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._core._detach()
+            self._sock.close()
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core.abort()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _fatal_error(self, exc, message='Fatal error on transport'):
+        """Report ``exc`` (OSErrors only in debug mode, others to the
+        exception handler, as asyncio does) and drop the connection."""
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self,
+                'protocol': self._protocol,
+            })
+        self._core._force_close(exc)
+
+    def _report_protocol_error(self, message, exc):
+        self._loop.call_exception_handler({
+            'message': message,
+            'exception': exc,
+            'transport': self,
+            'protocol': self._protocol,
+        })
+
+    def _log_debug(self, message):
+        if self._loop.get_debug():
+            logger.debug(message, self)
+
+    def _call_connection_lost(self, exc):
+        protocol = self._core.get_protocol()
+        try:
+            if protocol is not None:
+                protocol.connection_lost(exc)
+        finally:
+            self._core._detach()
+            self._sock.close()
+            self._sock = None
+            self._loop = None
+            server = self._server
+            if server is not None:
+                if _SERVER_TRACKS_TRANSPORTS:
+                    server._detach(self)
+                else:
+                    server._detach()
+                self._server = None
+
+
+class SocketTransport(_TransportBase, transports.Transport):
+    """A TCP or Unix stream socket transport."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None,
+                 server=None):
+        super().__init__(extra)
+        self._setup(loop, sock, server)
+        _set_nodelay(sock)
+        self._core = StreamCore(loop, self._sock_fd, protocol, self)
+        # The hot path: protocol code calls these directly on the core.
+        self.write = self._core.write
+        self.writelines = self._core.writelines
+        loop.call_soon(protocol.connection_made, self)
+        loop.call_soon(self._core._start)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        if self._core.pause_reading():
+            self._log_debug("%r pauses reading")
+
+    def resume_reading(self):
+        if self._core.resume_reading():
+            self._log_debug("%r resumes reading")
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+
+class DatagramTransport(_TransportBase, transports.DatagramTransport):
+    """A UDP or Unix datagram socket transport."""
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None,
+                 extra=None):
+        super().__init__(extra)
+        self._setup(loop, sock, None)
+        self._address = address
+        newer = sys.version_info >= (3, 13)
+        self._core = DatagramCore(loop, sock, protocol, self, address,
+                                  newer, 8 if newer else 0)
+        self.sendto = self._core.sendto
+        loop.call_soon(protocol.connection_made, self)
+        loop.call_soon(self._core._start)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def sendto(self, data, addr=None):
+        self._core.sendto(data, addr)
