@@ -5,9 +5,10 @@ load as the physical limit.
 The server runs alone in its process (bench/net_server.py, or the C baseline)
 and reports its own CPU time, so the client's work is not counted; the
 client is a small C program (bench/baseline/loadgen.c) so that it costs
-little and the server sets the pace. CPU time per round trip is the server's
-CPU time divided by the round trips the client completed; the wall-clock
-rate is the client's.
+little and the server sets the pace. Server and client are pinned to two
+different CPUs (see Placement). CPU time per round trip is the server's CPU
+time, from listening until told to stop, divided by the round trips the
+client completed; the wall-clock rate is the client's.
 """
 
 import os
@@ -69,6 +70,33 @@ def net_cases():
 
 
 @dataclass(frozen=True)
+class Placement:
+    """The CPUs the server and the client are pinned to: each its own, so
+    that they do not compete, and the same in every run. Left to itself the
+    scheduler sometimes puts both on one CPU and sometimes not, and a
+    one-connection ping-pong then costs several times less or more."""
+    server_cpu: int
+    client_cpu: int
+
+    @classmethod
+    def choose(cls):
+        """The first two CPUs we may use; None with only one."""
+        cpus = sorted(os.sched_getaffinity(0))
+        return cls(cpus[0], cpus[1]) if len(cpus) > 1 else None
+
+    def describe(self):
+        return f'server on CPU {self.server_cpu}, client on CPU {self.client_cpu}'
+
+
+def pin_to(cpu):
+    """A preexec_fn pinning the new process to ``cpu`` (None: no pinning).
+    preexec_fn is safe here: the harness runs no threads."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+@dataclass(frozen=True)
 class NativeTools:
     echo_server: Path
     loadgen: Path
@@ -97,12 +125,12 @@ class ServerProcess:
     """A server under test, in its own process; see net_server.py for how it
     talks to us. Its stderr goes to a file, so it can never block on a pipe."""
 
-    def __init__(self, command, log_path):
+    def __init__(self, command, log_path, cpu):
         self._log_path = log_path
         with open(log_path, 'wb') as log:
             self._proc = subprocess.Popen(command, stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=log,
-                                          bufsize=0)
+                                          bufsize=0, preexec_fn=pin_to(cpu))
         self._output = b''
 
     def wait_ready(self):
@@ -141,13 +169,13 @@ class ServerProcess:
             self._proc.wait()
 
 
-def run_client(loadgen, case, address, seconds):
+def run_client(loadgen, case, address, seconds, cpu):
     """(round trips, elapsed seconds) from the load generator, or a Failure."""
     command = [str(loadgen), case.client_mode, address, str(case.connections),
                str(case.size), str(seconds)]
     try:
         client = subprocess.run(command, capture_output=True, text=True,
-                                timeout=seconds + CLIENT_GRACE)
+                                timeout=seconds + CLIENT_GRACE, preexec_fn=pin_to(cpu))
     except subprocess.TimeoutExpired:
         return Failure('client timed out')
     if client.returncode:
@@ -169,19 +197,21 @@ def server_command(server_name, case, address, tools):
     return [sys.executable, str(NET_SERVER), server_name, case.server, address]
 
 
-def measure(case, server_name, seconds, tools):
+def measure(case, server_name, seconds, tools, placement):
     """One run of ``case`` against the named server (a loop name or
-    BASELINE): a Sample of the server's CPU time over the client's round
-    trips, or a Failure."""
+    BASELINE), placed on CPUs by ``placement`` (None: anywhere): a Sample
+    of the server's CPU time over the client's round trips, or a Failure."""
+    server_cpu, client_cpu = ((placement.server_cpu, placement.client_cpu)
+                              if placement else (None, None))
     with tempfile.TemporaryDirectory(prefix='ferroloop-bench-') as directory:
         command = server_command(server_name, case,
                                  listen_address(case.transport, directory), tools)
-        server = ServerProcess(command, Path(directory) / 'server.log')
+        server = ServerProcess(command, Path(directory) / 'server.log', server_cpu)
         try:
             address = server.wait_ready()
             if isinstance(address, Failure):
                 return address
-            client = run_client(tools.loadgen, case, address, seconds)
+            client = run_client(tools.loadgen, case, address, seconds, client_cpu)
             report = server.finish()
         finally:
             server.kill()

@@ -162,10 +162,13 @@ async def echo_socket(loop, connection):
 
 @ends_connection
 async def accept_sockets(loop, listener):
+    handlers = set()   # the loop keeps only weak references to tasks
     while True:
         connection, _ = await loop.sock_accept(listener)
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        loop.create_task(echo_socket(loop, connection))
+        handler = loop.create_task(echo_socket(loop, connection))
+        handlers.add(handler)
+        handler.add_done_callback(handlers.discard)
 
 
 async def serve_sock(loop, address):
@@ -174,8 +177,8 @@ async def serve_sock(loop, address):
     _, where = parse_address(address)
     listener = socket.create_server(where)
     listener.setblocking(False)
-    loop.create_task(accept_sockets(loop, listener))
-    return listener, listener.getsockname()
+    acceptor = loop.create_task(accept_sockets(loop, listener))
+    return (listener, acceptor), listener.getsockname()
 
 
 async def serve_udp(loop, address):
@@ -210,7 +213,7 @@ def serve(loop_name, kind, address):
     loop = new_event_loop(loop_name)
     errors = stop_on_first_error(loop)
     try:
-        # Kept referenced while serving.
+        # ``server`` is not used, only kept alive while serving.
         server, sockname = loop.run_until_complete(SERVERS[kind](loop, address))
     except Exception as exc:  # noqa: BLE001  (reported to the harness)
         return {'error': describe(exc)}

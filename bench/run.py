@@ -9,13 +9,17 @@ other, and is repeated (5 times; --quick: twice, with smaller sizes and
 shorter runs); tables show medians. The figure of merit is CPU time per
 operation (time.process_time, which counts every thread of the process)
 over the measured part only, not interpreter start-up or set-up; wall time
-is shown too. Ratios are ferroloop's CPU time over that of the other loops.
+is shown too. Ratios are ferroloop's CPU time over that of the other loops;
+a cell reads 'n/a' where the loop raised NotImplementedError and 'err'
+where the measurement failed otherwise (the reasons are listed at the end).
 
 Suites:
   core  scheduling: callbacks, thread-safe callbacks, timers, task
         switches, task creation (bench/workloads.py), and the lesson program
   net   servers on each loop loaded by a separate C client, with a bare C
-        epoll echo server as the physical limit (bench/net.py)
+        epoll echo server as the physical limit (bench/net.py); the
+        server's CPU time per round trip. (fl-C)/(uv-C) is '-' when uvloop
+        is not above the C server.
 
 --only takes benchmark or case names, or shell-style patterns
 ('proto_unix_*'). --markdown FILE also writes the report as Markdown, for
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import net
 import report
-from loops import LOOP_NAMES
+from loops import LOOP_NAMES, describe
 from measure import Failure, Sample, Target, over_baseline, ratio, read_report, summarise
 
 BENCH = Path(__file__).resolve().parent
@@ -56,11 +60,11 @@ class CoreBenchmark:
 
 
 CORE_BENCHMARKS = [
-    CoreBenchmark('call_soon', 1_000_000, 100_000, Target('uvloop', 0.5)),
-    CoreBenchmark('call_soon_threadsafe', 200_000, 20_000, Target('uvloop', 0.5)),
-    CoreBenchmark('call_later', 100_000, 10_000, Target('uvloop', 0.4)),
-    CoreBenchmark('gather_sleep0', 10_000, 1_000, Target('uvloop', 1.0)),  # size: tasks
-    CoreBenchmark('task_churn', 100_000, 10_000, Target('uvloop', 0.7)),
+    CoreBenchmark('call_soon', 1_000_000, 200_000, Target('uvloop', 0.5)),
+    CoreBenchmark('call_soon_threadsafe', 200_000, 40_000, Target('uvloop', 0.5)),
+    CoreBenchmark('call_later', 100_000, 20_000, Target('uvloop', 0.4)),
+    CoreBenchmark('gather_sleep0', 10_000, 2_000, Target('uvloop', 1.0)),  # size: tasks
+    CoreBenchmark('task_churn', 100_000, 20_000, Target('uvloop', 0.7)),
     CoreBenchmark('lesson', 1, 1, None),
 ]
 CORE_TIMEOUT = {False: 120, True: 30}   # seconds per measurement, by --quick
@@ -89,7 +93,7 @@ def parse_args():
     return args, parser
 
 
-def select(suites, patterns, parser):
+def select_benchmarks(suites, patterns, parser):
     """The benchmarks of each suite that --only names (all without it)."""
     if not patterns:
         return suites
@@ -111,13 +115,22 @@ def run_repeatedly(name, servers, repeat, measure_once):
     for _ in range(repeat):
         for server in servers:
             if not any(isinstance(o, Failure) for o in outcomes[server]):
-                outcomes[server].append(measure_once(server))
+                outcomes[server].append(guarded(measure_once, server))
     summaries = {server: summarise(results) for server, results in outcomes.items()}
     progress = '  '.join(f'{SHORT_NAMES[server]} {cell(summary)}'
                          for server, summary in summaries.items())
     print(f'  {name:<22} {progress}  ({time.monotonic() - started:.1f} s)',
           file=sys.stderr, flush=True)
     return summaries
+
+
+def guarded(measure_once, server):
+    """A surprise in the harness itself (say, output it cannot parse) fails
+    one cell, not the whole run."""
+    try:
+        return measure_once(server)
+    except Exception as exc:  # noqa: BLE001  (reported as the cell's failure)
+        return Failure(f'harness: {describe(exc)}')
 
 
 def measure_core(benchmark, loop_name, quick):
@@ -142,13 +155,14 @@ def run_core(benchmarks, args):
     }
 
 
-def run_net(cases, tools, args):
+def run_net(cases, tools, placement, args):
     print('net suite', file=sys.stderr)
     seconds = NET_SECONDS[args.quick]
     return {
         case: run_repeatedly(
             case.name, LOOP_NAMES + ((net.BASELINE,) if case.baseline else ()),
-            args.repeat, lambda server: net.measure(case, server, seconds, tools))
+            args.repeat,
+            lambda server: net.measure(case, server, seconds, tools, placement))
         for case in cases
     }
 
@@ -247,7 +261,8 @@ def failure_notes(all_results):
             for (server, reason), names in where.items()]
 
 
-def machine_lines():
+def header_lines(args):
+    """The facts needed to read and reproduce the numbers."""
     cpu_model = 'unknown CPU'
     with open('/proc/cpuinfo') as cpuinfo:
         for line in cpuinfo:
@@ -261,6 +276,8 @@ def machine_lines():
         f'uvloop:    {importlib.metadata.version("uvloop")}',
         f'ferroloop: {importlib.metadata.version("ferroloop")}, {git_revision()}',
         f'date:      {time.strftime("%Y-%m-%d %H:%M %Z")}',
+        f'runs:      median of {args.repeat} per cell, '
+        f'{"quick" if args.quick else "full"} sizes',
     ]
 
 
@@ -283,7 +300,7 @@ def write_report(header, tables, notes, markdown_path):
         blocks.append('\n'.join(['notes:', *(f'  {note}' for note in notes)]))
     print('\n\n'.join(blocks))
     if markdown_path:
-        blocks = ['\n'.join(f'- {line}' for line in header),
+        blocks = ['\n'.join(['```text', *header, '```']),
                   *map(report.render_markdown, tables)]
         if notes:
             blocks.append('\n'.join(['Notes:', '', *(f'- {note}' for note in notes)]))
@@ -292,8 +309,8 @@ def write_report(header, tables, notes, markdown_path):
 
 def main():
     args, parser = parse_args()
-    header = machine_lines()
-    core_benchmarks, net_cases = select(
+    header = header_lines(args)
+    core_benchmarks, net_cases = select_benchmarks(
         [CORE_BENCHMARKS if args.suite in ('core', 'all') else [],
          net.net_cases() if args.suite in ('net', 'all') else []],
         args.only, parser)
@@ -309,7 +326,10 @@ def main():
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
             notes.append(f'net suite not run: cannot build the C programs: {exc}')
         else:
-            results = run_net(net_cases, tools, args)
+            placement = net.Placement.choose()
+            header.append(f'net:       {NET_SECONDS[args.quick]} s per run, '
+                          + (placement.describe() if placement else 'one CPU'))
+            results = run_net(net_cases, tools, placement, args)
             tables += net_tables(results, args)
             all_results.append(results)
     write_report(header, tables, notes + failure_notes(all_results), args.markdown)

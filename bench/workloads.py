@@ -101,7 +101,8 @@ def call_later(loop, size, watch):
     """``size`` timers with distinct delays spread evenly over 50 ms, every
     other one cancelled right after it is made; a last timer, due after all of
     them, stops the loop. Operation: one timer scheduled (then fired or
-    cancelled)."""
+    cancelled). Where scheduling them all takes longer than 50 ms, most are
+    due by the time the loop first looks, as in a loop that fell behind."""
     callback, count = _counting_callback()
     step = TIMER_SPREAD / size
     with watch:
