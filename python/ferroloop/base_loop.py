@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
+import time
 import traceback
 import warnings
 import weakref
@@ -51,6 +52,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         # Callbacks running longer than this are logged in debug mode.
         self.slow_callback_duration = 0.1
+        self._clock_resolution = time.get_clock_info('monotonic').resolution
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):

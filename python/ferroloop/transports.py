@@ -210,8 +210,10 @@ class SocketTransport(_TransportBase, transports.Transport):
         self._core._reset_empty_waiter()
 
 
-class DatagramTransport(_TransportBase, transports.DatagramTransport):
-    """A UDP or Unix datagram socket transport."""
+class DatagramTransport(_TransportBase, transports.Transport,
+                        transports.DatagramTransport):
+    """A UDP or Unix datagram socket transport (an ``asyncio.Transport``
+    too, as asyncio's own datagram transport is)."""
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None,
                  extra=None):

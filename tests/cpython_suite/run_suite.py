@@ -31,12 +31,20 @@ CORE_MODULES = [
     'test_events', 'test_base_events',
 ]
 CORE_MODULES_312 = ['test_eager_task_factory']
+NETWORK_MODULES = [
+    'test_sock_lowlevel', 'test_sendfile', 'test_server', 'test_streams',
+    'test_ssl', 'test_sslproto', 'test_buffered_proto', 'test_protocols',
+    'test_transports', 'test_unix_events', 'test_subprocess',
+]
+NETWORK_MODULES_313 = ['test_staggered']
 
 
 def default_modules():
-    modules = list(CORE_MODULES)
+    modules = CORE_MODULES + NETWORK_MODULES
     if sys.version_info >= (3, 12):
         modules += CORE_MODULES_312
+    if sys.version_info >= (3, 13):
+        modules += NETWORK_MODULES_313
     return modules
 
 

@@ -29,6 +29,10 @@ pub struct Readiness {
     pub fd: RawFd,
     pub readable: bool,
     pub writable: bool,
+    /// The peer closed (or the descriptor failed): after any data still
+    /// queued, a read will see the end. An edge-triggered reader that stops
+    /// at a short read must read once more, as no further edge will come.
+    pub hangup: bool,
 }
 
 /// The epoll instance and its event buffer.
@@ -75,6 +79,7 @@ impl Poller {
                 fd: e.token().0 as RawFd,
                 readable: e.is_readable() || e.is_read_closed() || failed,
                 writable: e.is_writable() || e.is_write_closed() || failed,
+                hangup: e.is_read_closed() || failed,
             }
         })
     }

@@ -15,6 +15,20 @@ fn ready_fds(poller: &Poller) -> Vec<(i32, bool, bool)> {
 }
 
 #[test]
+fn data_and_hangup_arriving_together_report_the_hangup() {
+    let mut poller = Poller::new().unwrap();
+    let mut registry = IoRegistry::new(poller.registry().unwrap());
+    let (mut a, b) = UnixStream::pair().unwrap();
+    registry.insert_pair(b.as_raw_fd(), (), ()).unwrap();
+    a.write_all(b"last words").unwrap();
+    drop(a);
+    poller.poll(Some(Duration::from_secs(5))).unwrap();
+    let ready: Vec<_> = poller.ready().collect();
+    assert_eq!(ready.len(), 1);
+    assert!(ready[0].readable && ready[0].hangup);
+}
+
+#[test]
 fn reader_is_called_again_while_data_is_left_unread() {
     let mut poller = Poller::new().unwrap();
     let mut registry = IoRegistry::new(poller.registry().unwrap());
@@ -71,6 +85,7 @@ fn hangup_wakes_the_reader() {
     poller.poll(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(ready_fds(&poller).len(), 1);
     assert!(ready_fds(&poller)[0].1);
+    assert!(poller.ready().next().unwrap().hangup);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::stream_transport::StreamCore;
 /// An entry of the ready queue.
 pub enum Ready {
     Callback(Py<Handle>),
-    Stream { transport: Py<StreamCore>, readable: bool, writable: bool },
+    Stream { transport: Py<StreamCore>, readable: bool, writable: bool, hangup: bool },
     Datagram { transport: Py<DatagramCore>, readable: bool, writable: bool },
     SockOp(Py<SockOp>),
 }

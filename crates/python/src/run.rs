@@ -181,7 +181,12 @@ fn queue_ready_io(
     let fd = readiness.fd;
     match io.get(fd, Direction::Read) {
         Some(Watcher::Stream(transport)) => {
-            ready.push(Ready::Stream { transport: transport.clone_ref(py), readable: readiness.readable, writable: readiness.writable });
+            ready.push(Ready::Stream {
+                transport: transport.clone_ref(py),
+                readable: readiness.readable,
+                writable: readiness.writable,
+                hangup: readiness.hangup,
+            });
             return;
         }
         Some(Watcher::Datagram(transport)) => {
@@ -239,8 +244,8 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
                     run_handle(slf, &handle)?;
                 }
             }
-            Ready::Stream { transport, readable, writable } => {
-                StreamCore::on_ready(transport.bind(py), readable, writable)?;
+            Ready::Stream { transport, readable, writable, hangup } => {
+                StreamCore::on_ready(transport.bind(py), readable, writable, hangup)?;
             }
             Ready::Datagram { transport, readable, writable } => {
                 DatagramCore::on_ready(transport.bind(py), readable, writable)?;

@@ -131,17 +131,19 @@ impl StreamCore {
     }
 
     /// Runs the work an event loop iteration found for this transport.
-    pub fn on_ready(slf: &Bound<'_, StreamCore>, readable: bool, writable: bool) -> PyResult<()> {
+    /// `hangup`: the poller saw the peer close, so a short read does not
+    /// mean the socket is drained (the end-of-file is still to be read).
+    pub fn on_ready(slf: &Bound<'_, StreamCore>, readable: bool, writable: bool, hangup: bool) -> PyResult<()> {
         if writable {
             StreamCore::write_ready(slf)?;
         }
         if readable {
-            StreamCore::read_ready(slf)?;
+            StreamCore::read_ready(slf, hangup)?;
         }
         Ok(())
     }
 
-    fn read_ready(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    fn read_ready(slf: &Bound<'_, StreamCore>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let reader = {
@@ -155,14 +157,14 @@ impl StreamCore {
             }
         };
         match reader {
-            Reader::Data(data_received) => this.read_into_bytes(slf, data_received.bind(py)),
+            Reader::Data(data_received) => this.read_into_bytes(slf, data_received.bind(py), hangup),
             Reader::Buffered { get_buffer, buffer_updated } => {
-                this.read_into_protocol_buffer(slf, get_buffer.bind(py), buffer_updated.bind(py))
+                this.read_into_protocol_buffer(slf, get_buffer.bind(py), buffer_updated.bind(py), hangup)
             }
         }
     }
 
-    fn read_into_bytes(&self, slf: &Bound<'_, StreamCore>, data_received: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn read_into_bytes(&self, slf: &Bound<'_, StreamCore>, data_received: &Bound<'_, PyAny>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
         let core = self.loop_core(py).get();
         let mut buf = core.take_recv_buffer(py)?;
@@ -180,8 +182,8 @@ impl StreamCore {
                 if let Err(err) = data_received.call1((data.expect("data of a non-empty read"),)) {
                     return self.protocol_failed(py, err, "Fatal error: protocol.data_received() call failed.");
                 }
-                if filled {
-                    self.retry_read(slf)?;
+                if filled || hangup {
+                    self.retry_read(slf, hangup)?;
                 }
                 Ok(())
             }
@@ -194,6 +196,7 @@ impl StreamCore {
         slf: &Bound<'_, StreamCore>,
         get_buffer: &Bound<'_, PyAny>,
         buffer_updated: &Bound<'_, PyAny>,
+        hangup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
         let target = match get_buffer.call1((-1,)) {
@@ -220,8 +223,8 @@ impl StreamCore {
                 if let Err(err) = buffer_updated.call1((n,)) {
                     return self.protocol_failed(py, err, "Fatal error: protocol.buffer_updated() call failed.");
                 }
-                if n == capacity {
-                    self.retry_read(slf)?;
+                if n == capacity || hangup {
+                    self.retry_read(slf, hangup)?;
                 }
                 Ok(())
             }
@@ -229,11 +232,12 @@ impl StreamCore {
         }
     }
 
-    /// The edge that announced the data will not repeat while data remains:
-    /// read again next iteration.
-    fn retry_read(&self, slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    /// The edge that announced the data will not repeat while data (or the
+    /// end of the stream) remains: read again next iteration.
+    fn retry_read(&self, slf: &Bound<'_, StreamCore>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
-        self.loop_core(py).get().push_ready(py, Ready::Stream { transport: slf.clone().unbind(), readable: true, writable: false })
+        let again = Ready::Stream { transport: slf.clone().unbind(), readable: true, writable: false, hangup };
+        self.loop_core(py).get().push_ready(py, again)
     }
 
     fn eof_received(&self, slf: &Bound<'_, StreamCore>) -> PyResult<()> {
@@ -598,8 +602,9 @@ impl StreamCore {
             }
             st.reading_paused = false;
         }
-        // Data may have arrived while paused, and its edge is gone: look.
-        this.retry_read(slf)?;
+        // Data (or the end) may have arrived while paused, and its edge is
+        // gone: look, until a read comes back empty-handed.
+        this.retry_read(slf, true)?;
         Ok(true)
     }
 
