@@ -109,13 +109,14 @@ class SocketLoop(BaseLoop):
             return await result
         return result
 
-    async def _retry_when_ready(self, sock, writable, call, *args):
-        """``call(*args)`` until it stops raising BlockingIOError, waiting
-        for the socket between attempts."""
+    async def _retry_when_ready(self, sock, writable, method, *args):
+        """``sock.<method>(*args)`` until it stops raising BlockingIOError,
+        waiting for the socket between attempts. The method is looked up
+        for each attempt, as asyncio does (tests swap it on the fly)."""
         fd = sock.fileno()
         while True:
             try:
-                return call(*args)
+                return getattr(sock, method)(*args)
             except (BlockingIOError, InterruptedError):
                 pass
             self._ensure_fd_no_transport(fd)
@@ -123,24 +124,23 @@ class SocketLoop(BaseLoop):
 
     async def sock_recvfrom(self, sock, bufsize):
         _check_socket(sock)
-        return await self._retry_when_ready(sock, False, sock.recvfrom,
-                                            bufsize)
+        return await self._retry_when_ready(sock, False, 'recvfrom', bufsize)
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         _check_socket(sock)
         if not nbytes:
             nbytes = len(buf)
-        return await self._retry_when_ready(sock, False, sock.recvfrom_into,
+        return await self._retry_when_ready(sock, False, 'recvfrom_into',
                                             buf, nbytes)
 
     async def sock_sendto(self, sock, data, address):
         _check_socket(sock)
-        return await self._retry_when_ready(sock, True, sock.sendto, data,
+        return await self._retry_when_ready(sock, True, 'sendto', data,
                                             address)
 
     async def sock_accept(self, sock):
         _check_socket(sock)
-        conn, address = await self._retry_when_ready(sock, False, sock.accept)
+        conn, address = await self._retry_when_ready(sock, False, 'accept')
         conn.setblocking(False)
         return conn, address
 

@@ -28,6 +28,7 @@ from ._ferroloop import Handle
 from .network import NetworkLoop
 
 _CLEANS_UP_UNIX_SOCKETS = sys.version_info >= (3, 13)
+_WATCHER_FROM_ENTER = sys.version_info < (3, 12)
 
 
 def _ignore_signal(signum, frame):
@@ -376,7 +377,10 @@ class UnixLoop(NetworkLoop):
             # still how the policy watches children.
             warnings.simplefilter('ignore', DeprecationWarning)
             watcher = events.get_child_watcher()
-        with watcher:
+        with watcher as entered:
+            if _WATCHER_FROM_ENTER:
+                # 3.11 uses what ``with`` gives; later versions the watcher.
+                watcher = entered
             if not watcher.is_active():
                 raise RuntimeError("asyncio.get_child_watcher() is not "
                                    "activated, subprocess support is not "

@@ -308,7 +308,7 @@ impl StreamCore {
         };
         drop(released);
         if let After::Fatal(err, message) = outcome {
-            let waiter = this.state.borrow_mut(py)?.empty_waiter.take();
+            let waiter = this.state.borrow(py)?.empty_waiter.as_ref().map(|w| w.clone_ref(py));
             let exc = err.value(py).clone();
             this.fatal_error(py, err, message)?;
             if let Some(waiter) = waiter {
@@ -318,9 +318,10 @@ impl StreamCore {
         }
         this.maybe_resume_protocol(py)?;
         let (empty, closing, eof, waiter) = {
-            let mut st = this.state.borrow_mut(py)?;
+            let st = this.state.borrow(py)?;
             let empty = st.buffer.is_empty();
-            (empty, st.closing, st.eof, if empty { st.empty_waiter.take() } else { None })
+            let waiter = if empty { st.empty_waiter.as_ref().map(|w| w.clone_ref(py)) } else { None };
+            (empty, st.closing, st.eof, waiter)
         };
         if empty {
             if let Some(waiter) = waiter {
@@ -661,15 +662,19 @@ impl StreamCore {
     /// For sendfile: a future set when the write buffer is empty; writes are
     /// refused until then.
     fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let waiter = self.loop_.bind(py).call_method0(pyo3::intern!(py, "create_future"))?;
-        let mut st = self.state.borrow_mut(py)?;
-        if st.empty_waiter.is_some() {
+        if self.state.borrow(py)?.empty_waiter.is_some() {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
-        if st.buffer.is_empty() {
-            waiter.call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
-        } else {
+        let waiter = self.loop_.bind(py).call_method0(pyo3::intern!(py, "create_future"))?;
+        let drained = {
+            let mut st = self.state.borrow_mut(py)?;
+            // Kept even when already drained: writes are refused while the
+            // sendfile that asked for it runs.
             st.empty_waiter = Some(waiter.clone().unbind());
+            st.buffer.is_empty()
+        };
+        if drained {
+            waiter.call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
         }
         Ok(waiter.unbind())
     }
