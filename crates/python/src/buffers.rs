@@ -88,8 +88,8 @@ impl<'py> WriteData<'py> {
             };
         }
         Err(PyTypeError::new_err(format!(
-            "data argument must be a bytes-like object, not {:?}",
-            data.get_type().name()?.to_string()
+            "data argument must be a bytes-like object, not {}",
+            data.get_type().name()?.repr()?
         )))
     }
 

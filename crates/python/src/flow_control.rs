@@ -29,7 +29,8 @@ impl FlowControl {
             (None, Some(l)) => 4 * l,
             (None, None) => DEFAULT_HIGH_WATER as i64,
         };
-        let low = low.unwrap_or(high / 4);
+        // Python floor division: -1 // 4 is -1, as asyncio reports it.
+        let low = low.unwrap_or(high.div_euclid(4));
         if !(high >= low && low >= 0) {
             return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
         }

@@ -1,0 +1,574 @@
+"""Network I/O: the same programs on stock asyncio and on ferroloop, with
+their results (and errors) compared. Everything runs on loopback; every wait
+has a timeout."""
+
+import asyncio
+import errno
+import gc
+import os
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+
+import pytest
+
+from conftest import assert_same_on_both, on_both, open_fd_count
+
+TIMEOUT = 10
+
+
+def run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+
+
+class Recorder(asyncio.Protocol):
+    """Records every protocol event, in order."""
+
+    def __init__(self, on_data=None, keep_open_on_eof=False):
+        self.events = []
+        self.data = bytearray()
+        self.on_data = on_data
+        self.keep_open_on_eof = keep_open_on_eof
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append('made')
+
+    def data_received(self, data):
+        self.data += data
+        if 'data' not in self.events:
+            self.events.append('data')
+        if self.on_data:
+            self.on_data(self, data)
+
+    def eof_received(self):
+        self.events.append('eof')
+        return self.keep_open_on_eof
+
+    def connection_lost(self, exc):
+        self.events.append(('lost', type(exc).__name__ if exc else None))
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+def echo(proto, data):
+    proto.transport.write(data)
+
+
+async def tcp_echo_exchange(payload):
+    loop = asyncio.get_running_loop()
+    servers = []
+    server = await loop.create_server(lambda: servers.append(Recorder(echo)) or servers[-1],
+                                      '127.0.0.1', 0)
+    port = server.sockets[0].getsockname()[1]
+    got = asyncio.get_running_loop().create_future()
+
+    def collect(proto, data):
+        if len(proto.data) >= len(payload) and not got.done():
+            got.set_result(bytes(proto.data))
+
+    transport, client = await loop.create_connection(lambda: Recorder(collect), '127.0.0.1', port)
+    transport.write(payload)
+    echoed = await got
+    info = (transport.get_extra_info('peername')[1] == port,
+            isinstance(transport.get_extra_info('socket'), asyncio.trsock.TransportSocket),
+            transport.get_write_buffer_limits(), transport.is_reading(), transport.can_write_eof())
+    transport.close()
+    await client.lost
+    await servers[0].lost
+    server.close()
+    await server.wait_closed()
+    return echoed == payload, info, client.events, servers[0].events
+
+
+@pytest.mark.parametrize('size', [1, 1024, 300_000, 3_000_000])
+def test_tcp_protocol_echo(size):
+    payload = os.urandom(size)
+    result = assert_same_on_both(lambda loop: run(loop, tcp_echo_exchange(payload)))
+    assert result[0] is True
+    assert result[1][2] == (16384, 65536)
+
+
+def test_transports_are_asyncio_transports(new_loop, loop_name):
+    if loop_name == 'asyncio' and sys.version_info < (3, 13):
+        pytest.skip("asyncio's own datagram transport is a DatagramTransport from 3.13 on")
+    loop = new_loop()
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, _ = await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
+        udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=('127.0.0.1', 0))
+        kinds = (isinstance(tr, asyncio.Transport), isinstance(udp, asyncio.DatagramTransport))
+        tr.close()
+        udp.close()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+        return kinds
+
+    assert run(loop, main()) == (True, True)
+
+
+def half_close_program(keep_open):
+    async def main():
+        loop = asyncio.get_running_loop()
+        server_proto = []
+
+        def factory():
+            proto = Recorder(keep_open_on_eof=keep_open)
+            server_proto.append(proto)
+            return proto
+
+        server = await loop.create_server(factory, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, client = await loop.create_connection(Recorder, '127.0.0.1', port)
+        transport.write(b'request')
+        transport.write_eof()
+        while not server_proto or 'eof' not in server_proto[0].events:
+            await asyncio.sleep(0.001)
+        if keep_open:
+            # Half-open: the server can still answer after the client's EOF.
+            server_proto[0].transport.write(b'reply')
+            server_proto[0].transport.close()
+        await client.lost
+        await server_proto[0].lost
+        server.close()
+        await server.wait_closed()
+        return bytes(client.data), client.events, server_proto[0].events
+    return main
+
+
+@pytest.mark.parametrize('keep_open', [False, True])
+def test_eof_received_semantics(keep_open):
+    result = assert_same_on_both(lambda loop: run(loop, half_close_program(keep_open)()))
+    assert result[0] == (b'reply' if keep_open else b'')
+
+
+def test_refused_connection():
+    def program(loop):
+        sock = socket.socket()
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        try:
+            run(loop, loop.create_connection(asyncio.Protocol, '127.0.0.1', port))
+        except OSError as exc:
+            return type(exc).__name__, exc.errno
+    assert assert_same_on_both(program) == ('ConnectionRefusedError', errno.ECONNREFUSED)
+
+
+def test_reset_by_peer_reports_connection_reset():
+    async def main():
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(('127.0.0.1', 0))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        transport, client = await loop.create_connection(Recorder, '127.0.0.1', port)
+        conn, _ = await loop.sock_accept(listener)
+        # Close with linger 0: the peer sends RST instead of FIN.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        conn.close()
+        listener.close()
+        transport.write(b'x' * 100)
+        exc = await client.lost
+        return type(exc).__name__, client.events[-1]
+
+    result = assert_same_on_both(lambda loop: run(loop, main()))
+    assert result[0] == 'ConnectionResetError'
+
+
+def test_write_after_close_and_abort(loop, caplog):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, client = await loop.create_connection(Recorder, '127.0.0.1', port)
+        transport.abort()
+        assert transport.is_closing()
+        for _ in range(8):
+            transport.write(b'after abort')
+        exc = await client.lost
+        server.close()
+        await server.wait_closed()
+        return exc, client.events
+
+    with caplog.at_level('WARNING', logger='asyncio'):
+        exc, events = run(loop, main())
+    assert exc is None and events == ['made', ('lost', None)]
+    assert sum('socket.send() raised exception' in r.getMessage() for r in caplog.records) == 4
+
+
+def test_wrong_argument_types_raise_like_asyncio():
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
+        errors = []
+        for bad in ('text', 42, None):
+            try:
+                transport.write(bad)
+            except TypeError as exc:
+                errors.append(str(exc))
+        for call in (lambda: transport.set_write_buffer_limits(high=1, low=2),
+                     lambda: transport.set_write_buffer_limits(high=-1)):
+            try:
+                call()
+            except ValueError as exc:
+                errors.append(str(exc))
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        for coro in (loop.create_connection(asyncio.Protocol, '127.0.0.1', port, sock=socket.socket()),
+                     loop.create_connection(asyncio.Protocol),
+                     loop.create_server(asyncio.Protocol, ssl=True)):
+            try:
+                await coro
+            except (ValueError, TypeError) as exc:
+                errors.append((type(exc).__name__, str(exc)))
+        return errors
+
+    errors = assert_same_on_both(lambda loop: run(loop, main()))
+    assert "data argument must be a bytes-like object, not 'str'" in errors
+
+
+def test_bad_addresses():
+    def program(loop):
+        outcomes = []
+        for host, port in (('127.0.0.1', 'no-such-service'), ('256.1.1.1', 80)):
+            try:
+                run(loop, loop.create_connection(asyncio.Protocol, host, port))
+            except OSError as exc:
+                outcomes.append(type(exc).__name__)
+        return outcomes
+    assert assert_same_on_both(program)[0] == 'gaierror'
+
+
+def test_streams_echo_and_unix_sockets():
+    async def main(unix_path):
+        async def handle(reader, writer):
+            while line := await reader.readline():
+                writer.write(line.upper())
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        results = []
+        for kind in ('tcp', 'unix'):
+            if kind == 'tcp':
+                server = await asyncio.start_server(handle, '127.0.0.1', 0)
+                port = server.sockets[0].getsockname()[1]
+                reader, writer = await asyncio.open_connection('127.0.0.1', port)
+            else:
+                server = await asyncio.start_unix_server(handle, unix_path)
+                reader, writer = await asyncio.open_unix_connection(unix_path)
+            for word in (b'alpha\n', b'beta\n' * 5000):
+                writer.write(word)
+                await writer.drain()
+                results.append(await reader.readexactly(len(word)) == word.upper())
+            writer.write_eof()
+            results.append(await reader.read())
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+        return results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'sock')
+        result = assert_same_on_both(lambda loop: run(loop, main(path)))
+    assert result == [True, True, b'', True, True, b'']
+
+
+def test_datagram_echo_and_errors():
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def datagram_received(self, data, addr):
+                self.transport.sendto(data.upper(), addr)
+
+        class Client(asyncio.DatagramProtocol):
+            def __init__(self):
+                self.replies = asyncio.Queue()
+                self.errors = []
+
+            def datagram_received(self, data, addr):
+                self.replies.put_nowait(data)
+
+            def error_received(self, exc):
+                self.errors.append(type(exc).__name__)
+                self.replies.put_nowait(None)
+
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=('127.0.0.1', 0))
+        addr = server.get_extra_info('sockname')
+        client_tr, client = await loop.create_datagram_endpoint(Client, remote_addr=addr)
+        replies = []
+        for msg in (b'one', b'two', b'x' * 60000):
+            client_tr.sendto(msg)
+            replies.append(await client.replies.get())
+        try:
+            client_tr.sendto(b'x', ('127.0.0.1', 1))
+        except ValueError as exc:
+            replies.append(str(exc).split(' or ')[0])
+        server.close()
+        await asyncio.sleep(0.01)
+        # The server is gone: the kernel answers with ICMP port unreachable.
+        client_tr.sendto(b'anyone?')
+        replies.append(await client.replies.get())
+        client_tr.close()
+        await asyncio.sleep(0)
+        return replies, client.errors
+
+    replies, errors = assert_same_on_both(lambda loop: run(loop, main()))
+    assert replies[:3] == [b'ONE', b'TWO', b'X' * 60000]
+    assert errors == ['ConnectionRefusedError']
+
+
+def test_sock_methods():
+    async def main():
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(('127.0.0.1', 0))
+        listener.setblocking(False)
+        client = socket.socket()
+        client.setblocking(False)
+        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        await loop.sock_connect(client, listener.getsockname())
+        conn, _ = await accept
+        big = os.urandom(2_000_000)
+        send = asyncio.ensure_future(loop.sock_sendall(client, big))
+        received = bytearray()
+        while len(received) < len(big):
+            received += await loop.sock_recv(conn, 65536)
+        await send
+        buf = bytearray(10)
+        await loop.sock_sendall(conn, b'0123456789')
+        n = await loop.sock_recv_into(client, buf)
+        for sock in (listener, client, conn):
+            sock.close()
+        udp_a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp_b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for s in (udp_a, udp_b):
+            s.setblocking(False)
+            s.bind(('127.0.0.1', 0))
+        await loop.sock_sendto(udp_a, b'datagram', udp_b.getsockname())
+        data, addr = await loop.sock_recvfrom(udp_b, 100)
+        udp_a.close()
+        udp_b.close()
+        blocking = socket.socket()
+        loop.set_debug(True)  # stock asyncio checks blocking sockets in debug mode only
+        try:
+            await loop.sock_recv(blocking, 1)
+        except ValueError as exc:
+            error = str(exc)
+        blocking.close()
+        return bytes(received) == big, n, bytes(buf), data, error
+
+    result = assert_same_on_both(lambda loop: run(loop, main()))
+    assert result == (True, 10, b'0123456789', b'datagram', 'the socket must be non-blocking')
+
+
+def test_sendfile():
+    async def main(path, size):
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        received = bytearray()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, data):
+                received.extend(data)
+                if len(received) == size:
+                    done.set_result(None)
+
+        server = await loop.create_server(Sink, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
+        with open(path, 'rb') as f:
+            sent = await loop.sendfile(transport, f)
+            position = f.tell()
+        await done
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return sent, position, hashlib_sha(received)
+
+    def hashlib_sha(data):
+        import hashlib
+        return hashlib.sha256(data).hexdigest()
+
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(os.urandom(1_500_000))
+        f.flush()
+        result = assert_same_on_both(lambda loop: run(loop, main(f.name, 1_500_000)))
+    assert result[:2] == (1_500_000, 1_500_000)
+
+
+def tls_contexts():
+    from test.test_asyncio import utils as test_utils
+    return test_utils.simple_server_sslcontext(), test_utils.simple_client_sslcontext()
+
+
+def test_tls_echo_and_certificate_errors():
+    async def main():
+        loop = asyncio.get_running_loop()
+        server_ctx, client_ctx = tls_contexts()
+
+        async def handle(reader, writer):
+            writer.write((await reader.readline()).upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, '127.0.0.1', 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port, ssl=client_ctx)
+        info = [writer.get_extra_info(k) is not None for k in ('ssl_object', 'sslcontext', 'cipher', 'peercert')]
+        writer.write(b'secret\n')
+        reply = await reader.readline()
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ssl.SSLError, ConnectionError):
+            pass
+        verifying = ssl.create_default_context()
+        try:
+            await asyncio.open_connection('127.0.0.1', port, ssl=verifying, server_hostname='localhost')
+        except ssl.SSLCertVerificationError as exc:
+            verify = exc.reason
+        server.close()
+        await server.wait_closed()
+        return reply, info, verify
+
+    result = assert_same_on_both(lambda loop: run(loop, main()))
+    assert result[0] == b'SECRET\n' and result[2] == 'CERTIFICATE_VERIFY_FAILED'
+
+
+def test_start_tls_upgrade():
+    async def main():
+        loop = asyncio.get_running_loop()
+        server_ctx, client_ctx = tls_contexts()
+
+        async def handle(reader, writer):
+            assert await reader.readline() == b'STARTTLS\n'
+            writer.write(b'GO\n')
+            await writer.drain()
+            await writer.start_tls(server_ctx)
+            writer.write(await reader.readline())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        writer.write(b'STARTTLS\n')
+        assert await reader.readline() == b'GO\n'
+        await writer.start_tls(client_ctx, server_hostname='localhost')
+        writer.write(b'over tls\n')
+        reply = await reader.readline()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return reply
+
+    assert assert_same_on_both(lambda loop: run(loop, main())) == b'over tls\n'
+
+
+def test_getaddrinfo_and_getnameinfo(loop):
+    async def main():
+        numeric = await loop.getaddrinfo('127.0.0.1', 80, type=socket.SOCK_STREAM)
+        local = await loop.getaddrinfo('localhost', 'http', type=socket.SOCK_STREAM)
+        name = await loop.getnameinfo(('127.0.0.1', 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+        try:
+            await loop.getaddrinfo('no-such-host.invalid', 80)
+        except socket.gaierror:
+            failed = True
+        return numeric, bool(local), name, failed
+
+    numeric, local, name, failed = run(loop, main())
+    assert numeric == socket.getaddrinfo('127.0.0.1', 80, type=socket.SOCK_STREAM)
+    assert local and failed and name == ('127.0.0.1', '80')
+
+
+def test_many_connections_leave_no_descriptors(new_loop, loop_name):
+    loop = new_loop()
+
+    async def main():
+        async def handle(reader, writer):
+            writer.write(await reader.read(5))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, '127.0.0.1', 0, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+
+        async def client():
+            reader, writer = await asyncio.open_connection('127.0.0.1', port)
+            writer.write(b'hello')
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+        concurrent = await asyncio.gather(*[client() for _ in range(1000)])
+        for _ in range(2000):
+            tr, _ = await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
+            tr.close()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.05)
+        return set(concurrent)
+
+    gc.collect()
+    fds = open_fd_count()
+    assert loop.run_until_complete(asyncio.wait_for(main(), 120)) == {b'hello'}
+    gc.collect()
+    assert open_fd_count() <= fds + 2  # the loop's own epoll and waker
+
+
+EMFILE_PROGRAM = r'''
+import asyncio, resource, socket, sys, time
+import ferroloop
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx['message']))
+    accepted = []
+    server = await loop.create_server(lambda: accepted.append(1) or asyncio.Protocol(), '127.0.0.1', 0, backlog=200)
+    port = server.sockets[0].getsockname()[1]
+    clients = []
+    # Clients come from a child process that has descriptors to spare.
+    import subprocess
+    child = subprocess.Popen([sys.executable, '-c', f"""
+import socket, time
+socks = [socket.create_connection(('127.0.0.1', {port})) for _ in range(150)]
+time.sleep(2)
+"""])
+    started = time.process_time()
+    await asyncio.sleep(1.0)
+    busy = time.process_time() - started
+    child.wait(timeout=20)
+    await asyncio.sleep(0.5)
+    server.close()
+    print('out of resources reported:', any('out of system resource' in e for e in errors))
+    print('spun:', busy > 0.5)
+    print('accepted some:', 0 < len(accepted) < 150)
+
+errors = []
+asyncio.run(main())
+'''
+
+
+def test_emfile_while_accepting_neither_spins_nor_crashes(tmp_path):
+    from conftest import run_program_on_both
+    runs = run_program_on_both(EMFILE_PROGRAM, timeout=60)
+    assert runs['ferroloop'].returncode == 0, runs['ferroloop'].stderr
+    assert runs['ferroloop'].stdout == runs['asyncio'].stdout
+    assert 'spun: False' in runs['ferroloop'].stdout
