@@ -13,11 +13,12 @@ from asyncio.log import logger
 _FORMAT_TAKES_DEBUG = sys.version_info >= (3, 13)
 
 
-def format_callback(callback, args, loop):
-    """asyncio's text for a callback and its arguments."""
+def format_callback(callback, args, debug):
+    """asyncio's text for a callback and its arguments (3.13 shows the
+    arguments only in debug mode)."""
     if _FORMAT_TAKES_DEBUG:
-        return format_helpers._format_callback_source(
-            callback, args, debug=loop.get_debug())
+        return format_helpers._format_callback_source(callback, args,
+                                                      debug=debug)
     return format_helpers._format_callback_source(callback, args)
 
 
@@ -32,7 +33,7 @@ def handle_repr(handle):
         info.insert(2 if cancelled else 1, f'when={when}')
     if handle._callback is not None:
         info.append(format_callback(handle._callback, handle._args,
-                                    handle._loop))
+                                    handle._debug))
     if handle._source_traceback:
         frame = handle._source_traceback[-1]
         info.append(f'created at {frame[0]}:{frame[1]}')
@@ -41,7 +42,8 @@ def handle_repr(handle):
 
 def report_callback_error(loop, handle, exc):
     """Hands an exception raised by a callback to the loop's handler."""
-    source = format_callback(handle._callback, handle._args, loop)
+    source = format_callback(handle._callback, handle._args,
+                             loop.get_debug())
     context = {
         'message': f'Exception in callback {source}',
         'exception': exc,

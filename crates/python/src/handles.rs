@@ -7,19 +7,28 @@
 //! A handle runs its callback inside its `contextvars.Context`, entered and
 //! left through the C API rather than through `Context.run`, which would add
 //! a call and an argument tuple per callback.
+//!
+//! A program creates one handle per callback, so they are kept lean: they
+//! come from a free list, and they do not report their references to the
+//! cycle collector (traversing every young handle made collections a large
+//! part of the cost of `call_soon`). Cycles through a handle cannot outlive
+//! it anyway, because a handle lets go of its callback and arguments as soon
+//! as it leaves the loop: when it has run, is cancelled, or is dropped by a
+//! closing loop. Nor does a handle refer to the loop that made it, so pending
+//! handles never keep an abandoned loop alive.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ferroloop_engine::CancelledCount;
 use pyo3::basic::CompareOp;
-use pyo3::gc::PyVisit;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use pyo3::{ffi, PyTraverseError};
 
 use crate::gil_cell::GilCell;
 use crate::python_helpers;
 
-/// The parts of a handle that `cancel()` drops.
+/// The parts of a handle that it drops when it leaves the loop.
 struct Callback {
     callback: Option<Py<PyAny>>,
     args: Option<Py<PyTuple>>,
@@ -34,26 +43,42 @@ struct TimerState {
     when: f64,
     /// In the heap: cancelling it then must be counted for purging.
     scheduled: AtomicBool,
+    cancelled_in_heap: CancelledCount,
 }
 
-#[pyclass(module = "ferroloop._ferroloop", name = "Handle", subclass, frozen, weakref)]
+#[pyclass(module = "ferroloop._ferroloop", name = "Handle", subclass, frozen, weakref, freelist = 1024)]
 pub struct Handle {
     callback: GilCell<Callback>,
     context: Py<PyAny>,
-    loop_: Py<PyAny>,
     source_traceback: Option<Py<PyAny>>,
+    /// The loop, for handles built by Python code (`Handle(cb, args, loop)`,
+    /// asyncio's constructor); the loop's own handles do without.
+    loop_: Option<Py<PyAny>>,
+    /// The loop's debug flag when the handle was made (for its repr).
+    debug: bool,
+    /// Runs more than once (a reader or writer, a signal handler): keeps its
+    /// callback after running, until cancelled.
+    persistent: bool,
     cancelled: AtomicBool,
     timer: Option<TimerState>,
 }
 
-#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", extends = Handle, frozen)]
+#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", extends = Handle, frozen, freelist = 1024)]
 pub struct TimerHandle;
 
 /// How running a handle ended.
 pub enum RunOutcome {
     Done,
-    /// The callback raised; the exception is for the loop's exception handler.
+    /// The callback raised; the exception is for the loop's exception
+    /// handler. The handle still holds its callback for the report; call
+    /// [`Handle::release`] after reporting.
     Raised(PyErr),
+}
+
+/// A new handle's timer part: its deadline and the heap's cancellation count.
+pub struct TimerSpec {
+    pub when: f64,
+    pub cancelled_in_heap: CancelledCount,
 }
 
 impl Handle {
@@ -61,28 +86,30 @@ impl Handle {
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         context: Py<PyAny>,
-        loop_: Py<PyAny>,
         source_traceback: Option<Py<PyAny>>,
-        when: Option<f64>,
+        debug: bool,
+        persistent: bool,
+        timer: Option<TimerSpec>,
     ) -> Handle {
         Handle {
             callback: GilCell::new(Callback { callback: Some(callback), args: Some(args), repr: None }),
             context,
-            loop_,
             source_traceback,
+            loop_: None,
+            debug,
+            persistent,
             cancelled: AtomicBool::new(false),
-            timer: when.map(|when| TimerState { when, scheduled: AtomicBool::new(true) }),
+            timer: timer.map(|t| TimerState {
+                when: t.when,
+                scheduled: AtomicBool::new(true),
+                cancelled_in_heap: t.cancelled_in_heap,
+            }),
         }
     }
 
     #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
-    }
-
-    /// The deadline of a timer handle, `None` for a plain handle.
-    pub fn deadline(&self) -> Option<f64> {
-        self.timer.as_ref().map(|t| t.when)
     }
 
     /// Called when the heap lets go of a timer handle (fired or discarded).
@@ -92,30 +119,58 @@ impl Handle {
         }
     }
 
-    pub fn loop_object(&self) -> &Py<PyAny> {
-        &self.loop_
+    /// Drops the callback and its arguments: the handle has left the loop.
+    /// Persistent handles keep theirs (they run again) until cancelled.
+    pub fn release(&self, py: Python<'_>) {
+        if self.persistent && !self.is_cancelled() {
+            return;
+        }
+        let dropped = self.callback.borrow_mut(py).ok().map(|mut parts| (parts.callback.take(), parts.args.take()));
+        drop(dropped);
     }
 
-    /// Runs the callback in the handle's context. A cancelled handle does
-    /// nothing. `SystemExit` and `KeyboardInterrupt` come back as `Err`: they
-    /// stop the loop, as in asyncio; any other exception is handed back as
-    /// [`RunOutcome::Raised`] for the exception handler.
-    pub fn run(&self, py: Python<'_>) -> PyResult<RunOutcome> {
+    /// Runs the callback in the handle's context and releases it (unless
+    /// `keep`: debug mode still names the callback after it ran). A
+    /// cancelled handle does nothing. `SystemExit` and `KeyboardInterrupt`
+    /// come back as `Err`: they stop the loop, as in asyncio; any other
+    /// exception is handed back as [`RunOutcome::Raised`].
+    #[inline]
+    pub fn run(&self, py: Python<'_>, keep: bool) -> PyResult<RunOutcome> {
         if self.is_cancelled() {
             return Ok(RunOutcome::Done);
         }
+        let reusable = keep || self.persistent;
         let (callback, args) = {
-            let parts = self.callback.borrow(py)?;
-            match (&parts.callback, &parts.args) {
-                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py)),
+            let mut parts = self.callback.borrow_mut(py)?;
+            let taken = if reusable {
+                (parts.callback.as_ref().map(|c| c.clone_ref(py)), parts.args.as_ref().map(|a| a.clone_ref(py)))
+            } else {
+                (parts.callback.take(), parts.args.take())
+            };
+            match taken {
+                (Some(cb), Some(args)) => (cb, args),
                 _ => return Ok(RunOutcome::Done),
             }
         };
-        let result = run_in_context(py, self.context.bind(py), callback.bind(py), args.bind(py));
-        match result {
+        match run_in_context(py, self.context.bind(py), callback.bind(py), args.bind(py)) {
             Ok(()) => Ok(RunOutcome::Done),
-            Err(err) if is_loop_stopping_exception(py, &err) => Err(err),
-            Err(err) => Ok(RunOutcome::Raised(err)),
+            Err(err) => {
+                // Put them back: the error report shows them.
+                if !reusable {
+                    if let Ok(mut parts) = self.callback.borrow_mut(py) {
+                        parts.callback = Some(callback);
+                        parts.args = Some(args);
+                    }
+                }
+                if is_loop_stopping_exception(py, &err) {
+                    if !reusable {
+                        self.release(py);
+                    }
+                    Err(err)
+                } else {
+                    Ok(RunOutcome::Raised(err))
+                }
+            }
         }
     }
 
@@ -127,16 +182,12 @@ impl Handle {
         }
         if let Some(timer) = &this.timer {
             if timer.scheduled.load(Ordering::Relaxed) {
-                crate::loop_core::note_timer_cancelled(this.loop_.bind(py));
+                timer.cancelled_in_heap.increment();
             }
         }
         // asyncio keeps the repr in debug mode so a later "Executing <Handle
         // ...> took N seconds" warning can still show the callback.
-        let repr = if python_helpers::loop_debug(this.loop_.bind(py))? {
-            Some(slf.repr()?.into_any().unbind())
-        } else {
-            None
-        };
+        let repr = if this.loop_debug(py)? { Some(slf.repr()?.into_any().unbind()) } else { None };
         let dropped = {
             let mut parts = this.callback.borrow_mut(py)?;
             parts.repr = repr;
@@ -145,9 +196,19 @@ impl Handle {
         drop(dropped);
         Ok(())
     }
+
+    /// The debug flag that shapes reprs: the live one of the loop if the
+    /// handle knows it, else the one it was made with.
+    fn loop_debug(&self, py: Python<'_>) -> PyResult<bool> {
+        match &self.loop_ {
+            Some(loop_obj) => python_helpers::loop_debug(loop_obj.bind(py)),
+            None => Ok(self.debug),
+        }
+    }
 }
 
 /// Enters `context`, calls `callback(*args)`, and leaves the context again.
+#[inline]
 fn run_in_context(
     py: Python<'_>,
     context: &Bound<'_, PyAny>,
@@ -201,19 +262,37 @@ impl Handle {
             Some(c) if !c.is_none(py) => c,
             _ => python_helpers::copy_context(py)?,
         };
-        let source_traceback =
-            if python_helpers::loop_debug(r#loop.bind(py))? { Some(python_helpers::extract_stack(py)?) } else { None };
-        Ok(Handle::new(callback, args, context, r#loop, source_traceback, None))
+        let debug = python_helpers::loop_debug(r#loop.bind(py))?;
+        let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
+        // Built by Python code, it may be queued any number of times (a
+        // signal handler's handle is): it keeps its callback.
+        let mut handle = Handle::new(callback, args, context, source_traceback, debug, true, None);
+        handle.loop_ = Some(r#loop);
+        Ok(handle)
     }
 
     /// Runs the callback now, sending an exception to the loop's handler.
+    /// Only handles built with a loop can do this.
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        match slf.get().run(py)? {
-            RunOutcome::Done => Ok(()),
-            RunOutcome::Raised(err) => {
-                python_helpers::report_callback_error(slf.get().loop_.bind(py), slf.as_any(), err)
+        let this = slf.get();
+        let Some(loop_obj) = &this.loop_ else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("this handle is run by its loop"));
+        };
+        let (callback, args) = {
+            let parts = this.callback.borrow(py)?;
+            match (&parts.callback, &parts.args) {
+                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py)),
+                _ => return Ok(()),
             }
+        };
+        if this.is_cancelled() {
+            return Ok(());
+        }
+        match run_in_context(py, this.context.bind(py), callback.bind(py), args.bind(py)) {
+            Ok(()) => Ok(()),
+            Err(err) if is_loop_stopping_exception(py, &err) => Err(err),
+            Err(err) => python_helpers::report_callback_error(loop_obj.bind(py), slf.as_any(), err),
         }
     }
 
@@ -245,8 +324,15 @@ impl Handle {
     }
 
     #[getter]
-    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
-        self.loop_.clone_ref(py)
+    fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.loop_.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    /// The debug flag its repr follows (asyncio formats arguments only in
+    /// debug mode from 3.13 on).
+    #[getter]
+    fn _debug(&self, py: Python<'_>) -> PyResult<bool> {
+        self.loop_debug(py)
     }
 
     #[getter]
@@ -270,24 +356,6 @@ impl Handle {
             return Ok(cached.clone_ref(py));
         }
         python_helpers::handle_repr(slf.as_any())
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
-        visit.call(&self.source_traceback)?;
-        if let Some(parts) = self.callback.borrow_in_traverse(&visit) {
-            visit.call(&parts.callback)?;
-            visit.call(&parts.args)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        Python::attach(|py| {
-            let dropped = self.callback.borrow_mut(py).ok().map(|mut parts| (parts.callback.take(), parts.args.take()));
-            drop(dropped);
-        });
     }
 }
 
@@ -321,10 +389,11 @@ impl TimerHandle {
             if a != b || slf.as_super().get().is_cancelled() != other.as_super().get().is_cancelled() {
                 return Ok(false);
             }
-            let (pa, pb) = (slf.as_super().get().callback.borrow(py)?, other.as_super().get().callback.borrow(py)?);
-            let (cb_a, cb_b) = (pa.callback.as_ref().map(|c| c.clone_ref(py)), pb.callback.as_ref().map(|c| c.clone_ref(py)));
-            let (args_a, args_b) = (pa.args.as_ref().map(|c| c.clone_ref(py)), pb.args.as_ref().map(|c| c.clone_ref(py)));
-            drop((pa, pb));
+            let parts = |h: &Bound<'_, TimerHandle>| -> PyResult<(Option<Py<PyAny>>, Option<Py<PyTuple>>)> {
+                let p = h.as_super().get().callback.borrow(py)?;
+                Ok((p.callback.as_ref().map(|c| c.clone_ref(py)), p.args.as_ref().map(|c| c.clone_ref(py))))
+            };
+            let ((cb_a, args_a), (cb_b, args_b)) = (parts(slf)?, parts(other)?);
             Ok(cb_a.into_pyobject(py)?.eq(cb_b)? && args_a.into_pyobject(py)?.eq(args_b)?)
         };
         let result = match op {
@@ -340,5 +409,5 @@ impl TimerHandle {
 }
 
 fn timer_when(slf: &Bound<'_, TimerHandle>) -> f64 {
-    slf.as_super().get().deadline().unwrap_or(f64::NAN)
+    slf.as_super().get().timer.as_ref().map_or(f64::NAN, |t| t.when)
 }

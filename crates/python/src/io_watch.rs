@@ -71,7 +71,7 @@ impl LoopCore {
             Direction::Read => "add_reader",
             Direction::Write => "add_writer",
         };
-        let handle = LoopCore::new_handle(slf, callback, args, None, None, method, false)?;
+        let handle = LoopCore::new_handle(slf, callback, args, None, None, method, false, true)?;
         let replaced = slf.get().watch_fd(py, fd, direction, Watcher::Callback(handle.clone_ref(py)))?;
         cancel_replaced(py, replaced)?;
         Ok(handle)

@@ -4,7 +4,8 @@
 //! Python handles in the engine's queues, runs them, and exposes the hot loop
 //! methods to Python. The Python package builds `ferroloop.Loop` on top.
 //!
-//! - [`loop_core`]: the `LoopCore` class and the scheduling methods;
+//! - [`loop_core`]: the `LoopCore` class and its state;
+//! - [`scheduling`]: `call_soon`/`call_later`/`call_at`, as raw fastcall methods;
 //! - [`run`]: one iteration and `run_forever`'s inner loop;
 //! - [`io_watch`]: `add_reader`/`add_writer` and their removal;
 //! - [`handles`]: `Handle` and `TimerHandle`;
@@ -26,6 +27,7 @@ mod loop_core;
 mod python_helpers;
 mod queue_items;
 mod run;
+mod scheduling;
 mod sock_ops;
 mod stream_transport;
 mod sys_io;
@@ -45,4 +47,9 @@ mod _ferroloop {
     use crate::datagram_transport::DatagramCore;
     #[pymodule_export]
     use crate::sock_ops::SockOp;
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        crate::scheduling::install(m.py())
+    }
 }

@@ -23,7 +23,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError};
 
 use crate::gil_cell::GilCell;
-use crate::handles::{Handle, TimerHandle};
+use crate::handles::{Handle, TimerHandle, TimerSpec};
 use crate::python_helpers;
 use crate::queue_items::{Ready, Watcher};
 
@@ -73,13 +73,6 @@ pub struct LoopCore {
 pub fn current_thread_ident() -> u64 {
     // SAFETY: PyThread_get_thread_ident only reads the calling thread's id.
     unsafe { ffi::PyThread_get_thread_ident() as u64 }
-}
-
-/// `TimerHandle.cancel()` reports here, so purging knows how much is dead.
-pub fn note_timer_cancelled(loop_obj: &Bound<'_, PyAny>) {
-    if let Ok(core) = loop_obj.cast::<LoopCore>() {
-        core.get().cancelled_timers.increment();
-    }
 }
 
 fn closed_error() -> PyErr {
@@ -168,6 +161,7 @@ impl LoopCore {
         when: Option<f64>,
         method: &str,
         check_thread: bool,
+        persistent: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let core = slf.get();
@@ -180,15 +174,11 @@ impl LoopCore {
             Some(c) if !c.is_none() => c.unbind(),
             _ => python_helpers::copy_context(py)?,
         };
-        let source_traceback = if core.is_debug() { Some(python_helpers::extract_stack(py)?) } else { None };
-        let handle = Handle::new(
-            callback.clone().unbind(),
-            args.clone().unbind(),
-            context,
-            slf.clone().into_any().unbind(),
-            source_traceback,
-            when,
-        );
+        let debug = core.is_debug();
+        let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
+        let timer = when.map(|when| TimerSpec { when, cancelled_in_heap: core.cancelled_timers.clone() });
+        let handle =
+            Handle::new(callback.clone().unbind(), args.clone().unbind(), context, source_traceback, debug, persistent, timer);
         match when {
             None => Py::new(py, handle),
             Some(_) => {
@@ -197,19 +187,24 @@ impl LoopCore {
             }
         }
     }
+}
 
-    fn schedule_at(
-        slf: &Bound<'_, LoopCore>,
-        when: f64,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-        method: &str,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let handle = LoopCore::new_handle(slf, callback, args, context, Some(when), method, true)?;
-        slf.get().state.borrow_mut(py)?.timers.push(when, ScheduledTimer(handle.clone_ref(py)));
-        Ok(handle.into_any())
+/// Handles dropped by a closing loop let go of their callbacks (which may
+/// refer back to them; handles are not tracked by the cycle collector).
+fn release_handles(py: Python<'_>, ready: &[Ready], timers: &[ScheduledTimer], watchers: &[Watcher]) {
+    for timer in timers {
+        timer.0.get().mark_unscheduled();
+        timer.0.get().release(py);
+    }
+    for item in ready {
+        if let Ready::Callback(handle) = item {
+            handle.get().release(py);
+        }
+    }
+    for watcher in watchers {
+        if let Watcher::Callback(handle) = watcher {
+            handle.get().release(py);
+        }
     }
 }
 
@@ -264,14 +259,6 @@ impl LoopCore {
 /// asyncio's `max_size` for one read from a socket.
 pub const RECV_BUFFER_SIZE: usize = 256 * 1024;
 
-/// A float deadline or delay, refusing `None` with asyncio's message.
-fn seconds(value: &Bound<'_, PyAny>, none_message: &'static str) -> PyResult<f64> {
-    if value.is_none() {
-        return Err(PyTypeError::new_err(none_message));
-    }
-    value.extract::<f64>()
-}
-
 #[pymethods]
 impl LoopCore {
     #[new]
@@ -306,62 +293,6 @@ impl LoopCore {
     /// `time.monotonic()`, the loop's clock.
     fn time(&self) -> f64 {
         clock::monotonic()
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        slf: &Bound<'_, Self>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let handle = LoopCore::new_handle(slf, callback, args, context, None, "call_soon", true)?;
-        slf.get().state.borrow_mut(py)?.ready.push(Ready::Callback(handle.clone_ref(py)));
-        Ok(handle)
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        slf: &Bound<'_, Self>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let handle = LoopCore::new_handle(slf, callback, args, context, None, "call_soon_threadsafe", false)?;
-        let mut st = slf.get().state.borrow_mut(py)?;
-        st.ready.push(Ready::Callback(handle.clone_ref(py)));
-        if let Some(waker) = &st.waker {
-            waker.wake()?;
-        }
-        drop(st);
-        Ok(handle)
-    }
-
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        slf: &Bound<'_, Self>,
-        delay: &Bound<'_, PyAny>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let delay = seconds(delay, "delay must not be None")?;
-        // asyncio implements call_later with call_at and names that in errors.
-        LoopCore::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_at")
-    }
-
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        slf: &Bound<'_, Self>,
-        when: &Bound<'_, PyAny>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let when = seconds(when, "when cannot be None")?;
-        LoopCore::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
     /// Queues an existing handle (asyncio's `_add_callback`); a cancelled
@@ -460,9 +391,7 @@ impl LoopCore {
             (ready, timers, watchers, waker)
         };
         let poller = self.poller.borrow_mut(py)?.take();
-        for timer in &released.1 {
-            timer.0.get().mark_unscheduled();
-        }
+        release_handles(py, &released.0, &released.1, released.2.as_deref().unwrap_or(&[]));
         drop((released, poller));
         Ok(())
     }
@@ -498,6 +427,9 @@ impl LoopCore {
                 let watchers = st.io.as_mut().map(|io| io.drain());
                 (ready, timers, watchers, st.current_handle.take(), st.observer.take())
             });
+            if let Some((ready, timers, watchers, _, _)) = &released {
+                release_handles(py, ready, timers, watchers.as_deref().unwrap_or(&[]));
+            }
             drop(released);
         });
     }

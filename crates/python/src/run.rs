@@ -241,7 +241,7 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
                 if core.is_debug() || core.observed.load(Ordering::Relaxed) {
                     run_instrumented(slf, &handle)?;
                 } else {
-                    run_handle(slf, &handle)?;
+                    run_handle(slf, &handle, false)?;
                 }
             }
             Ready::Stream { transport, readable, writable, hangup } => {
@@ -257,11 +257,15 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
 }
 
 #[inline]
-fn run_handle(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<()> {
+fn run_handle(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>, keep: bool) -> PyResult<()> {
     let py = slf.py();
-    match handle.get().run(py)? {
+    match handle.get().run(py, keep)? {
         RunOutcome::Done => Ok(()),
-        RunOutcome::Raised(err) => python_helpers::report_callback_error(slf.as_any(), handle.bind(py).as_any(), err),
+        RunOutcome::Raised(err) => {
+            let reported = python_helpers::report_callback_error(slf.as_any(), handle.bind(py).as_any(), err);
+            handle.get().release(py);
+            reported
+        }
     }
 }
 
@@ -281,17 +285,16 @@ fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<
         let previous = core.state.borrow_mut(py)?.current_handle.replace(handle.clone_ref(py).into_any());
         drop(previous);
         let started = clock::monotonic();
-        let result = run_handle(slf, handle);
+        let result = run_handle(slf, handle, true);
         let took = clock::monotonic() - started;
         let current = core.state.borrow_mut(py)?.current_handle.take();
         drop(current);
         let slow_after: f64 = slf.getattr(pyo3::intern!(py, "slow_callback_duration"))?.extract()?;
-        if took >= slow_after {
-            python_helpers::warn_slow_callback(handle.bind(py).as_any(), took)?;
-        }
-        result
+        let warned = if took >= slow_after { python_helpers::warn_slow_callback(handle.bind(py).as_any(), took) } else { Ok(()) };
+        handle.get().release(py);
+        result.and(warned)
     } else {
-        run_handle(slf, handle)
+        run_handle(slf, handle, false)
     };
     if let Some((_, end)) = &observer {
         notify_observer(end.bind(py), handle);

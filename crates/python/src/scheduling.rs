@@ -1,0 +1,268 @@
+//! `call_soon`, `call_soon_threadsafe`, `call_later` and `call_at`, as raw
+//! `METH_FASTCALL` methods.
+//!
+//! These are the hottest entry points of the loop: the C `Task` calls
+//! `call_soon(step, context=ctx)` for every step, and `Future` for every
+//! done-callback. Going through PyO3's generic argument handling cost about
+//! as much as the rest of the call together, so the four are written against
+//! the C calling convention directly and installed on `LoopCore` when the
+//! module initialises. They accept what asyncio's methods accept:
+//! `(…, callback, *args, context=None)`, with the leading arguments also
+//! allowed as keywords.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ferroloop_engine::clock;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::PyTypeInfo;
+
+use crate::loop_core::{LoopCore, ScheduledTimer};
+use crate::queue_items::Ready;
+
+/// The arguments of one call, sorted out.
+struct Call<'py> {
+    /// `delay` or `when`, for the timer methods.
+    leading: Option<Bound<'py, PyAny>>,
+    callback: Bound<'py, PyAny>,
+    args: Bound<'py, PyTuple>,
+    context: Option<Bound<'py, PyAny>>,
+}
+
+/// Sorts out `(leading?, callback, *args, context=None)` from a vectorcall.
+///
+/// # Safety
+/// `args` must point to `nargs` live objects followed by one per name in
+/// `kwnames` (a tuple of strings, or NULL), as CPython passes them.
+unsafe fn parse<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    method: &str,
+    leading_name: Option<&str>,
+) -> PyResult<Call<'py>> {
+    let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    // SAFETY: guaranteed by the caller: `nargs` positional arguments.
+    let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
+    let named: usize = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    // SAFETY: the keyword values follow the positional ones.
+    let keyword_values = unsafe { std::slice::from_raw_parts(args.add(nargs), named) };
+    // SAFETY: every pointer CPython passes is a live, borrowed reference.
+    let bind = |ptr: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, ptr) };
+
+    let fixed = usize::from(leading_name.is_some()) + 1;
+    let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
+    for (slot, &ptr) in slots.iter_mut().zip(positional.iter().take(fixed)) {
+        *slot = Some(bind(ptr));
+    }
+    let mut context = None;
+    for (i, &value) in keyword_values.iter().enumerate() {
+        // SAFETY: `kwnames` is a tuple of `named` strings.
+        let name = bind(unsafe { ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t) });
+        let name = name.cast::<PyString>()?.to_str()?;
+        let index = match (name, leading_name) {
+            ("context", _) => {
+                context = Some(bind(value));
+                continue;
+            }
+            (n, Some(lead)) if n == lead => 0,
+            ("callback", _) => fixed - 1,
+            _ => return Err(PyTypeError::new_err(format!("{method}() got an unexpected keyword argument '{name}'"))),
+        };
+        if slots[index].is_some() {
+            return Err(PyTypeError::new_err(format!("{method}() got multiple values for argument '{name}'")));
+        }
+        slots[index] = Some(bind(value));
+    }
+    let extra = positional.get(fixed..).unwrap_or(&[]);
+    let args = if extra.is_empty() {
+        PyTuple::empty(py)
+    } else {
+        PyTuple::new(py, extra.iter().map(|&p| bind(p)))?
+    };
+    let [first, second] = slots;
+    let (leading, callback) = if leading_name.is_some() { (first, second) } else { (None, first) };
+    let missing = |name: &str| PyTypeError::new_err(format!("{method}() missing 1 required positional argument: '{name}'"));
+    if let Some(lead) = leading_name {
+        if leading.is_none() {
+            return Err(missing(lead));
+        }
+    }
+    let callback = callback.ok_or_else(|| missing("callback"))?;
+    Ok(Call { leading, callback, args, context })
+}
+
+/// The shared frame of the four methods: argument parsing, and turning a
+/// Rust result (or panic) into what CPython expects.
+///
+/// # Safety
+/// As [`parse`]; `slf` must be a live object, and the GIL held.
+unsafe fn entry(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    method: &str,
+    leading_name: Option<&str>,
+    body: impl FnOnce(&Bound<'_, LoopCore>, Call<'_>) -> PyResult<Py<PyAny>>,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `slf` is the live object the method was called on, and
+        // CPython's method descriptor has already checked that it is an
+        // instance of LoopCore (the type we installed the method on).
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
+        let slf = &slf;
+        // SAFETY: forwarded from our caller's contract.
+        let call = unsafe { parse(py, args, nargs, kwnames, method, leading_name)? };
+        body(slf, call)
+    }));
+    let result = match outcome {
+        Ok(result) => result,
+        Err(payload) => Err(panic_error(payload)),
+    };
+    match result {
+        Ok(value) => value.into_ptr(),
+        Err(err) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// A Rust panic becomes a Python exception (pyo3's PanicException), never
+/// an abort of the interpreter.
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic from Rust code".to_string());
+    pyo3::panic::PanicException::new_err(message)
+}
+
+/// A float deadline or delay, refusing `None` with asyncio's message.
+fn seconds(value: Option<Bound<'_, PyAny>>, none_message: &'static str) -> PyResult<f64> {
+    match value {
+        Some(v) if !v.is_none() => v.extract::<f64>(),
+        _ => Err(PyTypeError::new_err(none_message)),
+    }
+}
+
+fn soon(slf: &Bound<'_, LoopCore>, call: Call<'_>, method: &str, threadsafe: bool) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let handle = LoopCore::new_handle(slf, &call.callback, &call.args, call.context, None, method, !threadsafe, false)?;
+    let mut st = slf.get().state.borrow_mut(py)?;
+    st.ready.push(Ready::Callback(handle.clone_ref(py)));
+    if threadsafe {
+        if let Some(waker) = &st.waker {
+            waker.wake()?;
+        }
+    }
+    drop(st);
+    Ok(handle.into_any())
+}
+
+fn at(slf: &Bound<'_, LoopCore>, when: f64, call: Call<'_>, method: &str) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let handle = LoopCore::new_handle(slf, &call.callback, &call.args, call.context, Some(when), method, true, false)?;
+    slf.get().state.borrow_mut(py)?.timers.push(when, ScheduledTimer(handle.clone_ref(py)));
+    Ok(handle.into_any())
+}
+
+unsafe extern "C" fn call_soon(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's vectorcall contract is ours.
+    unsafe { entry(slf, args, nargs, kwnames, "call_soon", None, |slf, call| soon(slf, call, "call_soon", false)) }
+}
+
+unsafe extern "C" fn call_soon_threadsafe(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's vectorcall contract is ours.
+    unsafe {
+        entry(slf, args, nargs, kwnames, "call_soon_threadsafe", None, |slf, call| {
+            soon(slf, call, "call_soon_threadsafe", true)
+        })
+    }
+}
+
+unsafe extern "C" fn call_later(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's vectorcall contract is ours.
+    unsafe {
+        entry(slf, args, nargs, kwnames, "call_later", Some("delay"), |slf, mut call| {
+            let delay = seconds(call.leading.take(), "delay must not be None")?;
+            // asyncio implements call_later with call_at and names that in errors.
+            at(slf, clock::monotonic() + delay, call, "call_at")
+        })
+    }
+}
+
+unsafe extern "C" fn call_at(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's vectorcall contract is ours.
+    unsafe {
+        entry(slf, args, nargs, kwnames, "call_at", Some("when"), |slf, mut call| {
+            let when = seconds(call.leading.take(), "when cannot be None")?;
+            at(slf, when, call, "call_at")
+        })
+    }
+}
+
+const FASTCALL: std::os::raw::c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
+
+fn method_def(name: &'static std::ffi::CStr, function: ffi::PyCFunctionFastWithKeywords, doc: &'static std::ffi::CStr) -> ffi::PyMethodDef {
+    ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: function },
+        ml_flags: FASTCALL,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+/// Puts the four methods on `LoopCore`. Called once, at module import.
+pub fn install(py: Python<'_>) -> PyResult<()> {
+    // The definitions must outlive the type: they are leaked on purpose
+    // (four small structs, once per process).
+    let defs: &'static mut [ffi::PyMethodDef; 4] = Box::leak(Box::new([
+        method_def(c"call_soon", call_soon, c"call_soon(callback, *args, context=None)\n--\n\nRun callback(*args) on the next iteration."),
+        method_def(
+            c"call_soon_threadsafe",
+            call_soon_threadsafe,
+            c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes the loop.",
+        ),
+        method_def(c"call_later", call_later, c"call_later(delay, callback, *args, context=None)\n--\n\nRun callback(*args) after delay seconds."),
+        method_def(c"call_at", call_at, c"call_at(when, callback, *args, context=None)\n--\n\nRun callback(*args) at loop time when."),
+    ]));
+    let ty: Bound<'_, PyType> = LoopCore::type_object(py);
+    for def in defs.iter_mut() {
+        // SAFETY: `def` is 'static and describes a function with the
+        // METH_FASTCALL | METH_KEYWORDS signature; `ty` is a live type. The
+        // descriptor is a new reference, owned by the Bound.
+        let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+        // SAFETY: ml_name is a NUL-terminated 'static string.
+        let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) }.to_str().map_err(|e| PyValueError::new_err(e.to_string()))?;
+        ty.setattr(name, descriptor)?;
+    }
+    Ok(())
+}
