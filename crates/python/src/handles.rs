@@ -2,76 +2,75 @@
 //! return, and what the ready queue and timer heap hold.
 //!
 //! They behave as asyncio's classes of the same names (cancel, cancelled,
-//! when, get_context, the repr, ordering of timer handles) but are native, so
-//! scheduling a callback costs one small allocation and no Python frame.
+//! when, get_context, the repr, ordering of timer handles, the constructor)
+//! but cost as little as a Python object can: a program creates one per
+//! callback. So they are written against the C API rather than as PyO3
+//! classes: a plain (not garbage-collected) object, allocated from a free
+//! list guarded by the GIL, with no per-call wrapper layers.
+//!
+//! Not being tracked by the cycle collector is safe because a handle lets go
+//! of its callback and arguments as soon as it leaves the loop (it ran, was
+//! cancelled, or was dropped by a closing loop), so no cycle through a handle
+//! outlives its stay in the loop; and a handle made by the loop does not refer
+//! to the loop, so pending handles never keep an abandoned loop alive.
+//! Handles that run repeatedly (readers, writers, signal handlers) keep their
+//! callback until cancelled.
+//!
 //! A handle runs its callback inside its `contextvars.Context`, entered and
 //! left through the C API rather than through `Context.run`, which would add
 //! a call and an argument tuple per callback.
-//!
-//! A program creates one handle per callback, so they are kept lean: they
-//! come from a free list, and they do not report their references to the
-//! cycle collector (traversing every young handle made collections a large
-//! part of the cost of `call_soon`). Cycles through a handle cannot outlive
-//! it anyway, because a handle lets go of its callback and arguments as soon
-//! as it leaves the loop: when it has run, is cancelled, or is dropped by a
-//! closing loop. Nor does a handle refer to the loop that made it, so pending
-//! handles never keep an abandoned loop alive.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::UnsafeCell;
+use std::ffi::CStr;
+use std::os::raw::{c_int, c_void};
+use std::ptr;
 
 use ferroloop_engine::CancelledCount;
-use pyo3::basic::CompareOp;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyTuple, PyType};
 
-use crate::gil_cell::GilCell;
 use crate::python_helpers;
 
-/// The parts of a handle that it drops when it leaves the loop.
-struct Callback {
-    callback: Option<Py<PyAny>>,
-    args: Option<Py<PyTuple>>,
-    /// A cached repr, taken when a handle is cancelled in debug mode (asyncio
-    /// keeps it so that slow-callback warnings can still name the callback).
-    repr: Option<Py<PyAny>>,
-}
-
-/// Timer-only state. Lives in the base so that the heap, which holds plain
-/// `Handle`s, can read the deadline without knowing the subclass.
-struct TimerState {
+/// The layout of a handle object. Fields are read and written only while
+/// attached to the interpreter (the GIL serialises every access), and no
+/// Rust reference into an object is kept across a call into Python.
+#[repr(C)]
+struct HandleObject {
+    ob_base: ffi::PyObject,
+    weakrefs: *mut ffi::PyObject,
+    /// Owned references, or NULL once released.
+    callback: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    /// Owned; never NULL for a live handle.
+    context: *mut ffi::PyObject,
+    /// Owned or NULL: the stack where the handle was made (debug mode).
+    source_traceback: *mut ffi::PyObject,
+    /// Owned or NULL: the loop, for handles built by Python code.
+    loop_: *mut ffi::PyObject,
+    /// Owned or NULL: the repr kept when cancelled in debug mode.
+    repr: *mut ffi::PyObject,
+    /// Timers only: the heap's count of cancelled entries.
+    cancelled_in_heap: Option<CancelledCount>,
     when: f64,
-    /// In the heap: cancelling it then must be counted for purging.
-    scheduled: AtomicBool,
-    cancelled_in_heap: CancelledCount,
-}
-
-#[pyclass(module = "ferroloop._ferroloop", name = "Handle", subclass, frozen, weakref, freelist = 1024)]
-pub struct Handle {
-    callback: GilCell<Callback>,
-    context: Py<PyAny>,
-    source_traceback: Option<Py<PyAny>>,
-    /// The loop, for handles built by Python code (`Handle(cb, args, loop)`,
-    /// asyncio's constructor); the loop's own handles do without.
-    loop_: Option<Py<PyAny>>,
-    /// The loop's debug flag when the handle was made (for its repr).
-    debug: bool,
-    /// Runs more than once (a reader or writer, a signal handler): keeps its
-    /// callback after running, until cancelled.
+    cancelled: bool,
+    /// Runs more than once: keeps its callback after running.
     persistent: bool,
-    cancelled: AtomicBool,
-    timer: Option<TimerState>,
+    /// The loop's debug flag when made (for the repr).
+    debug: bool,
+    /// A timer still in the heap.
+    scheduled: bool,
+    is_timer: bool,
 }
-
-#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", extends = Handle, frozen, freelist = 1024)]
-pub struct TimerHandle;
 
 /// How running a handle ended.
 pub enum RunOutcome {
     Done,
     /// The callback raised; the exception is for the loop's exception
     /// handler. The handle still holds its callback for the report; call
-    /// [`Handle::release`] after reporting.
+    /// [`HandleRef::release`] after reporting.
     Raised(PyErr),
 }
 
@@ -81,52 +80,85 @@ pub struct TimerSpec {
     pub cancelled_in_heap: CancelledCount,
 }
 
-impl Handle {
+/// An owned reference to a `Handle` (or `TimerHandle`).
+pub struct HandleRef(Py<PyAny>);
+
+impl HandleRef {
+    fn raw(&self) -> *mut HandleObject {
+        self.0.as_ptr().cast()
+    }
+
+    /// Accepts a Python object if it is one of our handles.
+    pub fn from_object(obj: &Bound<'_, PyAny>) -> PyResult<HandleRef> {
+        let py = obj.py();
+        if !obj.is_instance(handle_type(py)?.as_any())? {
+            return Err(PyTypeError::new_err("a ferroloop Handle was expected"));
+        }
+        Ok(HandleRef(obj.clone().unbind()))
+    }
+
+    pub fn clone_ref(&self, py: Python<'_>) -> HandleRef {
+        HandleRef(self.0.clone_ref(py))
+    }
+
+    pub fn object(&self) -> &Py<PyAny> {
+        &self.0
+    }
+
+    pub fn into_object(self) -> Py<PyAny> {
+        self.0
+    }
+
+    /// Creates a handle. `timer` makes it a `TimerHandle`.
     pub fn new(
-        callback: Py<PyAny>,
-        args: Py<PyTuple>,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
         context: Py<PyAny>,
         source_traceback: Option<Py<PyAny>>,
         debug: bool,
         persistent: bool,
         timer: Option<TimerSpec>,
-    ) -> Handle {
-        Handle {
-            callback: GilCell::new(Callback { callback: Some(callback), args: Some(args), repr: None }),
-            context,
-            source_traceback,
-            loop_: None,
-            debug,
-            persistent,
-            cancelled: AtomicBool::new(false),
-            timer: timer.map(|t| TimerState {
-                when: t.when,
-                scheduled: AtomicBool::new(true),
-                cancelled_in_heap: t.cancelled_in_heap,
-            }),
+    ) -> PyResult<HandleRef> {
+        let ty = if timer.is_some() { timer_handle_type(py)? } else { handle_type(py)? };
+        let obj = alloc(py, ty)?;
+        // SAFETY: `obj` is a freshly allocated, zero-initialised object of
+        // our layout; we own the new references we store.
+        unsafe {
+            let h = obj.cast::<HandleObject>();
+            (*h).callback = callback.clone().into_ptr();
+            (*h).args = args.clone().into_any().into_ptr();
+            (*h).context = context.into_ptr();
+            (*h).source_traceback = source_traceback.map_or(ptr::null_mut(), |t| t.into_ptr());
+            (*h).debug = debug;
+            (*h).persistent = persistent;
+            if let Some(timer) = timer {
+                ptr::write(&mut (*h).cancelled_in_heap, Some(timer.cancelled_in_heap));
+                (*h).when = timer.when;
+                (*h).scheduled = true;
+                (*h).is_timer = true;
+            }
+            Ok(HandleRef(Bound::from_owned_ptr(py, obj).unbind()))
         }
     }
 
     #[inline]
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        // SAFETY: reading a flag of a live handle; callers hold the GIL.
+        unsafe { (*self.raw()).cancelled }
     }
 
     /// Called when the heap lets go of a timer handle (fired or discarded).
     pub fn mark_unscheduled(&self) {
-        if let Some(timer) = &self.timer {
-            timer.scheduled.store(false, Ordering::Relaxed);
-        }
+        // SAFETY: writing a flag of a live handle; callers hold the GIL.
+        unsafe { (*self.raw()).scheduled = false };
     }
 
     /// Drops the callback and its arguments: the handle has left the loop.
-    /// Persistent handles keep theirs (they run again) until cancelled.
+    /// Persistent handles keep theirs until cancelled.
     pub fn release(&self, py: Python<'_>) {
-        if self.persistent && !self.is_cancelled() {
-            return;
-        }
-        let dropped = self.callback.borrow_mut(py).ok().map(|mut parts| (parts.callback.take(), parts.args.take()));
-        drop(dropped);
+        // SAFETY: the GIL is held (`py`); the handle is alive.
+        unsafe { release_callback(py, self.raw()) }
     }
 
     /// Runs the callback in the handle's context and releases it (unless
@@ -136,74 +168,55 @@ impl Handle {
     /// exception is handed back as [`RunOutcome::Raised`].
     #[inline]
     pub fn run(&self, py: Python<'_>, keep: bool) -> PyResult<RunOutcome> {
-        if self.is_cancelled() {
-            return Ok(RunOutcome::Done);
-        }
-        let reusable = keep || self.persistent;
-        let (callback, args) = {
-            let mut parts = self.callback.borrow_mut(py)?;
-            let taken = if reusable {
-                (parts.callback.as_ref().map(|c| c.clone_ref(py)), parts.args.as_ref().map(|a| a.clone_ref(py)))
-            } else {
-                (parts.callback.take(), parts.args.take())
-            };
-            match taken {
-                (Some(cb), Some(args)) => (cb, args),
-                _ => return Ok(RunOutcome::Done),
+        let h = self.raw();
+        // SAFETY: the GIL is held; the handle stays alive (we own a
+        // reference) and we copy the pointers out before calling Python.
+        unsafe {
+            if (*h).cancelled || (*h).callback.is_null() {
+                return Ok(RunOutcome::Done);
             }
-        };
-        match run_in_context(py, self.context.bind(py), callback.bind(py), args.bind(py)) {
-            Ok(()) => Ok(RunOutcome::Done),
-            Err(err) => {
-                // Put them back: the error report shows them.
-                if !reusable {
-                    if let Ok(mut parts) = self.callback.borrow_mut(py) {
-                        parts.callback = Some(callback);
-                        parts.args = Some(args);
+            let keep = keep || (*h).persistent;
+            let callback = Bound::from_borrowed_ptr(py, (*h).callback);
+            let args = Bound::from_borrowed_ptr(py, (*h).args).cast_into_unchecked::<PyTuple>();
+            let context = Bound::from_borrowed_ptr(py, (*h).context);
+            if !keep {
+                // The handle's own references go; `callback`/`args` above
+                // hold theirs for the call.
+                release_callback(py, h);
+            }
+            match run_in_context(py, &context, &callback, &args) {
+                Ok(()) => Ok(RunOutcome::Done),
+                Err(err) => {
+                    let stopping = is_loop_stopping_exception(py, &err);
+                    if !keep && !stopping && (*h).callback.is_null() && !(*h).cancelled {
+                        // Put them back: the error report shows them.
+                        (*h).callback = callback.into_ptr();
+                        (*h).args = args.into_any().into_ptr();
                     }
-                }
-                if is_loop_stopping_exception(py, &err) {
-                    if !reusable {
-                        self.release(py);
+                    if stopping {
+                        Err(err)
+                    } else {
+                        Ok(RunOutcome::Raised(err))
                     }
-                    Err(err)
-                } else {
-                    Ok(RunOutcome::Raised(err))
                 }
             }
         }
     }
+}
 
-    fn cancel_impl(slf: &Bound<'_, Handle>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.cancelled.swap(true, Ordering::Relaxed) {
-            return Ok(());
+/// # Safety
+/// GIL held; `h` a live handle.
+unsafe fn release_callback(py: Python<'_>, h: *mut HandleObject) {
+    unsafe {
+        if (*h).persistent && !(*h).cancelled {
+            return;
         }
-        if let Some(timer) = &this.timer {
-            if timer.scheduled.load(Ordering::Relaxed) {
-                timer.cancelled_in_heap.increment();
-            }
-        }
-        // asyncio keeps the repr in debug mode so a later "Executing <Handle
-        // ...> took N seconds" warning can still show the callback.
-        let repr = if this.loop_debug(py)? { Some(slf.repr()?.into_any().unbind()) } else { None };
-        let dropped = {
-            let mut parts = this.callback.borrow_mut(py)?;
-            parts.repr = repr;
-            (parts.callback.take(), parts.args.take())
-        };
-        drop(dropped);
-        Ok(())
-    }
-
-    /// The debug flag that shapes reprs: the live one of the loop if the
-    /// handle knows it, else the one it was made with.
-    fn loop_debug(&self, py: Python<'_>) -> PyResult<bool> {
-        match &self.loop_ {
-            Some(loop_obj) => python_helpers::loop_debug(loop_obj.bind(py)),
-            None => Ok(self.debug),
-        }
+        let callback = std::mem::replace(&mut (*h).callback, ptr::null_mut());
+        let args = std::mem::replace(&mut (*h).args, ptr::null_mut());
+        // Dropping after the fields are cleared: a __del__ that runs here
+        // sees a released handle.
+        drop(Bound::from_owned_ptr_or_opt(py, callback));
+        drop(Bound::from_owned_ptr_or_opt(py, args));
     }
 }
 
@@ -215,17 +228,16 @@ fn run_in_context(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
-    // SAFETY: `context` is a live object for the whole call (borrowed from the
-    // handle, which the caller keeps alive). PyContext_Enter type-checks it
-    // and fails cleanly with a Python error if it is not a Context or is
-    // already entered; we are attached to the interpreter (`py`).
+    // SAFETY: `context` is alive for the whole call (the caller holds it).
+    // PyContext_Enter type-checks it and fails cleanly with a Python error if
+    // it is not a Context or is already entered; the GIL is held (`py`).
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
         return Err(PyErr::fetch(py));
     }
     let called = if args.is_empty() { callback.call0() } else { callback.call1(args) };
-    // SAFETY: the same context was entered just above on this thread and the
-    // callback cannot leave it on our behalf (PyContext_Exit of a context not
-    // on top fails with RuntimeError, reported below), so this exit pairs with
+    // SAFETY: the same context was entered just above on this thread; a
+    // callback cannot leave it for us (PyContext_Exit of a context not on
+    // top fails with RuntimeError, reported below), so this exit pairs with
     // our enter.
     let exited = unsafe { ffi::PyContext_Exit(context.as_ptr()) };
     let called = called.map(drop);
@@ -237,177 +249,439 @@ fn run_in_context(
 }
 
 fn is_loop_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-        || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
 }
 
-#[pymethods]
-impl Handle {
-    /// `Handle(callback, args, loop, context=None)`, as asyncio's class is
-    /// built; the loop schedules it with `_add_callback`.
-    #[new]
-    #[pyo3(signature = (callback, args, r#loop, context=None))]
-    fn py_new(
-        py: Python<'_>,
-        callback: Py<PyAny>,
-        args: Option<Bound<'_, PyAny>>,
-        r#loop: Py<PyAny>,
-        context: Option<Py<PyAny>>,
-    ) -> PyResult<Self> {
-        let args = match args {
-            Some(a) if !a.is_none() => a.cast_into::<PyTuple>()?.unbind(),
-            _ => PyTuple::empty(py).unbind(),
-        };
-        let context = match context {
-            Some(c) if !c.is_none(py) => c,
-            _ => python_helpers::copy_context(py)?,
-        };
-        let debug = python_helpers::loop_debug(r#loop.bind(py))?;
-        let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
-        // Built by Python code, it may be queued any number of times (a
-        // signal handler's handle is): it keeps its callback.
-        let mut handle = Handle::new(callback, args, context, source_traceback, debug, true, None);
-        handle.loop_ = Some(r#loop);
-        Ok(handle)
-    }
+// ---------------------------------------------------------------------------
+// Allocation: a free list of handle-sized blocks.
 
-    /// Runs the callback now, sending an exception to the loop's handler.
-    /// Only handles built with a loop can do this.
-    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let Some(loop_obj) = &this.loop_ else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("this handle is run by its loop"));
-        };
-        let (callback, args) = {
-            let parts = this.callback.borrow(py)?;
-            match (&parts.callback, &parts.args) {
-                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py)),
-                _ => return Ok(()),
-            }
-        };
-        if this.is_cancelled() {
-            return Ok(());
+/// Blocks of exact `Handle`/`TimerHandle` objects (both have the same size)
+/// kept for reuse, so that a handle costs no trip through the allocator.
+struct FreeList(UnsafeCell<Vec<*mut ffi::PyObject>>);
+
+// SAFETY: only touched from `alloc` and `dealloc`, which CPython calls with
+// the GIL held (the module declares it needs the GIL), so accesses are
+// serialised.
+unsafe impl Sync for FreeList {}
+
+static FREE_LIST: FreeList = FreeList(UnsafeCell::new(Vec::new()));
+const FREE_LIST_CAPACITY: usize = 1024;
+
+fn alloc(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: GIL held, see FreeList. A block from the list has exactly our
+    // basic size and was zeroed when it was put there; PyObject_Init sets
+    // its type (taking a reference to it) and its reference count.
+    unsafe {
+        let list = &mut *FREE_LIST.0.get();
+        if let Some(obj) = list.pop() {
+            ffi::PyObject_Init(obj, ty.as_type_ptr());
+            return Ok(obj);
         }
-        match run_in_context(py, this.context.bind(py), callback.bind(py), args.bind(py)) {
-            Ok(()) => Ok(()),
-            Err(err) if is_loop_stopping_exception(py, &err) => Err(err),
-            Err(err) => python_helpers::report_callback_error(loop_obj.bind(py), slf.as_any(), err),
+        let obj = ffi::PyType_GenericAlloc(ty.as_type_ptr(), 0);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
         }
-    }
-
-    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Handle::cancel_impl(slf)
-    }
-
-    fn cancelled(&self) -> bool {
-        self.is_cancelled()
-    }
-
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
-    }
-
-    #[getter]
-    fn _callback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.callback.borrow(py)?.callback.as_ref().map(|c| c.clone_ref(py)))
-    }
-
-    #[getter]
-    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
-        Ok(self.callback.borrow(py)?.args.as_ref().map(|a| a.clone_ref(py)))
-    }
-
-    #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
-    }
-
-    #[getter]
-    fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.loop_.as_ref().map(|l| l.clone_ref(py))
-    }
-
-    /// The debug flag its repr follows (asyncio formats arguments only in
-    /// debug mode from 3.13 on).
-    #[getter]
-    fn _debug(&self, py: Python<'_>) -> PyResult<bool> {
-        self.loop_debug(py)
-    }
-
-    #[getter]
-    fn _cancelled(&self) -> bool {
-        self.is_cancelled()
-    }
-
-    #[getter]
-    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.source_traceback.as_ref().map(|t| t.clone_ref(py))
-    }
-
-    #[getter]
-    fn _repr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.callback.borrow(py)?.repr.as_ref().map(|r| r.clone_ref(py)))
-    }
-
-    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        if let Some(cached) = slf.get().callback.borrow(py)?.repr.as_ref() {
-            return Ok(cached.clone_ref(py));
-        }
-        python_helpers::handle_repr(slf.as_any())
+        Ok(obj)
     }
 }
 
-#[pymethods]
-impl TimerHandle {
-    fn when(slf: &Bound<'_, Self>) -> f64 {
-        timer_when(slf)
+unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
+    // SAFETY: CPython calls tp_dealloc with the GIL held, once, for an
+    // object of our layout (or a Python subclass of it) whose count is 0.
+    unsafe {
+        let py = Python::assume_attached();
+        let h = obj.cast::<HandleObject>();
+        let ty = ffi::Py_TYPE(obj);
+        if !(*h).weakrefs.is_null() {
+            ffi::PyObject_ClearWeakRefs(obj);
+        }
+        for field in [
+            &mut (*h).callback,
+            &mut (*h).args,
+            &mut (*h).context,
+            &mut (*h).source_traceback,
+            &mut (*h).loop_,
+            &mut (*h).repr,
+        ] {
+            let owned = std::mem::replace(field, ptr::null_mut());
+            drop(Bound::from_owned_ptr_or_opt(py, owned));
+        }
+        drop((*h).cancelled_in_heap.take());
+        let exact = is_exact_handle_type(py, ty);
+        let list = &mut *FREE_LIST.0.get();
+        if exact && list.len() < FREE_LIST_CAPACITY {
+            // Zero our fields so the next user starts from a clean object.
+            let fields = (obj as *mut u8).add(std::mem::size_of::<ffi::PyObject>());
+            ptr::write_bytes(fields, 0, std::mem::size_of::<HandleObject>() - std::mem::size_of::<ffi::PyObject>());
+            list.push(obj);
+        } else if let Some(free) = (*ty).tp_free {
+            free(obj.cast());
+        }
+        // Instances of heap types own a reference to their type.
+        ffi::Py_DECREF(ty.cast());
     }
+}
 
-    #[getter]
-    fn _when(slf: &Bound<'_, Self>) -> f64 {
-        timer_when(slf)
+fn is_exact_handle_type(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> bool {
+    let matches = |cell: &PyOnceLock<Py<PyType>>| cell.get(py).is_some_and(|t| ptr::eq(t.as_ptr().cast(), ty));
+    matches(&HANDLE_TYPE) || matches(&TIMER_HANDLE_TYPE)
+}
+
+// ---------------------------------------------------------------------------
+// The Python-visible methods.
+
+/// # Safety
+/// `obj` must be a live handle; GIL held.
+unsafe fn handle_of<'a>(obj: *mut ffi::PyObject) -> &'a mut HandleObject {
+    unsafe { &mut *obj.cast::<HandleObject>() }
+}
+
+/// Wraps a method body: binds `self`, turns errors and panics into Python
+/// exceptions.
+unsafe fn method(
+    slf: *mut ffi::PyObject,
+    body: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held and a live `self`.
+    let py = unsafe { Python::assume_attached() };
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(py, &slf)));
+    match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
+        Ok(value) => value.into_ptr(),
+        Err(err) => {
+            err.restore(py);
+            ptr::null_mut()
+        }
     }
+}
 
-    #[getter]
-    fn _scheduled(slf: &Bound<'_, Self>) -> bool {
-        slf.as_super().get().timer.as_ref().is_some_and(|t| t.scheduled.load(Ordering::Relaxed))
+fn borrowed_or_none(py: Python<'_>, field: *mut ffi::PyObject) -> Py<PyAny> {
+    if field.is_null() {
+        py.None()
+    } else {
+        // SAFETY: a non-NULL field is an owned, live reference.
+        unsafe { Bound::from_borrowed_ptr(py, field).unbind() }
     }
+}
 
-    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        pyo3::types::PyFloat::new(slf.py(), timer_when(slf)).hash()
+fn loop_debug(py: Python<'_>, h: &HandleObject) -> PyResult<bool> {
+    if h.loop_.is_null() {
+        return Ok(h.debug);
     }
+    // SAFETY: a non-NULL loop field is an owned, live reference.
+    python_helpers::loop_debug(unsafe { &Bound::from_borrowed_ptr(py, h.loop_) })
+}
 
-    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let Ok(other) = other.cast::<TimerHandle>() else {
-            return Ok(py.NotImplemented());
-        };
-        let (a, b) = (timer_when(slf), timer_when(other));
-        let equal = || -> PyResult<bool> {
-            if a != b || slf.as_super().get().is_cancelled() != other.as_super().get().is_cancelled() {
-                return Ok(false);
+unsafe extern "C" fn cancel(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe {
+        method(slf, |py, slf| {
+            let h = handle_of(slf.as_ptr());
+            if h.cancelled {
+                return Ok(py.None());
             }
-            let parts = |h: &Bound<'_, TimerHandle>| -> PyResult<(Option<Py<PyAny>>, Option<Py<PyTuple>>)> {
-                let p = h.as_super().get().callback.borrow(py)?;
-                Ok((p.callback.as_ref().map(|c| c.clone_ref(py)), p.args.as_ref().map(|c| c.clone_ref(py))))
+            h.cancelled = true;
+            if h.scheduled {
+                if let Some(count) = &h.cancelled_in_heap {
+                    count.increment();
+                }
+            }
+            // asyncio keeps the repr in debug mode, so that a later
+            // "Executing <Handle ...> took N seconds" still names the callback.
+            if loop_debug(py, h)? {
+                let repr = slf.repr()?.into_any().into_ptr();
+                let h = handle_of(slf.as_ptr());
+                let old = std::mem::replace(&mut h.repr, repr);
+                drop(Bound::from_owned_ptr_or_opt(py, old));
+            }
+            release_callback(py, slf.as_ptr().cast());
+            Ok(py.None())
+        })
+    }
+}
+
+unsafe extern "C" fn cancelled(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe { method(slf, |py, slf| Ok(pyo3::types::PyBool::new(py, handle_of(slf.as_ptr()).cancelled).to_owned().into_any().unbind())) }
+}
+
+unsafe extern "C" fn get_context(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe { method(slf, |py, slf| Ok(borrowed_or_none(py, handle_of(slf.as_ptr()).context))) }
+}
+
+unsafe extern "C" fn when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe { method(slf, |py, slf| Ok(handle_of(slf.as_ptr()).when.into_pyobject(py)?.into_any().unbind())) }
+}
+
+/// `_run()`: runs the callback now, sending an exception to the loop's
+/// exception handler. Only handles built with a loop can.
+unsafe extern "C" fn run_now(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe {
+        method(slf, |py, slf| {
+            let h = handle_of(slf.as_ptr());
+            if h.loop_.is_null() {
+                return Err(PyRuntimeError::new_err("this handle is run by its loop"));
+            }
+            let loop_obj = Bound::from_borrowed_ptr(py, h.loop_);
+            let handle = HandleRef(slf.clone().unbind());
+            match handle.run(py, true)? {
+                RunOutcome::Done => {}
+                RunOutcome::Raised(err) => python_helpers::report_callback_error(&loop_obj, slf, err)?,
+            }
+            Ok(py.None())
+        })
+    }
+}
+
+unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe {
+        method(slf, |py, slf| {
+            let h = handle_of(slf.as_ptr());
+            if !h.repr.is_null() {
+                return Ok(borrowed_or_none(py, h.repr));
+            }
+            python_helpers::handle_repr(slf)
+        })
+    }
+}
+
+unsafe extern "C" fn hash(slf: *mut ffi::PyObject) -> ffi::Py_hash_t {
+    // SAFETY: GIL held; hashing a float cannot fail.
+    unsafe { ffi::PyObject_Hash(pyo3::types::PyFloat::new(Python::assume_attached(), handle_of(slf).when).as_ptr()) }
+}
+
+unsafe extern "C" fn richcompare(slf: *mut ffi::PyObject, other: *mut ffi::PyObject, op: c_int) -> *mut ffi::PyObject {
+    unsafe {
+        method(slf, |py, slf| {
+            let other = Bound::from_borrowed_ptr(py, other);
+            if !other.is_instance(timer_handle_type(py)?.as_any())? {
+                return Ok(py.NotImplemented());
+            }
+            let (a, b) = (handle_of(slf.as_ptr()), handle_of(other.as_ptr()));
+            let equal = || -> PyResult<bool> {
+                if a.when != b.when || a.cancelled != b.cancelled {
+                    return Ok(false);
+                }
+                let (cb_a, cb_b) = (borrowed_or_none(py, a.callback), borrowed_or_none(py, b.callback));
+                let (args_a, args_b) = (borrowed_or_none(py, a.args), borrowed_or_none(py, b.args));
+                Ok(cb_a.bind(py).eq(cb_b)? && args_a.bind(py).eq(args_b)?)
             };
-            let ((cb_a, args_a), (cb_b, args_b)) = (parts(slf)?, parts(other)?);
-            Ok(cb_a.into_pyobject(py)?.eq(cb_b)? && args_a.into_pyobject(py)?.eq(args_b)?)
-        };
-        let result = match op {
-            CompareOp::Lt => a < b,
-            CompareOp::Gt => a > b,
-            CompareOp::Le => a < b || equal()?,
-            CompareOp::Ge => a > b || equal()?,
-            CompareOp::Eq => equal()?,
-            CompareOp::Ne => !equal()?,
-        };
-        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+            let result = match op {
+                ffi::Py_LT => a.when < b.when,
+                ffi::Py_GT => a.when > b.when,
+                ffi::Py_LE => a.when < b.when || equal()?,
+                ffi::Py_GE => a.when > b.when || equal()?,
+                ffi::Py_EQ => equal()?,
+                _ => !equal()?,
+            };
+            Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+        })
     }
 }
 
-fn timer_when(slf: &Bound<'_, TimerHandle>) -> f64 {
-    slf.as_super().get().timer.as_ref().map_or(f64::NAN, |t| t.when)
+/// `Handle(callback, args, loop, context=None)` and
+/// `TimerHandle(when, callback, args, loop, context=None)`, asyncio's
+/// constructors. Handles built this way keep their loop and may be queued
+/// any number of times (as a signal handler's handle is).
+unsafe extern "C" fn new(subtype: *mut ffi::PyTypeObject, args: *mut ffi::PyObject, kwargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython with the GIL held and live arguments.
+    unsafe {
+        let py = Python::assume_attached();
+        let outcome = (|| -> PyResult<Py<PyAny>> {
+            let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
+            let kwargs = Bound::from_borrowed_ptr_or_opt(py, kwargs);
+            let ty = Bound::from_borrowed_ptr(py, subtype.cast()).cast_into::<PyType>()?;
+            let is_timer = ty.is_subclass(timer_handle_type(py)?.as_any())?;
+            let names: &[&str] = if is_timer { &["when", "callback", "args", "loop", "context"] } else { &["callback", "args", "loop", "context"] };
+            let mut values: Vec<Option<Bound<'_, PyAny>>> = vec![None; names.len()];
+            for (i, value) in args.iter().enumerate() {
+                *values.get_mut(i).ok_or_else(|| PyTypeError::new_err("too many arguments"))? = Some(value);
+            }
+            if let Some(kwargs) = kwargs {
+                for (key, value) in kwargs.cast_into::<pyo3::types::PyDict>()?.iter() {
+                    let key: String = key.extract()?;
+                    let i = names.iter().position(|n| *n == key).ok_or_else(|| PyTypeError::new_err(format!("unexpected keyword argument '{key}'")))?;
+                    values[i] = Some(value);
+                }
+            }
+            let mut take = |name: &str| values[names.iter().position(|n| *n == name).unwrap()].take();
+            let when = if is_timer { take("when").map(|w| w.extract::<f64>()).transpose()? } else { None };
+            let callback = take("callback").ok_or_else(|| PyTypeError::new_err("missing argument 'callback'"))?;
+            let call_args = match take("args") {
+                Some(a) if !a.is_none() => a.cast_into::<PyTuple>()?,
+                _ => PyTuple::empty(py),
+            };
+            let loop_obj = take("loop").ok_or_else(|| PyTypeError::new_err("missing argument 'loop'"))?;
+            let context = match take("context") {
+                Some(c) if !c.is_none() => c.unbind(),
+                _ => python_helpers::copy_context(py)?,
+            };
+            let debug = python_helpers::loop_debug(&loop_obj)?;
+            let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
+            let obj = ffi::PyType_GenericAlloc(subtype, 0);
+            if obj.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let h = obj.cast::<HandleObject>();
+            (*h).callback = callback.into_ptr();
+            (*h).args = call_args.into_any().into_ptr();
+            (*h).context = context.into_ptr();
+            (*h).source_traceback = source_traceback.map_or(ptr::null_mut(), |t| t.into_ptr());
+            (*h).loop_ = loop_obj.into_ptr();
+            (*h).debug = debug;
+            (*h).persistent = true;
+            if let Some(when) = when {
+                (*h).when = when;
+                (*h).is_timer = true;
+            }
+            Ok(Bound::from_owned_ptr(py, obj).unbind())
+        })();
+        match outcome {
+            Ok(obj) => obj.into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                ptr::null_mut()
+            }
+        }
+    }
+}
+
+macro_rules! getter {
+    ($name:ident, |$py:ident, $h:ident| $body:expr) => {
+        unsafe extern "C" fn $name(slf: *mut ffi::PyObject, _closure: *mut c_void) -> *mut ffi::PyObject {
+            unsafe {
+                method(slf, |$py, slf| {
+                    let $h = handle_of(slf.as_ptr());
+                    $body
+                })
+            }
+        }
+    };
+}
+
+getter!(get_callback, |py, h| Ok(borrowed_or_none(py, h.callback)));
+getter!(get_args, |py, h| Ok(borrowed_or_none(py, h.args)));
+getter!(get_context_attr, |py, h| Ok(borrowed_or_none(py, h.context)));
+getter!(get_loop, |py, h| Ok(borrowed_or_none(py, h.loop_)));
+getter!(get_source_traceback, |py, h| Ok(borrowed_or_none(py, h.source_traceback)));
+getter!(get_repr, |py, h| Ok(borrowed_or_none(py, h.repr)));
+getter!(get_cancelled, |py, h| Ok(pyo3::types::PyBool::new(py, h.cancelled).to_owned().into_any().unbind()));
+getter!(get_debug, |py, h| Ok(pyo3::types::PyBool::new(py, loop_debug(py, h)?).to_owned().into_any().unbind()));
+getter!(get_when, |py, h| Ok(h.when.into_pyobject(py)?.into_any().unbind()));
+getter!(get_scheduled, |py, h| Ok(pyo3::types::PyBool::new(py, h.scheduled).to_owned().into_any().unbind()));
+
+// ---------------------------------------------------------------------------
+// The type objects.
+
+static HANDLE_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static TIMER_HANDLE_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn handle_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    HANDLE_TYPE.get(py).map(|t| t.bind(py)).ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
+}
+
+fn timer_handle_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    TIMER_HANDLE_TYPE.get(py).map(|t| t.bind(py)).ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
+}
+
+type NoArgs = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
+type Getter = unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void) -> *mut ffi::PyObject;
+
+fn no_args(name: &'static CStr, function: NoArgs, doc: &'static CStr) -> ffi::PyMethodDef {
+    ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: ffi::PyMethodDefPointer { PyCFunction: function }, ml_flags: ffi::METH_NOARGS, ml_doc: doc.as_ptr() }
+}
+
+fn getset(name: &'static CStr, get: Getter) -> ffi::PyGetSetDef {
+    ffi::PyGetSetDef { name: name.as_ptr(), get: Some(get), set: None, doc: ptr::null(), closure: ptr::null_mut() }
+}
+
+fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
+    ffi::PyType_Slot { slot, pfunc }
+}
+
+/// Creates `Handle` and `TimerHandle` and adds them to the module. The
+/// method, attribute and slot tables are leaked on purpose: CPython keeps
+/// pointers to them for the life of the types.
+pub fn create_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    let handle_methods = Box::leak(Box::new([
+        no_args(c"cancel", cancel, c"Cancel the callback; it will not run."),
+        no_args(c"cancelled", cancelled, c"True once cancelled."),
+        no_args(c"get_context", get_context, c"The contextvars.Context the callback runs in."),
+        no_args(c"_run", run_now, c"Run the callback now (handles built with a loop)."),
+        ffi::PyMethodDef::zeroed(),
+    ]));
+    let handle_getset = Box::leak(Box::new([
+        getset(c"_callback", get_callback),
+        getset(c"_args", get_args),
+        getset(c"_context", get_context_attr),
+        getset(c"_loop", get_loop),
+        getset(c"_source_traceback", get_source_traceback),
+        getset(c"_repr", get_repr),
+        getset(c"_cancelled", get_cancelled),
+        getset(c"_debug", get_debug),
+        ffi::PyGetSetDef::default(),
+    ]));
+    let weakref_offset = std::mem::offset_of!(HandleObject, weakrefs) as ffi::Py_ssize_t;
+    let members = Box::leak(Box::new([
+        ffi::PyMemberDef {
+            name: c"__weaklistoffset__".as_ptr(),
+            type_code: ffi::Py_T_PYSSIZET,
+            offset: weakref_offset,
+            flags: ffi::Py_READONLY,
+            doc: ptr::null(),
+        },
+        ffi::PyMemberDef::default(),
+    ]));
+    let handle_slots = Box::leak(Box::new([
+        slot(ffi::Py_tp_dealloc, dealloc as *mut c_void),
+        slot(ffi::Py_tp_repr, repr as *mut c_void),
+        slot(ffi::Py_tp_new, new as *mut c_void),
+        slot(ffi::Py_tp_methods, handle_methods.as_mut_ptr().cast()),
+        slot(ffi::Py_tp_getset, handle_getset.as_mut_ptr().cast()),
+        slot(ffi::Py_tp_members, members.as_mut_ptr().cast()),
+        slot(ffi::Py_tp_doc, c"Handle of a scheduled callback (asyncio.Handle's interface).".as_ptr() as *mut c_void),
+        ffi::PyType_Slot::default(),
+    ]));
+    let flags = (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE) as std::os::raw::c_uint;
+    let basicsize = std::mem::size_of::<HandleObject>() as c_int;
+    let handle_spec = Box::leak(Box::new(ffi::PyType_Spec {
+        name: c"ferroloop._ferroloop.Handle".as_ptr(),
+        basicsize,
+        itemsize: 0,
+        flags,
+        slots: handle_slots.as_mut_ptr(),
+    }));
+    // SAFETY: the spec and everything it points to are 'static; the result
+    // is a new reference or NULL with an exception set.
+    let handle_ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(handle_spec))? }.cast_into::<PyType>()?;
+
+    let timer_methods = Box::leak(Box::new([
+        no_args(c"when", when, c"The loop time the callback is scheduled for."),
+        ffi::PyMethodDef::zeroed(),
+    ]));
+    let timer_getset = Box::leak(Box::new([getset(c"_when", get_when), getset(c"_scheduled", get_scheduled), ffi::PyGetSetDef::default()]));
+    let timer_slots = Box::leak(Box::new([
+        slot(ffi::Py_tp_methods, timer_methods.as_mut_ptr().cast()),
+        slot(ffi::Py_tp_getset, timer_getset.as_mut_ptr().cast()),
+        slot(ffi::Py_tp_hash, hash as *mut c_void),
+        slot(ffi::Py_tp_richcompare, richcompare as *mut c_void),
+        slot(ffi::Py_tp_doc, c"Handle of a timed callback (asyncio.TimerHandle's interface).".as_ptr() as *mut c_void),
+        ffi::PyType_Slot::default(),
+    ]));
+    let timer_spec = Box::leak(Box::new(ffi::PyType_Spec {
+        name: c"ferroloop._ferroloop.TimerHandle".as_ptr(),
+        basicsize,
+        itemsize: 0,
+        flags,
+        slots: timer_slots.as_mut_ptr(),
+    }));
+    let bases = PyTuple::new(py, [handle_ty.as_any()])?;
+    // SAFETY: as above; `bases` is a live tuple holding the Handle type.
+    let timer_ty =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpecWithBases(timer_spec, bases.as_ptr()))? }.cast_into::<PyType>()?;
+
+    module.add("Handle", &handle_ty)?;
+    module.add("TimerHandle", &timer_ty)?;
+    let _ = HANDLE_TYPE.set(py, handle_ty.unbind());
+    let _ = TIMER_HANDLE_TYPE.set(py, timer_ty.unbind());
+    Ok(())
 }

@@ -7,7 +7,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::handles::Handle;
+use crate::handles::HandleRef;
 use crate::loop_core::LoopCore;
 use crate::queue_items::Watcher;
 
@@ -52,7 +52,7 @@ fn ensure_no_transport(slf: &Bound<'_, LoopCore>, fd: i32) -> PyResult<()> {
 
 fn cancel_replaced(py: Python<'_>, replaced: Option<Watcher>) -> PyResult<()> {
     if let Some(Watcher::Callback(old)) = replaced {
-        old.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+        old.object().bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
     }
     Ok(())
 }
@@ -64,7 +64,7 @@ impl LoopCore {
         direction: Direction,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
+    ) -> PyResult<HandleRef> {
         let py = slf.py();
         let fd = fileobj_to_fd(fileobj)?;
         let method = match direction {
@@ -92,7 +92,7 @@ impl LoopCore {
         }
         match slf.get().unwatch_fd(py, fd, direction)? {
             Some(Watcher::Callback(handle)) => {
-                handle.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+                handle.object().bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -116,14 +116,14 @@ impl LoopCore {
 
     /// As `add_reader`, returning the handle (asyncio's private variant).
     #[pyo3(signature = (fd, callback, *args))]
-    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        LoopCore::watch(slf, fd, Direction::Read, callback, args)
+    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        LoopCore::watch(slf, fd, Direction::Read, callback, args).map(HandleRef::into_object)
     }
 
     /// As `add_writer`, returning the handle (asyncio's private variant).
     #[pyo3(signature = (fd, callback, *args))]
-    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        LoopCore::watch(slf, fd, Direction::Write, callback, args)
+    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        LoopCore::watch(slf, fd, Direction::Write, callback, args).map(HandleRef::into_object)
     }
 
     fn remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

@@ -38,8 +38,6 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 mod _ferroloop {
     #[pymodule_export]
-    use crate::handles::{Handle, TimerHandle};
-    #[pymodule_export]
     use crate::loop_core::LoopCore;
     #[pymodule_export]
     use crate::stream_transport::StreamCore;
@@ -50,6 +48,7 @@ mod _ferroloop {
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        crate::handles::create_types(m)?;
         crate::scheduling::install(m.py())
     }
 }

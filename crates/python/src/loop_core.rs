@@ -23,16 +23,16 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError};
 
 use crate::gil_cell::GilCell;
-use crate::handles::{Handle, TimerHandle, TimerSpec};
+use crate::handles::{HandleRef, TimerSpec};
 use crate::python_helpers;
 use crate::queue_items::{Ready, Watcher};
 
 /// A timer handle in the heap.
-pub struct ScheduledTimer(pub Py<Handle>);
+pub struct ScheduledTimer(pub HandleRef);
 
 impl Timer for ScheduledTimer {
     fn is_cancelled(&self) -> bool {
-        self.0.get().is_cancelled()
+        self.0.is_cancelled()
     }
 }
 
@@ -162,7 +162,7 @@ impl LoopCore {
         method: &str,
         check_thread: bool,
         persistent: bool,
-    ) -> PyResult<Py<Handle>> {
+    ) -> PyResult<HandleRef> {
         let py = slf.py();
         let core = slf.get();
         core.check_closed()?;
@@ -177,15 +177,7 @@ impl LoopCore {
         let debug = core.is_debug();
         let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
         let timer = when.map(|when| TimerSpec { when, cancelled_in_heap: core.cancelled_timers.clone() });
-        let handle =
-            Handle::new(callback.clone().unbind(), args.clone().unbind(), context, source_traceback, debug, persistent, timer);
-        match when {
-            None => Py::new(py, handle),
-            Some(_) => {
-                let init = PyClassInitializer::from(handle).add_subclass(TimerHandle);
-                Ok(Bound::new(py, init)?.into_super().unbind())
-            }
-        }
+        HandleRef::new(py, callback, args, context, source_traceback, debug, persistent, timer)
     }
 }
 
@@ -193,17 +185,17 @@ impl LoopCore {
 /// refer back to them; handles are not tracked by the cycle collector).
 fn release_handles(py: Python<'_>, ready: &[Ready], timers: &[ScheduledTimer], watchers: &[Watcher]) {
     for timer in timers {
-        timer.0.get().mark_unscheduled();
-        timer.0.get().release(py);
+        timer.0.mark_unscheduled();
+        timer.0.release(py);
     }
     for item in ready {
         if let Ready::Callback(handle) = item {
-            handle.get().release(py);
+            handle.release(py);
         }
     }
     for watcher in watchers {
         if let Watcher::Callback(handle) = watcher {
-            handle.get().release(py);
+            handle.release(py);
         }
     }
 }
@@ -298,8 +290,10 @@ impl LoopCore {
     /// Queues an existing handle (asyncio's `_add_callback`); a cancelled
     /// one is dropped. Wakes the loop, so it is safe from other threads and
     /// from signal handlers.
-    fn _add_callback(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
-        if handle.get().is_cancelled() {
+    fn _add_callback(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = handle.py();
+        let handle = HandleRef::from_object(handle)?;
+        if handle.is_cancelled() {
             return Ok(());
         }
         let mut st = self.state.borrow_mut(py)?;
@@ -404,7 +398,7 @@ impl LoopCore {
             item.traverse(&visit)?;
         }
         for timer in st.timers.iter() {
-            visit.call(&timer.0)?;
+            visit.call(timer.0.object())?;
         }
         if let Some(io) = &st.io {
             for watcher in io.iter() {

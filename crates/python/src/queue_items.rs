@@ -10,13 +10,13 @@ use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
 use crate::datagram_transport::DatagramCore;
-use crate::handles::Handle;
+use crate::handles::HandleRef;
 use crate::sock_ops::SockOp;
 use crate::stream_transport::StreamCore;
 
 /// An entry of the ready queue.
 pub enum Ready {
-    Callback(Py<Handle>),
+    Callback(HandleRef),
     Stream { transport: Py<StreamCore>, readable: bool, writable: bool, hangup: bool },
     Datagram { transport: Py<DatagramCore>, readable: bool, writable: bool },
     SockOp(Py<SockOp>),
@@ -25,7 +25,7 @@ pub enum Ready {
 /// The watcher of one side of a descriptor in the fd registry.
 pub enum Watcher {
     /// `add_reader`/`add_writer`: level-triggered, re-armed after each report.
-    Callback(Py<Handle>),
+    Callback(HandleRef),
     /// A transport owns both sides and reads until the socket is drained.
     Stream(Py<StreamCore>),
     Datagram(Py<DatagramCore>),
@@ -36,7 +36,7 @@ pub enum Watcher {
 impl Ready {
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Ready::Callback(h) => visit.call(h),
+            Ready::Callback(h) => visit.call(h.object()),
             Ready::Stream { transport, .. } => visit.call(transport),
             Ready::Datagram { transport, .. } => visit.call(transport),
             Ready::SockOp(op) => visit.call(op),
@@ -47,7 +47,7 @@ impl Ready {
 impl Watcher {
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Watcher::Callback(h) => visit.call(h),
+            Watcher::Callback(h) => visit.call(h.object()),
             Watcher::Stream(t) => visit.call(t),
             Watcher::Datagram(t) => visit.call(t),
             Watcher::SockOp(op) => visit.call(op),

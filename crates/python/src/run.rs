@@ -19,7 +19,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::datagram_transport::DatagramCore;
-use crate::handles::{Handle, RunOutcome};
+use crate::handles::{HandleRef, RunOutcome};
 use crate::loop_core::{current_thread_ident, LoopCore, ScheduledTimer};
 use crate::python_helpers;
 use crate::queue_items::{Ready, Watcher};
@@ -156,7 +156,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
         st.timers.pop_due(
             now,
             |timer| {
-                timer.0.get().mark_unscheduled();
+                timer.0.mark_unscheduled();
                 ready.push(Ready::Callback(timer.0));
             },
             &mut discarded_timers,
@@ -203,7 +203,7 @@ fn queue_ready_io(
         match io.get(fd, direction) {
             Some(Watcher::Callback(handle)) => {
                 level_triggered = true;
-                if handle.get().is_cancelled() {
+                if handle.is_cancelled() {
                     discarded.extend(io.remove(fd, direction));
                 } else {
                     ready.push(Ready::Callback(handle.clone_ref(py)));
@@ -222,7 +222,7 @@ fn queue_ready_io(
 /// run arbitrary `__del__` code).
 fn release_timers(timers: Vec<ScheduledTimer>) {
     for timer in &timers {
-        timer.0.get().mark_unscheduled();
+        timer.0.mark_unscheduled();
     }
     drop(timers);
 }
@@ -257,13 +257,13 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
 }
 
 #[inline]
-fn run_handle(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>, keep: bool) -> PyResult<()> {
+fn run_handle(slf: &Bound<'_, LoopCore>, handle: &HandleRef, keep: bool) -> PyResult<()> {
     let py = slf.py();
-    match handle.get().run(py, keep)? {
+    match handle.run(py, keep)? {
         RunOutcome::Done => Ok(()),
         RunOutcome::Raised(err) => {
-            let reported = python_helpers::report_callback_error(slf.as_any(), handle.bind(py).as_any(), err);
-            handle.get().release(py);
+            let reported = python_helpers::report_callback_error(slf.as_any(), handle.object().bind(py), err);
+            handle.release(py);
             reported
         }
     }
@@ -271,10 +271,10 @@ fn run_handle(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>, keep: bool) -> PyR
 
 /// The slow path: debug bookkeeping (current handle, slow-callback warning)
 /// and the observer hook around the callback.
-fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<()> {
+fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &HandleRef) -> PyResult<()> {
     let py = slf.py();
     let core = slf.get();
-    if handle.get().is_cancelled() {
+    if handle.is_cancelled() {
         return Ok(());
     }
     let observer = core.state.borrow(py)?.observer.as_ref().map(|(b, e)| (b.clone_ref(py), e.clone_ref(py)));
@@ -282,7 +282,7 @@ fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<
         notify_observer(begin.bind(py), handle);
     }
     let result = if core.is_debug() {
-        let previous = core.state.borrow_mut(py)?.current_handle.replace(handle.clone_ref(py).into_any());
+        let previous = core.state.borrow_mut(py)?.current_handle.replace(handle.object().clone_ref(py));
         drop(previous);
         let started = clock::monotonic();
         let result = run_handle(slf, handle, true);
@@ -290,8 +290,8 @@ fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<
         let current = core.state.borrow_mut(py)?.current_handle.take();
         drop(current);
         let slow_after: f64 = slf.getattr(pyo3::intern!(py, "slow_callback_duration"))?.extract()?;
-        let warned = if took >= slow_after { python_helpers::warn_slow_callback(handle.bind(py).as_any(), took) } else { Ok(()) };
-        handle.get().release(py);
+        let warned = if took >= slow_after { python_helpers::warn_slow_callback(handle.object().bind(py), took) } else { Ok(()) };
+        handle.release(py);
         result.and(warned)
     } else {
         run_handle(slf, handle, false)
@@ -304,11 +304,11 @@ fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>) -> PyResult<
 
 /// An observer must not break the loop: its errors are reported as
 /// unraisable and the loop goes on.
-fn notify_observer(hook: &Bound<'_, PyAny>, handle: &Py<Handle>) {
+fn notify_observer(hook: &Bound<'_, PyAny>, handle: &HandleRef) {
     if hook.is_none() {
         return;
     }
-    if let Err(err) = hook.call1((handle.bind(hook.py()),)) {
+    if let Err(err) = hook.call1((handle.object().bind(hook.py()),)) {
         err.write_unraisable(hook.py(), Some(hook));
     }
 }

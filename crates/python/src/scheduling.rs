@@ -136,7 +136,7 @@ unsafe fn entry(
 
 /// A Rust panic becomes a Python exception (pyo3's PanicException), never
 /// an abort of the interpreter.
-fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
     let message = payload
         .downcast_ref::<String>()
         .cloned()
@@ -164,14 +164,14 @@ fn soon(slf: &Bound<'_, LoopCore>, call: Call<'_>, method: &str, threadsafe: boo
         }
     }
     drop(st);
-    Ok(handle.into_any())
+    Ok(handle.into_object())
 }
 
 fn at(slf: &Bound<'_, LoopCore>, when: f64, call: Call<'_>, method: &str) -> PyResult<Py<PyAny>> {
     let py = slf.py();
     let handle = LoopCore::new_handle(slf, &call.callback, &call.args, call.context, Some(when), method, true, false)?;
     slf.get().state.borrow_mut(py)?.timers.push(when, ScheduledTimer(handle.clone_ref(py)));
-    Ok(handle.into_any())
+    Ok(handle.into_object())
 }
 
 unsafe extern "C" fn call_soon(

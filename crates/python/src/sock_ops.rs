@@ -168,7 +168,7 @@ impl SockOp {
         let op = Bound::new(py, SockOp { future: future.clone().unbind(), ..op })?;
         let replaced = slf.get().watch_fd(py, fd, direction, Watcher::SockOp(op.clone().unbind()))?;
         if let Some(Watcher::Callback(handle)) = replaced {
-            handle.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+            handle.object().bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
         }
         future.call_method1(pyo3::intern!(py, "add_done_callback"), (op,))?;
         Ok(future.unbind())
