@@ -45,7 +45,6 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
         self._exception_handler = None
         self._default_executor = None
         self._executor_shutdown_called = False
-        self._task_factory = None
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
@@ -131,35 +130,10 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
             self._default_executor = None
             executor.shutdown(wait=False)
 
-    # Futures and tasks.
+    # Futures (tasks are native: create_task and the task factory).
 
     def create_future(self):
         return futures.Future(loop=self)
-
-    def create_task(self, coro, *, name=None, context=None):
-        self._check_closed()
-        if self._task_factory is None:
-            task = tasks.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                # Drop this frame: the task was created by our caller.
-                del task._source_traceback[-1]
-        else:
-            if context is None:
-                # Factories written before 3.11 take no context argument.
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context)
-            if name is not None:
-                task.set_name(name)
-        return task
-
-    def set_task_factory(self, factory):
-        if factory is not None and not callable(factory):
-            raise TypeError('task factory must be a callable or None')
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
 
     # Debug mode.
 

@@ -13,6 +13,7 @@
 //! - [`stream_transport`], [`datagram_transport`]: the native transports,
 //!   with [`write_buffer`], [`flow_control`] and [`buffers`];
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
+//! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
 //! - [`python_helpers`]: the Python functions used on cold paths.
@@ -31,6 +32,7 @@ mod scheduling;
 mod sock_ops;
 mod stream_transport;
 mod sys_io;
+mod tasks;
 mod write_buffer;
 
 use pyo3::prelude::*;

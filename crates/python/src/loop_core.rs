@@ -50,6 +50,8 @@ pub struct LoopState {
     pub current_handle: Option<Py<PyAny>>,
     /// Called before and after each callback, when set.
     pub observer: Option<(Py<PyAny>, Py<PyAny>)>,
+    /// `set_task_factory()`'s factory.
+    pub task_factory: Option<Py<PyAny>>,
     /// The last code object checked for being a coroutine function, and the
     /// answer: a loop schedules the same few functions over and over.
     coroutine_check_cache: Option<(Py<PyAny>, bool)>,
@@ -270,6 +272,7 @@ impl LoopCore {
                 waker: Some(waker),
                 current_handle: None,
                 observer: None,
+                task_factory: None,
                 coroutine_check_cache: None,
             }),
             poller: GilCell::new(Some(poller)),
@@ -302,10 +305,6 @@ impl LoopCore {
             waker.wake()?;
         }
         Ok(())
-    }
-
-    fn get_debug(&self) -> bool {
-        self.is_debug()
     }
 
     /// Sets the flag only; `Loop.set_debug` adds coroutine origin tracking.
@@ -406,6 +405,7 @@ impl LoopCore {
             }
         }
         visit.call(&st.current_handle)?;
+        visit.call(&st.task_factory)?;
         if let Some((begin, end)) = &st.observer {
             visit.call(begin)?;
             visit.call(end)?;
@@ -419,9 +419,9 @@ impl LoopCore {
                 let ready = st.ready.drain();
                 let timers = st.timers.drain();
                 let watchers = st.io.as_mut().map(|io| io.drain());
-                (ready, timers, watchers, st.current_handle.take(), st.observer.take())
+                (ready, timers, watchers, st.current_handle.take(), st.observer.take(), st.task_factory.take())
             });
-            if let Some((ready, timers, watchers, _, _)) = &released {
+            if let Some((ready, timers, watchers, ..)) = &released {
                 release_handles(py, ready, timers, watchers.as_deref().unwrap_or(&[]));
             }
             drop(released);

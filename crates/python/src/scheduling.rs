@@ -1,14 +1,15 @@
-//! `call_soon`, `call_soon_threadsafe`, `call_later` and `call_at`, as raw
-//! `METH_FASTCALL` methods.
+//! The loop's hottest entry points as raw C methods: `call_soon`,
+//! `call_soon_threadsafe`, `call_later`, `call_at`, `create_task` and
+//! `get_debug`.
 //!
-//! These are the hottest entry points of the loop: the C `Task` calls
-//! `call_soon(step, context=ctx)` for every step, and `Future` for every
-//! done-callback. Going through PyO3's generic argument handling cost about
-//! as much as the rest of the call together, so the four are written against
-//! the C calling convention directly and installed on `LoopCore` when the
-//! module initialises. They accept what asyncio's methods accept:
+//! The C `Task` calls `call_soon(step, context=ctx)` for every step, `Future`
+//! calls it for every done-callback, and both call `get_debug()` when they
+//! are made. Going through PyO3's generic argument handling cost about as
+//! much as the rest of the call together, so these are written against the C
+//! calling convention directly and installed on `LoopCore` when the module
+//! initialises. They accept what asyncio's methods accept:
 //! `(…, callback, *args, context=None)`, with the leading arguments also
-//! allowed as keywords.
+//! allowed as keywords; `create_task(coro, *, name=None, context=None)`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -52,6 +53,21 @@ unsafe fn parse<'py>(
     let keyword_values = unsafe { std::slice::from_raw_parts(args.add(nargs), named) };
     // SAFETY: every pointer CPython passes is a live, borrowed reference.
     let bind = |ptr: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, ptr) };
+
+    // The two calls that matter: `call_soon(cb)` and the C Task's
+    // `call_soon(step, context=ctx)`, whose keyword is the interned string.
+    if leading_name.is_none() && nargs == 1 {
+        // SAFETY: `kwnames` holds `named` items.
+        let context_only = named == 1 && unsafe { ffi::PyTuple_GET_ITEM(kwnames, 0) } == pyo3::intern!(py, "context").as_ptr();
+        if named == 0 || context_only {
+            return Ok(Call {
+                leading: None,
+                callback: bind(positional[0]),
+                args: PyTuple::empty(py),
+                context: keyword_values.first().map(|&value| bind(value)),
+            });
+        }
+    }
 
     let fixed = usize::from(leading_name.is_some()) + 1;
     let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
@@ -229,6 +245,91 @@ unsafe extern "C" fn call_at(
     }
 }
 
+/// `create_task(coro, *, name=None, context=None)`.
+unsafe extern "C" fn create_task(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's vectorcall contract is ours.
+    unsafe {
+        raw_entry(slf, |slf| {
+            let py = slf.py();
+            let [coro, name, context] = keyword_arguments(py, args, nargs, kwnames, "create_task", &["coro", "name", "context"], 1)?;
+            let coro = coro.ok_or_else(|| PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'"))?;
+            crate::tasks::create_task(slf, &coro, name, context)
+        })
+    }
+}
+
+unsafe extern "C" fn get_debug(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held and a live `self`.
+    unsafe { raw_entry(slf, |slf| Ok(pyo3::types::PyBool::new(slf.py(), slf.get().is_debug()).to_owned().into_any().unbind())) }
+}
+
+/// Sorts out arguments of which the first `positional` may be positional
+/// and all may be keywords, by `names`.
+///
+/// # Safety
+/// As for [`parse`].
+unsafe fn keyword_arguments<'py, const N: usize>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    method: &str,
+    names: &[&str; N],
+    positional: usize,
+) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
+    let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    if nargs > positional {
+        return Err(PyTypeError::new_err(format!("{method}() takes {} positional arguments but {} were given", positional + 1, nargs + 1)));
+    }
+    let named: usize = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    let mut values: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
+    // SAFETY: CPython passes `nargs + named` live borrowed references.
+    let all = unsafe { std::slice::from_raw_parts(args, nargs + named) };
+    let bind = |ptr: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, ptr) };
+    for (slot, &ptr) in values.iter_mut().zip(&all[..nargs]) {
+        *slot = Some(bind(ptr));
+    }
+    for (i, &value) in all[nargs..].iter().enumerate() {
+        // SAFETY: `kwnames` is a tuple of `named` strings.
+        let name = bind(unsafe { ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t) });
+        let name = name.cast::<PyString>()?.to_str()?;
+        let index = names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| PyTypeError::new_err(format!("{method}() got an unexpected keyword argument '{name}'")))?;
+        if values[index].replace(bind(value)).is_some() {
+            return Err(PyTypeError::new_err(format!("{method}() got multiple values for argument '{name}'")));
+        }
+    }
+    Ok(values)
+}
+
+/// Binds `self` and turns errors and panics into Python exceptions.
+///
+/// # Safety
+/// `slf` must be a live LoopCore (the method descriptor checks this); GIL held.
+unsafe fn raw_entry(slf: *mut ffi::PyObject, body: impl FnOnce(&Bound<'_, LoopCore>) -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
+    // SAFETY: as documented above.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `slf` is live, and an instance of LoopCore.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
+        body(&slf)
+    }));
+    match outcome.unwrap_or_else(|payload| Err(panic_error(payload))) {
+        Ok(value) => value.into_ptr(),
+        Err(err) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
 const FASTCALL: std::os::raw::c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
 
 fn method_def(name: &'static std::ffi::CStr, function: ffi::PyCFunctionFastWithKeywords, doc: &'static std::ffi::CStr) -> ffi::PyMethodDef {
@@ -240,11 +341,11 @@ fn method_def(name: &'static std::ffi::CStr, function: ffi::PyCFunctionFastWithK
     }
 }
 
-/// Puts the four methods on `LoopCore`. Called once, at module import.
+/// Puts the raw methods on `LoopCore`. Called once, at module import.
 pub fn install(py: Python<'_>) -> PyResult<()> {
     // The definitions must outlive the type: they are leaked on purpose
-    // (four small structs, once per process).
-    let defs: &'static mut [ffi::PyMethodDef; 4] = Box::leak(Box::new([
+    // (six small structs, once per process).
+    let defs: &'static mut [ffi::PyMethodDef; 6] = Box::leak(Box::new([
         method_def(c"call_soon", call_soon, c"call_soon(callback, *args, context=None)\n--\n\nRun callback(*args) on the next iteration."),
         method_def(
             c"call_soon_threadsafe",
@@ -253,6 +354,13 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         ),
         method_def(c"call_later", call_later, c"call_later(delay, callback, *args, context=None)\n--\n\nRun callback(*args) after delay seconds."),
         method_def(c"call_at", call_at, c"call_at(when, callback, *args, context=None)\n--\n\nRun callback(*args) at loop time when."),
+        method_def(c"create_task", create_task, c"create_task(coro, *, name=None, context=None)\n--\n\nSchedule a coroutine as a Task."),
+        ffi::PyMethodDef {
+            ml_name: c"get_debug".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunction: get_debug },
+            ml_flags: ffi::METH_NOARGS,
+            ml_doc: c"True in debug mode.".as_ptr(),
+        },
     ]));
     let ty: Bound<'_, PyType> = LoopCore::type_object(py);
     for def in defs.iter_mut() {
