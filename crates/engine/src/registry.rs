@@ -17,8 +17,11 @@
 //! A descriptor closed while watched leaves the epoll set by itself; its
 //! number may then come back for a new file. Registration therefore falls back
 //! between add and modify when the kernel's view differs from ours.
+//!
+//! Watches are found by descriptor number in a table indexed by it (the
+//! kernel hands out the lowest free numbers, so the table stays dense): every
+//! readiness report looks one up, and an index is cheaper than a hash.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -56,24 +59,83 @@ impl<R> Watch<R> {
     }
 }
 
+/// A map from descriptor numbers to values, stored by index.
+struct FdTable<T> {
+    slots: Vec<Option<T>>,
+    count: usize,
+}
+
+impl<T> FdTable<T> {
+    fn new() -> Self {
+        FdTable { slots: Vec::new(), count: 0 }
+    }
+
+    fn get(&self, fd: &RawFd) -> Option<&T> {
+        self.slots.get(usize::try_from(*fd).ok()?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, fd: &RawFd) -> Option<&mut T> {
+        self.slots.get_mut(usize::try_from(*fd).ok()?)?.as_mut()
+    }
+
+    /// The value of `fd`, made with `make` if absent. Descriptors are never
+    /// negative (callers check), so the index is valid.
+    fn get_or_insert_with(&mut self, fd: RawFd, make: impl FnOnce() -> T) -> &mut T {
+        let index = fd as usize;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.slots[index];
+        if slot.is_none() {
+            self.count += 1;
+        }
+        slot.get_or_insert_with(make)
+    }
+
+    fn remove(&mut self, fd: &RawFd) -> Option<T> {
+        let removed = self.slots.get_mut(usize::try_from(*fd).ok()?)?.take();
+        if removed.is_some() {
+            self.count -= 1;
+        }
+        removed
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (RawFd, T)> + '_ {
+        self.count = 0;
+        self.slots.drain(..).enumerate().filter_map(|(fd, slot)| slot.map(|v| (fd as RawFd, v)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().flatten()
+    }
+}
+
 /// Watchers of descriptors, kept in step with the poller's epoll set.
 pub struct IoRegistry<R> {
     registry: Registry,
-    watches: HashMap<RawFd, Watch<R>>,
+    watches: FdTable<Watch<R>>,
 }
 
 impl<R> IoRegistry<R> {
     pub fn new(registry: Registry) -> Self {
-        IoRegistry { registry, watches: HashMap::new() }
+        IoRegistry { registry, watches: FdTable::new() }
     }
 
     /// Sets the watcher of one side of `fd`, returning the one it replaces.
     /// On a registration error (a closed or unpollable fd) nothing changes.
     pub fn insert(&mut self, fd: RawFd, direction: Direction, watcher: R) -> io::Result<Option<R>> {
-        let watch = self
-            .watches
-            .entry(fd)
-            .or_insert_with(|| Watch { reader: None, writer: None, registered: None });
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        let watch = self.watches.get_or_insert_with(fd, || Watch { reader: None, writer: None, registered: None });
         let previous = watch.slot(direction).replace(watcher);
         let wanted = watch.wanted();
         if let Err(err) = apply(&self.registry, fd, watch, wanted) {
@@ -91,10 +153,10 @@ impl<R> IoRegistry<R> {
     /// owner that handles both directions itself, like a transport. Returns
     /// the watchers it replaces; on error nothing changes.
     pub fn insert_pair(&mut self, fd: RawFd, reader: R, writer: R) -> io::Result<(Option<R>, Option<R>)> {
-        let watch = self
-            .watches
-            .entry(fd)
-            .or_insert_with(|| Watch { reader: None, writer: None, registered: None });
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        let watch = self.watches.get_or_insert_with(fd, || Watch { reader: None, writer: None, registered: None });
         let previous = (watch.reader.replace(reader), watch.writer.replace(writer));
         let wanted = watch.wanted();
         if let Err(err) = apply(&self.registry, fd, watch, wanted) {

@@ -51,6 +51,7 @@ mod _ferroloop {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         crate::handles::create_types(m)?;
-        crate::scheduling::install(m.py())
+        crate::scheduling::install(m.py())?;
+        crate::stream_transport::install(m.py())
     }
 }

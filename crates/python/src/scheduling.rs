@@ -341,6 +341,17 @@ fn method_def(name: &'static std::ffi::CStr, function: ffi::PyCFunctionFastWithK
     }
 }
 
+/// Puts a raw method on a type, as a method descriptor.
+pub fn install_method(py: Python<'_>, ty: &Bound<'_, PyType>, def: &'static mut ffi::PyMethodDef) -> PyResult<()> {
+    // SAFETY: `def` is 'static and describes a function matching its flags;
+    // `ty` is a live type. The descriptor is a new reference, owned by the
+    // Bound.
+    let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    // SAFETY: ml_name is a NUL-terminated 'static string.
+    let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) }.to_str().map_err(|e| PyValueError::new_err(e.to_string()))?;
+    ty.setattr(name, descriptor)
+}
+
 /// Puts the raw methods on `LoopCore`. Called once, at module import.
 pub fn install(py: Python<'_>) -> PyResult<()> {
     // The definitions must outlive the type: they are leaked on purpose
@@ -364,13 +375,7 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     ]));
     let ty: Bound<'_, PyType> = LoopCore::type_object(py);
     for def in defs.iter_mut() {
-        // SAFETY: `def` is 'static and describes a function with the
-        // METH_FASTCALL | METH_KEYWORDS signature; `ty` is a live type. The
-        // descriptor is a new reference, owned by the Bound.
-        let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-        // SAFETY: ml_name is a NUL-terminated 'static string.
-        let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) }.to_str().map_err(|e| PyValueError::new_err(e.to_string()))?;
-        ty.setattr(name, descriptor)?;
+        install_method(py, &ty, def)?;
     }
     Ok(())
 }

@@ -20,12 +20,14 @@
 //! back into the Python transport.
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use pyo3::PyTraverseError;
+use pyo3::{PyTraverseError, PyTypeInfo};
 
 use crate::buffers::{WritableBuffer, WriteData};
 use crate::flow_control::{notify_protocol, FlowControl};
@@ -37,6 +39,16 @@ use crate::write_buffer::WriteBuffer;
 
 /// After this many writes to a lost connection, asyncio logs a warning.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// A read at least this large makes the next one go straight into a new
+/// `bytes` (see `recv_new_bytes`).
+const LARGE_READ: usize = 64 * 1024;
+
+extern "C" {
+    /// CPython's in-place resize of a `bytes` object with one reference; not
+    /// exported by pyo3-ffi.
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, new_size: ffi::Py_ssize_t) -> std::os::raw::c_int;
+}
 
 /// How the protocol takes data.
 pub enum Reader {
@@ -113,6 +125,8 @@ pub struct StreamCore {
     fd: RawFd,
     loop_: Py<LoopCore>,
     state: GilCell<StreamState>,
+    /// The last read was large: read the next into its own `bytes`.
+    large_reads: AtomicBool,
 }
 
 /// What to do once the state borrow is released.
@@ -166,15 +180,11 @@ impl StreamCore {
 
     fn read_into_bytes(&self, slf: &Bound<'_, StreamCore>, data_received: &Bound<'_, PyAny>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
-        let core = self.loop_core(py).get();
-        let mut buf = core.take_recv_buffer(py)?;
-        let received = sys_io::recv(self.fd, &mut buf);
-        let data = match &received {
-            Ok(Io::Done(n)) if *n > 0 => Some(PyBytes::new(py, &buf[..*n])),
-            _ => None,
-        };
-        let filled = matches!(received, Ok(Io::Done(n)) if n == buf.len());
-        core.return_recv_buffer(py, buf)?;
+        let large = self.large_reads.load(Ordering::Relaxed);
+        let (received, data, filled) = if large { self.recv_new_bytes(py)? } else { self.recv_shared(py)? };
+        if let Ok(Io::Done(n)) = received {
+            self.large_reads.store(n >= LARGE_READ, Ordering::Relaxed);
+        }
         match received {
             Ok(Io::WouldBlock) => Ok(()),
             Ok(Io::Done(0)) => self.eof_received(slf),
@@ -188,6 +198,52 @@ impl StreamCore {
                 Ok(())
             }
             Err(err) => self.fatal_error(py, os_error(err), "Fatal read error on socket transport"),
+        }
+    }
+
+    /// Reads into the loop's shared buffer and copies out exactly the data:
+    /// cheapest for the usual small reads.
+    fn recv_shared<'py>(&self, py: Python<'py>) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
+        let core = self.loop_core(py).get();
+        let mut buf = core.take_recv_buffer(py)?;
+        let received = sys_io::recv(self.fd, &mut buf);
+        let data = match &received {
+            Ok(Io::Done(n)) if *n > 0 => Some(PyBytes::new(py, &buf[..*n])),
+            _ => None,
+        };
+        let filled = matches!(received, Ok(Io::Done(n)) if n == buf.len());
+        core.return_recv_buffer(py, buf)?;
+        Ok((received, data, filled))
+    }
+
+    /// Reads straight into a new `bytes` of the full read size, shrunk to
+    /// what arrived: for streams of large reads, this saves copying them.
+    fn recv_new_bytes<'py>(&self, py: Python<'py>) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
+        let size = crate::loop_core::RECV_BUFFER_SIZE;
+        // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of
+        // n uninitialised bytes that we own and may fill before anyone else
+        // sees it; recv writes at most `size` bytes into it; _PyBytes_Resize
+        // shrinks our only reference in place (or fails, freeing it and
+        // setting an exception).
+        unsafe {
+            let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
+            if obj.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let received = sys_io::recv_raw(self.fd, ffi::PyBytes_AsString(obj).cast(), size);
+            match received {
+                Ok(Io::Done(n)) if n > 0 => {
+                    if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {
+                        return Err(PyErr::fetch(py));
+                    }
+                    let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
+                    Ok((received, Some(data), n == size))
+                }
+                _ => {
+                    ffi::Py_DECREF(obj);
+                    Ok((received, None, false))
+                }
+            }
         }
     }
 
@@ -422,6 +478,57 @@ impl StreamCore {
         self.schedule_connection_lost(py, exc)
     }
 
+    /// `transport.write(data)`: send at once what the socket takes, buffer
+    /// the rest. Installed as a raw one-argument method (see `install`).
+    pub fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let data = WriteData::extract(data)?;
+        let failure = {
+            let mut st = this.state.borrow_mut(py)?;
+            if st.eof {
+                return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+            }
+            let bytes = data.as_slice();
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            if st.conn_lost > 0 {
+                st.conn_lost += 1;
+                let warn = st.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                drop(st);
+                if warn {
+                    crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
+                }
+                return Ok(());
+            }
+            let mut sent = 0;
+            let mut failure = None;
+            if st.buffer.is_empty() {
+                match sys_io::send(this.fd, bytes) {
+                    Ok(Io::Done(n)) => sent = n,
+                    Ok(Io::WouldBlock) => {}
+                    Err(err) => failure = Some(os_error(err)),
+                }
+            }
+            if failure.is_none() && sent < bytes.len() {
+                match &data {
+                    WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
+                    WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
+                }
+            }
+            failure
+        };
+        if let Some(err) = failure {
+            return this.fatal_error(py, err, "Fatal write error on socket transport");
+        }
+        this.maybe_pause_protocol(py)
+    }
+
+
     fn set_protocol_impl(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
         let reader = Reader::for_protocol(protocol)?;
@@ -441,6 +548,7 @@ impl StreamCore {
     fn py_new(r#loop: &Bound<'_, PyAny>, fd: RawFd, protocol: &Bound<'_, PyAny>, transport: Py<PyAny>) -> PyResult<Self> {
         let core = StreamCore {
             fd,
+            large_reads: AtomicBool::new(false),
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             state: GilCell::new(StreamState {
                 transport: Some(transport),
@@ -488,54 +596,6 @@ impl StreamCore {
         };
         drop((removed, released));
         Ok(())
-    }
-
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let data = WriteData::extract(data)?;
-        let failure = {
-            let mut st = this.state.borrow_mut(py)?;
-            if st.eof {
-                return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
-            }
-            if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
-            }
-            let bytes = data.as_slice();
-            if bytes.is_empty() {
-                return Ok(());
-            }
-            if st.conn_lost > 0 {
-                st.conn_lost += 1;
-                let warn = st.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                drop(st);
-                if warn {
-                    crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
-                }
-                return Ok(());
-            }
-            let mut sent = 0;
-            let mut failure = None;
-            if st.buffer.is_empty() {
-                match sys_io::send(this.fd, bytes) {
-                    Ok(Io::Done(n)) => sent = n,
-                    Ok(Io::WouldBlock) => {}
-                    Err(err) => failure = Some(os_error(err)),
-                }
-            }
-            if failure.is_none() && sent < bytes.len() {
-                match &data {
-                    WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
-                    WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
-                }
-            }
-            failure
-        };
-        if let Some(err) = failure {
-            return this.fatal_error(py, err, "Fatal write error on socket transport");
-        }
-        this.maybe_pause_protocol(py)
     }
 
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -707,4 +767,37 @@ impl StreamCore {
             drop(released);
         });
     }
+}
+
+unsafe extern "C" fn raw_write(slf: *mut ffi::PyObject, data: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_O methods with the GIL held, a live `self`
+    // of the type the method was installed on (StreamCore), and a live
+    // argument.
+    unsafe {
+        let py = Python::assume_attached();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StreamCore>();
+            StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))
+        }));
+        match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
+            Ok(()) => py.None().into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    }
+}
+
+/// Installs `StreamCore.write` as a raw one-argument method: the protocol's
+/// `transport.write(data)` is the hottest call of a connection, and PyO3's
+/// argument handling cost as much as the send itself.
+pub fn install(py: Python<'_>) -> PyResult<()> {
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"write".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: raw_write },
+        ml_flags: ffi::METH_O,
+        ml_doc: c"write(data)\n--\n\nSend data, buffering what the socket cannot take now.".as_ptr(),
+    }));
+    crate::scheduling::install_method(py, &StreamCore::type_object(py), def)
 }
