@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from conftest import assert_same_on_both, on_both, open_fd_count
+from conftest import assert_same_on_both, open_fd_count
 
 TIMEOUT = 10
 
@@ -416,7 +416,6 @@ def tls_contexts():
 
 def test_tls_echo_and_certificate_errors():
     async def main():
-        loop = asyncio.get_running_loop()
         server_ctx, client_ctx = tls_contexts()
 
         async def handle(reader, writer):
@@ -450,7 +449,6 @@ def test_tls_echo_and_certificate_errors():
 
 def test_start_tls_upgrade():
     async def main():
-        loop = asyncio.get_running_loop()
         server_ctx, client_ctx = tls_contexts()
 
         async def handle(reader, writer):

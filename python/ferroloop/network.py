@@ -13,15 +13,13 @@ supported Python version. The server object is asyncio's own
 import collections.abc
 import errno
 import functools
-import os
 import socket
-import stat
 import sys
 from asyncio import base_events, constants, exceptions, sslproto, staggered, tasks
 from asyncio.log import logger
 
 from . import resolver
-from .sockets import SocketLoop
+from .sockets import SocketLoop, remove_stale_unix_socket, wait_for_transport
 
 try:
     import ssl
@@ -255,11 +253,7 @@ class NetworkLoop(SocketLoop):
                 ssl_shutdown_timeout=ssl_shutdown_timeout)
         else:
             transport = self._make_socket_transport(sock, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await wait_for_transport(waiter, transport)
         return transport, protocol
 
     async def connect_accepted_socket(self, protocol_factory, sock, *,
@@ -434,11 +428,7 @@ class NetworkLoop(SocketLoop):
             else:
                 logger.debug("Datagram endpoint remote_addr=%r created: "
                              "(%r, %r)", remote_addr, transport, protocol)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await wait_for_transport(waiter, transport)
         return transport, protocol
 
     async def _datagram_address_pairs(self, local_addr, remote_addr, family,
@@ -452,15 +442,8 @@ class NetworkLoop(SocketLoop):
             for addr in (local_addr, remote_addr):
                 if addr is not None and not isinstance(addr, str):
                     raise TypeError('string is expected')
-            if local_addr and local_addr[0] not in (0, '\x00'):
-                try:
-                    if stat.S_ISSOCK(os.stat(local_addr).st_mode):
-                        os.remove(local_addr)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    logger.error('Unable to check or remove stale UNIX socket '
-                                 '%r: %r', local_addr, err)
+            if local_addr:
+                remove_stale_unix_socket(local_addr)
             return [((family, proto), (local_addr, remote_addr))]
         by_key = {}
         for index, addr in ((0, local_addr), (1, remote_addr)):

@@ -12,6 +12,7 @@ import errno
 import io
 import os
 import socket
+import stat
 import sys
 from asyncio import constants, exceptions, futures, sslproto, trsock
 from asyncio.log import logger
@@ -341,11 +342,7 @@ class SocketLoop(BaseLoop):
             else:
                 transport = self._make_socket_transport(
                     conn, protocol, waiter=waiter, extra=extra, server=server)
-            try:
-                await waiter
-            except BaseException:
-                transport.close()
-                raise
+            await wait_for_transport(waiter, transport)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -360,6 +357,31 @@ class SocketLoop(BaseLoop):
                 if transport is not None:
                     context['transport'] = transport
                 self.call_exception_handler(context)
+
+
+async def wait_for_transport(waiter, transport):
+    """Waits until a new transport is connected (``waiter`` done); on any
+    failure or cancellation closes it before passing the error on."""
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+
+
+def remove_stale_unix_socket(path):
+    """A socket file left by an earlier server is removed before binding;
+    abstract names (leading NUL) have no file."""
+    if path[0] in (0, '\x00'):
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.error('Unable to check or remove stale UNIX socket %r: %r',
+                     path, err)
 
 
 def _check_sendfile_params(sock, file, offset, count):

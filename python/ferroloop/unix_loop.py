@@ -17,7 +17,6 @@ import errno
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import warnings
@@ -26,6 +25,7 @@ from asyncio.log import logger
 
 from ._ferroloop import Handle
 from .network import NetworkLoop
+from .sockets import remove_stale_unix_socket, wait_for_transport
 
 _CLEANS_UP_UNIX_SOCKETS = sys.version_info >= (3, 13)
 _WATCHER_FROM_ENTER = sys.version_info < (3, 12)
@@ -256,17 +256,7 @@ class UnixLoop(NetworkLoop):
     @staticmethod
     def _bind_unix_socket(path):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # A stale socket file from an earlier server is replaced; abstract
-        # names (leading NUL) have no file.
-        if path[0] not in (0, '\x00'):
-            try:
-                if stat.S_ISSOCK(os.stat(path).st_mode):
-                    os.remove(path)
-            except FileNotFoundError:
-                pass
-            except OSError as err:
-                logger.error('Unable to check or remove stale UNIX socket '
-                             '%r: %r', path, err)
+        remove_stale_unix_socket(path)
         try:
             sock.bind(path)
         except OSError as exc:
@@ -312,11 +302,7 @@ class UnixLoop(NetworkLoop):
         protocol = protocol_factory()
         waiter = self.create_future()
         transport = transport_class(self, pipe, protocol, waiter, None)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await wait_for_transport(waiter, transport)
         if self.get_debug():
             logger.debug('%s pipe %r connected: (%r, %r)',
                          kind, pipe.fileno(), transport, protocol)

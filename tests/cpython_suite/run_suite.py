@@ -15,7 +15,6 @@ failures list.
 import argparse
 import concurrent.futures
 import json
-import os
 import subprocess
 import sys
 import tempfile

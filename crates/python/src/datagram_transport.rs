@@ -22,6 +22,7 @@ use pyo3::PyTraverseError;
 use crate::buffers::WriteData;
 use crate::flow_control::{notify_protocol, FlowControl};
 use crate::gil_cell::GilCell;
+use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
 use crate::stream_transport::is_stopping_exception;
@@ -35,8 +36,7 @@ struct DatagramState {
     buffer: VecDeque<(Py<PyBytes>, Py<PyAny>)>,
     buffer_size: usize,
     flow: FlowControl,
-    closing: bool,
-    conn_lost: u32,
+    life: Lifecycle,
     registered: bool,
 }
 
@@ -241,7 +241,7 @@ impl DatagramCore {
         let this = slf.get();
         let (received, protocol) = {
             let st = this.state.borrow(py)?;
-            if st.conn_lost > 0 || st.closing {
+            if st.life.is_lost() || st.life.closing {
                 return Ok(());
             }
             match (&st.datagram_received, &st.protocol) {
@@ -318,7 +318,7 @@ impl DatagramCore {
         loop {
             let front = {
                 let st = self.state.borrow(py)?;
-                if st.conn_lost > 0 {
+                if st.life.is_lost() {
                     return Ok(());
                 }
                 st.buffer.front().map(|(d, a)| (d.clone_ref(py), a.clone_ref(py)))
@@ -352,7 +352,7 @@ impl DatagramCore {
         self.maybe_resume_protocol(py)?;
         let (empty, closing) = {
             let st = self.state.borrow(py)?;
-            (st.buffer.is_empty(), st.closing)
+            (st.buffer.is_empty(), st.life.closing)
         };
         if empty && closing {
             if let Some(transport) = self.transport_object(py) {
@@ -390,11 +390,7 @@ impl DatagramCore {
     }
 
     fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        if let Some(transport) = self.transport_object(py) {
-            let callback = transport.bind(py).getattr(pyo3::intern!(py, "_call_connection_lost"))?;
-            self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_soon"), (callback, exc))?;
-        }
-        Ok(())
+        schedule_connection_lost(self.loop_.bind(py), self.transport_object(py), exc)
     }
 }
 
@@ -427,8 +423,7 @@ impl DatagramCore {
                 buffer: VecDeque::new(),
                 buffer_size: 0,
                 flow: FlowControl::default(),
-                closing: false,
-                conn_lost: 0,
+                life: Lifecycle::default(),
                 registered: false,
             }),
         })
@@ -439,7 +434,7 @@ impl DatagramCore {
         let this = slf.get();
         {
             let mut st = this.state.borrow_mut(py)?;
-            if st.conn_lost > 0 || st.registered {
+            if st.life.is_lost() || st.registered {
                 return Ok(());
             }
             st.registered = true;
@@ -476,16 +471,12 @@ impl DatagramCore {
             }
             addr = peer.bind(py).clone();
         }
-        let (buffer_empty, conn_lost) = {
+        let (buffer_empty, lost) = {
             let st = self.state.borrow(py)?;
-            (st.buffer.is_empty(), st.conn_lost)
+            (st.buffer.is_empty(), st.life.is_lost())
         };
-        if conn_lost > 0 && self.address.is_some() {
-            let warn = {
-                let mut st = self.state.borrow_mut(py)?;
-                st.conn_lost += 1;
-                st.conn_lost > 5
-            };
+        if lost && self.address.is_some() {
+            let warn = self.state.borrow_mut(py)?.life.write_after_loss();
             if warn {
                 crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
             }
@@ -516,16 +507,8 @@ impl DatagramCore {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let lost_now = {
             let mut st = self.state.borrow_mut(py)?;
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-            if st.buffer.is_empty() {
-                st.conn_lost += 1;
-                true
-            } else {
-                false
-            }
+            let nothing_buffered = st.buffer.is_empty();
+            st.life.close(nothing_buffered)
         };
         if lost_now {
             self.schedule_connection_lost(py, py.None())?;
@@ -540,11 +523,9 @@ impl DatagramCore {
     fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
         let released = {
             let mut st = self.state.borrow_mut(py)?;
-            if st.conn_lost > 0 {
+            if !st.life.force_close() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
             st.buffer_size = 0;
             std::mem::take(&mut st.buffer)
         };
@@ -553,7 +534,7 @@ impl DatagramCore {
     }
 
     fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.state.borrow(py)?.closing)
+        Ok(self.state.borrow(py)?.life.closing)
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
@@ -587,7 +568,7 @@ impl DatagramCore {
 
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
-        Ok(self.state.borrow(py)?.conn_lost)
+        Ok(self.state.borrow(py)?.life.conn_lost)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -11,7 +11,7 @@
 //! - [`handles`]: `Handle` and `TimerHandle`;
 //! - [`queue_items`]: what the ready queue and fd registry hold;
 //! - [`stream_transport`], [`datagram_transport`]: the native transports,
-//!   with [`write_buffer`], [`flow_control`] and [`buffers`];
+//!   with [`write_buffer`], [`flow_control`], [`lifecycle`] and [`buffers`];
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
@@ -24,6 +24,7 @@ mod flow_control;
 mod gil_cell;
 mod handles;
 mod io_watch;
+mod lifecycle;
 mod loop_core;
 mod python_helpers;
 mod queue_items;

@@ -190,60 +190,38 @@ fn at(slf: &Bound<'_, LoopCore>, when: f64, call: Call<'_>, method: &str) -> PyR
     Ok(handle.into_object())
 }
 
-unsafe extern "C" fn call_soon(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall contract is ours.
-    unsafe { entry(slf, args, nargs, kwnames, "call_soon", None, |slf, call| soon(slf, call, "call_soon", false)) }
+/// Defines a raw `METH_FASTCALL | METH_KEYWORDS` method taking
+/// `(leading?, callback, *args, context=None)`.
+macro_rules! scheduling_method {
+    ($fn_name:ident, $method:literal, $leading:expr, |$slf:ident, $call:ident| $body:expr) => {
+        unsafe extern "C" fn $fn_name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython's vectorcall contract is ours.
+            unsafe { entry(slf, args, nargs, kwnames, $method, $leading, |$slf, #[allow(unused_mut)] mut $call| $body) }
+        }
+    };
 }
 
-unsafe extern "C" fn call_soon_threadsafe(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall contract is ours.
-    unsafe {
-        entry(slf, args, nargs, kwnames, "call_soon_threadsafe", None, |slf, call| {
-            soon(slf, call, "call_soon_threadsafe", true)
-        })
-    }
-}
-
-unsafe extern "C" fn call_later(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall contract is ours.
-    unsafe {
-        entry(slf, args, nargs, kwnames, "call_later", Some("delay"), |slf, mut call| {
-            let delay = seconds(call.leading.take(), "delay must not be None")?;
-            // asyncio implements call_later with call_at and names that in errors.
-            at(slf, clock::monotonic() + delay, call, "call_at")
-        })
-    }
-}
-
-unsafe extern "C" fn call_at(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's vectorcall contract is ours.
-    unsafe {
-        entry(slf, args, nargs, kwnames, "call_at", Some("when"), |slf, mut call| {
-            let when = seconds(call.leading.take(), "when cannot be None")?;
-            at(slf, when, call, "call_at")
-        })
-    }
-}
+scheduling_method!(call_soon, "call_soon", None, |slf, call| soon(slf, call, "call_soon", false));
+scheduling_method!(call_soon_threadsafe, "call_soon_threadsafe", None, |slf, call| soon(
+    slf,
+    call,
+    "call_soon_threadsafe",
+    true
+));
+scheduling_method!(call_later, "call_later", Some("delay"), |slf, call| {
+    let delay = seconds(call.leading.take(), "delay must not be None")?;
+    // asyncio implements call_later with call_at and names that in errors.
+    at(slf, clock::monotonic() + delay, call, "call_at")
+});
+scheduling_method!(call_at, "call_at", Some("when"), |slf, call| {
+    let when = seconds(call.leading.take(), "when cannot be None")?;
+    at(slf, when, call, "call_at")
+});
 
 /// `create_task(coro, *, name=None, context=None)`.
 unsafe extern "C" fn create_task(

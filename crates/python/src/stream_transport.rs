@@ -32,13 +32,11 @@ use pyo3::{PyTraverseError, PyTypeInfo};
 use crate::buffers::{WritableBuffer, WriteData};
 use crate::flow_control::{notify_protocol, FlowControl};
 use crate::gil_cell::GilCell;
+use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
 use crate::sys_io::{self, os_error, Io};
 use crate::write_buffer::WriteBuffer;
-
-/// After this many writes to a lost connection, asyncio logs a warning.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 /// A read at least this large makes the next one go straight into a new
 /// `bytes` (see `recv_new_bytes`).
@@ -111,10 +109,9 @@ struct StreamState {
     reading_paused: bool,
     /// `eof_received()` asked to keep the connection open: nothing more to read.
     read_eof: bool,
-    closing: bool,
+    life: Lifecycle,
     /// `write_eof()` was called.
     eof: bool,
-    conn_lost: u32,
     registered: bool,
     /// A sendfile in progress waits for the buffer to drain on this future.
     empty_waiter: Option<Py<PyAny>>,
@@ -162,7 +159,7 @@ impl StreamCore {
         let this = slf.get();
         let reader = {
             let st = this.state.borrow(py)?;
-            if st.conn_lost > 0 || st.closing || st.reading_paused || st.read_eof {
+            if st.life.is_lost() || st.life.closing || st.reading_paused || st.read_eof {
                 return Ok(());
             }
             match &st.reader {
@@ -343,7 +340,7 @@ impl StreamCore {
         let released;
         let outcome = {
             let mut st = this.state.borrow_mut(py)?;
-            if st.buffer.is_empty() || st.conn_lost > 0 {
+            if st.buffer.is_empty() || st.life.is_lost() {
                 return Ok(());
             }
             let sent = {
@@ -377,7 +374,7 @@ impl StreamCore {
             let st = this.state.borrow(py)?;
             let empty = st.buffer.is_empty();
             let waiter = if empty { st.empty_waiter.as_ref().map(|w| w.clone_ref(py)) } else { None };
-            (empty, st.closing, st.eof, waiter)
+            (empty, st.life.closing, st.eof, waiter)
         };
         if empty {
             if let Some(waiter) = waiter {
@@ -428,11 +425,7 @@ impl StreamCore {
     }
 
     fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        if let Some(transport) = self.transport_object(py) {
-            let callback = transport.bind(py).getattr(pyo3::intern!(py, "_call_connection_lost"))?;
-            self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_soon"), (callback, exc))?;
-        }
-        Ok(())
+        schedule_connection_lost(self.loop_.bind(py), self.transport_object(py), exc)
     }
 
     fn call_connection_lost_now(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
@@ -447,16 +440,8 @@ impl StreamCore {
         let this = slf.get();
         let lost_now = {
             let mut st = this.state.borrow_mut(py)?;
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-            if st.buffer.is_empty() {
-                st.conn_lost += 1;
-                true
-            } else {
-                false
-            }
+            let nothing_buffered = st.buffer.is_empty();
+            st.life.close(nothing_buffered)
         };
         if lost_now {
             this.schedule_connection_lost(py, py.None())?;
@@ -467,11 +452,9 @@ impl StreamCore {
     fn force_close_impl(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
         let released = {
             let mut st = self.state.borrow_mut(py)?;
-            if st.conn_lost > 0 {
+            if !st.life.force_close() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
             st.buffer.clear()
         };
         drop(released);
@@ -496,9 +479,8 @@ impl StreamCore {
             if bytes.is_empty() {
                 return Ok(());
             }
-            if st.conn_lost > 0 {
-                st.conn_lost += 1;
-                let warn = st.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            if st.life.is_lost() {
+                let warn = st.life.write_after_loss();
                 drop(st);
                 if warn {
                     crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
@@ -558,9 +540,8 @@ impl StreamCore {
                 flow: FlowControl::default(),
                 reading_paused: false,
                 read_eof: false,
-                closing: false,
+                life: Lifecycle::default(),
                 eof: false,
-                conn_lost: 0,
                 registered: false,
                 empty_waiter: None,
             }),
@@ -575,7 +556,7 @@ impl StreamCore {
         let this = slf.get();
         {
             let mut st = this.state.borrow_mut(py)?;
-            if st.conn_lost > 0 || st.registered {
+            if st.life.is_lost() || st.registered {
                 return Ok(());
             }
             st.registered = true;
@@ -606,7 +587,7 @@ impl StreamCore {
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
         let mut st = self.state.borrow_mut(py)?;
-        if st.closing || st.eof {
+        if st.life.closing || st.eof {
             return Ok(());
         }
         st.eof = true;
@@ -634,18 +615,18 @@ impl StreamCore {
     }
 
     fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.state.borrow(py)?.closing)
+        Ok(self.state.borrow(py)?.life.closing)
     }
 
     fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
         let st = self.state.borrow(py)?;
-        Ok(!st.reading_paused && !st.closing)
+        Ok(!st.reading_paused && !st.life.closing)
     }
 
     /// True if reading was paused by this call.
     fn pause_reading(&self, py: Python<'_>) -> PyResult<bool> {
         let mut st = self.state.borrow_mut(py)?;
-        if st.reading_paused || st.closing {
+        if st.reading_paused || st.life.closing {
             return Ok(false);
         }
         st.reading_paused = true;
@@ -658,7 +639,7 @@ impl StreamCore {
         let this = slf.get();
         {
             let mut st = this.state.borrow_mut(py)?;
-            if st.closing || !st.reading_paused {
+            if st.life.closing || !st.reading_paused {
                 return Ok(false);
             }
             st.reading_paused = false;
@@ -716,7 +697,7 @@ impl StreamCore {
     /// `_conn_lost`).
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
-        Ok(self.state.borrow(py)?.conn_lost)
+        Ok(self.state.borrow(py)?.life.conn_lost)
     }
 
     /// For sendfile: a future set when the write buffer is empty; writes are
