@@ -37,7 +37,6 @@ struct DatagramState {
     buffer_size: usize,
     flow: FlowControl,
     life: Lifecycle,
-    registered: bool,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "DatagramCore", frozen)]
@@ -424,7 +423,6 @@ impl DatagramCore {
                 buffer_size: 0,
                 flow: FlowControl::default(),
                 life: Lifecycle::default(),
-                registered: false,
             }),
         })
     }
@@ -432,12 +430,8 @@ impl DatagramCore {
     fn _start(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        {
-            let mut st = this.state.borrow_mut(py)?;
-            if st.life.is_lost() || st.registered {
-                return Ok(());
-            }
-            st.registered = true;
+        if !this.state.borrow_mut(py)?.life.begin_watching() {
+            return Ok(());
         }
         let me = slf.clone().unbind();
         let replaced = this.loop_.bind(py).get().watch_fd_both(py, this.fd, Watcher::Datagram(me.clone_ref(py)), Watcher::Datagram(me))?;
@@ -446,7 +440,7 @@ impl DatagramCore {
     }
 
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
-        let registered = std::mem::replace(&mut self.state.borrow_mut(py)?.registered, false);
+        let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered { Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd)?) } else { None };
         let released = {
             let mut st = self.state.borrow_mut(py)?;

@@ -21,6 +21,8 @@ pub struct Lifecycle {
     /// `connection_lost` is scheduled (or ran); counts writes after that too,
     /// as asyncio's `_conn_lost` does.
     pub conn_lost: u32,
+    /// The descriptor is in the loop's registry.
+    registered: bool,
 }
 
 impl Lifecycle {
@@ -47,6 +49,21 @@ impl Lifecycle {
         self.closing = true;
         self.conn_lost += 1;
         true
+    }
+
+    /// True if the transport must register its descriptor now: it has not
+    /// yet, and the connection is not already lost.
+    pub fn begin_watching(&mut self) -> bool {
+        if self.conn_lost > 0 || self.registered {
+            return false;
+        }
+        self.registered = true;
+        true
+    }
+
+    /// True if the transport must remove its descriptor from the registry.
+    pub fn stop_watching(&mut self) -> bool {
+        std::mem::replace(&mut self.registered, false)
     }
 
     pub fn is_lost(&self) -> bool {

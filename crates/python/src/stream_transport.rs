@@ -112,7 +112,6 @@ struct StreamState {
     life: Lifecycle,
     /// `write_eof()` was called.
     eof: bool,
-    registered: bool,
     /// A sendfile in progress waits for the buffer to drain on this future.
     empty_waiter: Option<Py<PyAny>>,
 }
@@ -542,7 +541,6 @@ impl StreamCore {
                 read_eof: false,
                 life: Lifecycle::default(),
                 eof: false,
-                registered: false,
                 empty_waiter: None,
             }),
         };
@@ -554,12 +552,8 @@ impl StreamCore {
     fn _start(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        {
-            let mut st = this.state.borrow_mut(py)?;
-            if st.life.is_lost() || st.registered {
-                return Ok(());
-            }
-            st.registered = true;
+        if !this.state.borrow_mut(py)?.life.begin_watching() {
+            return Ok(());
         }
         let me = slf.clone().unbind();
         let replaced = this.loop_core(py).get().watch_fd_both(py, this.fd, Watcher::Stream(me.clone_ref(py)), Watcher::Stream(me))?;
@@ -569,7 +563,7 @@ impl StreamCore {
 
     /// Stops watching the socket: the connection is over.
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
-        let registered = std::mem::replace(&mut self.state.borrow_mut(py)?.registered, false);
+        let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered { Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd)?) } else { None };
         let released = {
             let mut st = self.state.borrow_mut(py)?;
@@ -675,7 +669,7 @@ impl StreamCore {
     /// Stops watching the socket for a while (sendfile writes to it
     /// directly); `_resume` starts again.
     fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
-        let registered = std::mem::replace(&mut self.state.borrow_mut(py)?.registered, false);
+        let registered = self.state.borrow_mut(py)?.life.stop_watching();
         if registered {
             let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd)?;
             drop(removed);
