@@ -9,14 +9,21 @@
 //!
 //! The protocol that makes this free of lost wake-ups:
 //! 1. the loop calls [`Waker::prepare_to_sleep`], *then* checks its queues
-//!    for work, and polls with a zero timeout if there is any;
-//! 2. a producer queues its work, *then* calls [`Waker::wake`].
+//!    for work (under the lock that guards them), and polls with a zero
+//!    timeout if there is any;
+//! 2. a producer queues its work (under that same lock), *then* calls
+//!    [`Waker::wake`].
 //!
-//! Both state changes are sequentially consistent, so either the loop's check
-//! sees the work, or the producer sees the loop sleeping and writes the
-//! eventfd, which makes the poll return at once (the kernel queues the event
-//! when the write happens, so a write that lands before the poll starts is not
-//! missed either).
+//! If the producer's push came after the loop's check, the lock orders the
+//! loop's "sleeping" before the producer's look at the state, so the producer
+//! sees it and writes the eventfd, which makes the poll return at once (the
+//! kernel queues the event when the write happens, so a write that lands
+//! before the poll starts is not missed either). If the push came first, the
+//! loop's check finds it. For ferroloop the lock is the interpreter's GIL.
+//!
+//! A producer first merely reads the state: while the loop is running, which
+//! is most of the time under load, a wake costs a plain load rather than an
+//! atomic read-modify-write on a cache line the loop thread also writes.
 
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -55,6 +62,9 @@ impl Waker {
 
     /// Called by a producer after queueing work: wakes the loop if it sleeps.
     pub fn wake(&self) -> io::Result<()> {
+        if self.state.load(Ordering::SeqCst) != SLEEPING {
+            return Ok(());
+        }
         if self.state.compare_exchange(SLEEPING, WOKEN, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             self.eventfd.wake()
         } else {

@@ -24,6 +24,7 @@ use std::cell::UnsafeCell;
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use ferroloop_engine::CancelledCount;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
@@ -120,8 +121,8 @@ impl HandleRef {
         persistent: bool,
         timer: Option<TimerSpec>,
     ) -> PyResult<HandleRef> {
-        let ty = if timer.is_some() { timer_handle_type(py)? } else { handle_type(py)? };
-        let obj = alloc(py, ty)?;
+        let ty = if timer.is_some() { &TIMER_HANDLE_TYPE_PTR } else { &HANDLE_TYPE_PTR };
+        let obj = alloc(py, ty.load(Ordering::Relaxed).cast())?;
         // SAFETY: `obj` is a freshly allocated, zero-initialised object of
         // our layout; we own the new references we store.
         unsafe {
@@ -170,21 +171,23 @@ impl HandleRef {
     pub fn run(&self, py: Python<'_>, keep: bool) -> PyResult<RunOutcome> {
         let h = self.raw();
         // SAFETY: the GIL is held; the handle stays alive (we own a
-        // reference) and we copy the pointers out before calling Python.
+        // reference). The callback and arguments are either borrowed (kept
+        // in the handle) or moved out of it before any Python code runs.
         unsafe {
             if (*h).cancelled || (*h).callback.is_null() {
                 return Ok(RunOutcome::Done);
             }
             let keep = keep || (*h).persistent;
-            let callback = Bound::from_borrowed_ptr(py, (*h).callback);
-            let args = Bound::from_borrowed_ptr(py, (*h).args).cast_into_unchecked::<PyTuple>();
-            let context = Bound::from_borrowed_ptr(py, (*h).context);
-            if !keep {
-                // The handle's own references go; `callback`/`args` above
-                // hold theirs for the call.
-                release_callback(py, h);
-            }
-            match run_in_context(py, &context, &callback, &args) {
+            let (callback, args) = if keep {
+                (Bound::from_borrowed_ptr(py, (*h).callback), Bound::from_borrowed_ptr(py, (*h).args))
+            } else {
+                // The handle lets go of them as it runs: moved, not copied.
+                let callback = std::mem::replace(&mut (*h).callback, ptr::null_mut());
+                let args = std::mem::replace(&mut (*h).args, ptr::null_mut());
+                (Bound::from_owned_ptr(py, callback), Bound::from_owned_ptr(py, args))
+            };
+            let args = args.cast_into_unchecked::<PyTuple>();
+            match run_in_context(py, (*h).context, &callback, &args) {
                 Ok(()) => Ok(RunOutcome::Done),
                 Err(err) => {
                     let stopping = is_loop_stopping_exception(py, &err);
@@ -221,17 +224,21 @@ unsafe fn release_callback(py: Python<'_>, h: *mut HandleObject) {
 }
 
 /// Enters `context`, calls `callback(*args)`, and leaves the context again.
+///
+/// # Safety
+/// `context` must stay alive for the whole call (the handle owning it is
+/// kept alive by the caller).
 #[inline]
-fn run_in_context(
+unsafe fn run_in_context(
     py: Python<'_>,
-    context: &Bound<'_, PyAny>,
+    context: *mut ffi::PyObject,
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
-    // SAFETY: `context` is alive for the whole call (the caller holds it).
-    // PyContext_Enter type-checks it and fails cleanly with a Python error if
-    // it is not a Context or is already entered; the GIL is held (`py`).
-    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
+    // SAFETY: `context` is alive (this function's contract). PyContext_Enter
+    // type-checks it and fails cleanly with a Python error if it is not a
+    // Context or is already entered; the GIL is held (`py`).
+    if unsafe { ffi::PyContext_Enter(context) } < 0 {
         return Err(PyErr::fetch(py));
     }
     let called = if args.is_empty() { callback.call0() } else { callback.call1(args) };
@@ -239,7 +246,7 @@ fn run_in_context(
     // callback cannot leave it for us (PyContext_Exit of a context not on
     // top fails with RuntimeError, reported below), so this exit pairs with
     // our enter.
-    let exited = unsafe { ffi::PyContext_Exit(context.as_ptr()) };
+    let exited = unsafe { ffi::PyContext_Exit(context) };
     let called = called.map(drop);
     if exited < 0 {
         let exit_err = PyErr::fetch(py);
@@ -267,17 +274,21 @@ unsafe impl Sync for FreeList {}
 static FREE_LIST: FreeList = FreeList(UnsafeCell::new(Vec::new()));
 const FREE_LIST_CAPACITY: usize = 1024;
 
-fn alloc(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: GIL held, see FreeList. A block from the list has exactly our
-    // basic size and was zeroed when it was put there; PyObject_Init sets
-    // its type (taking a reference to it) and its reference count.
+fn alloc(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
+    if ty.is_null() {
+        return Err(PyRuntimeError::new_err("ferroloop handle types not initialised"));
+    }
+    // SAFETY: GIL held, see FreeList; `ty` is one of our (immortal, module-
+    // owned) handle types. A block from the list has exactly our basic size
+    // and was zeroed when it was put there; PyObject_Init sets its type
+    // (taking a reference to it) and its reference count.
     unsafe {
         let list = &mut *FREE_LIST.0.get();
         if let Some(obj) = list.pop() {
-            ffi::PyObject_Init(obj, ty.as_type_ptr());
+            ffi::PyObject_Init(obj, ty);
             return Ok(obj);
         }
-        let obj = ffi::PyType_GenericAlloc(ty.as_type_ptr(), 0);
+        let obj = ffi::PyType_GenericAlloc(ty, 0);
         if obj.is_null() {
             return Err(PyErr::fetch(py));
         }
@@ -289,7 +300,6 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
     // SAFETY: CPython calls tp_dealloc with the GIL held, once, for an
     // object of our layout (or a Python subclass of it) whose count is 0.
     unsafe {
-        let py = Python::assume_attached();
         let h = obj.cast::<HandleObject>();
         let ty = ffi::Py_TYPE(obj);
         if !(*h).weakrefs.is_null() {
@@ -303,11 +313,12 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
             &mut (*h).loop_,
             &mut (*h).repr,
         ] {
-            let owned = std::mem::replace(field, ptr::null_mut());
-            drop(Bound::from_owned_ptr_or_opt(py, owned));
+            if !field.is_null() {
+                ffi::Py_DECREF(std::mem::replace(field, ptr::null_mut()));
+            }
         }
         drop((*h).cancelled_in_heap.take());
-        let exact = is_exact_handle_type(py, ty);
+        let exact = is_exact_handle_type(ty);
         let list = &mut *FREE_LIST.0.get();
         if exact && list.len() < FREE_LIST_CAPACITY {
             // Zero our fields so the next user starts from a clean object.
@@ -322,9 +333,9 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
     }
 }
 
-fn is_exact_handle_type(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> bool {
-    let matches = |cell: &PyOnceLock<Py<PyType>>| cell.get(py).is_some_and(|t| ptr::eq(t.as_ptr().cast(), ty));
-    matches(&HANDLE_TYPE) || matches(&TIMER_HANDLE_TYPE)
+fn is_exact_handle_type(ty: *mut ffi::PyTypeObject) -> bool {
+    let ty = ty.cast::<ffi::PyObject>();
+    ptr::eq(HANDLE_TYPE_PTR.load(Ordering::Relaxed), ty) || ptr::eq(TIMER_HANDLE_TYPE_PTR.load(Ordering::Relaxed), ty)
 }
 
 // ---------------------------------------------------------------------------
@@ -573,6 +584,9 @@ getter!(get_scheduled, |py, h| Ok(pyo3::types::PyBool::new(py, h.scheduled).to_o
 
 static HANDLE_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static TIMER_HANDLE_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// The same two types as bare pointers, for the allocation paths.
+static HANDLE_TYPE_PTR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+static TIMER_HANDLE_TYPE_PTR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
 fn handle_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     HANDLE_TYPE.get(py).map(|t| t.bind(py)).ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
@@ -681,6 +695,8 @@ pub fn create_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
 
     module.add("Handle", &handle_ty)?;
     module.add("TimerHandle", &timer_ty)?;
+    HANDLE_TYPE_PTR.store(handle_ty.as_ptr(), Ordering::Relaxed);
+    TIMER_HANDLE_TYPE_PTR.store(timer_ty.as_ptr(), Ordering::Relaxed);
     let _ = HANDLE_TYPE.set(py, handle_ty.unbind());
     let _ = TIMER_HANDLE_TYPE.set(py, timer_ty.unbind());
     Ok(())

@@ -17,6 +17,7 @@ use ferroloop_engine::clock;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
@@ -63,7 +64,7 @@ unsafe fn parse<'py>(
             return Ok(Call {
                 leading: None,
                 callback: bind(positional[0]),
-                args: PyTuple::empty(py),
+                args: empty_tuple(py),
                 context: keyword_values.first().map(|&value| bind(value)),
             });
         }
@@ -95,7 +96,7 @@ unsafe fn parse<'py>(
     }
     let extra = positional.get(fixed..).unwrap_or(&[]);
     let args = if extra.is_empty() {
-        PyTuple::empty(py)
+        empty_tuple(py)
     } else {
         PyTuple::new(py, extra.iter().map(|&p| bind(p)))?
     };
@@ -109,6 +110,13 @@ unsafe fn parse<'py>(
     }
     let callback = callback.ok_or_else(|| missing("callback"))?;
     Ok(Call { leading, callback, args, context })
+}
+
+/// `()`, kept at hand: most callbacks take no arguments, and asking CPython
+/// for its empty tuple each time is a function call.
+fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
+    static EMPTY: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    EMPTY.get_or_init(py, || PyTuple::empty(py).unbind()).bind(py).clone()
 }
 
 /// The shared frame of the four methods: argument parsing, and turning a
