@@ -130,11 +130,6 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
             self._default_executor = None
             executor.shutdown(wait=False)
 
-    # Futures (tasks are native: create_task and the task factory).
-
-    def create_future(self):
-        return futures.Future(loop=self)
-
     # Debug mode.
 
     def set_debug(self, enabled):

@@ -172,9 +172,11 @@ class SocketTransport(_TransportBase, transports.Transport):
         self._setup(loop, sock, server)
         _set_nodelay(sock)
         self._core = StreamCore(loop, self._sock_fd, protocol, self)
-        # The hot path: protocol code calls these directly on the core.
+        # The hot path: protocol and stream code call these directly on the
+        # core, with no Python frame of ours in between.
         self.write = self._core.write
         self.writelines = self._core.writelines
+        self.is_closing = self._core.is_closing
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._core._start)
         if waiter is not None:

@@ -1,6 +1,6 @@
 //! The loop's hottest entry points as raw C methods: `call_soon`,
-//! `call_soon_threadsafe`, `call_later`, `call_at`, `create_task` and
-//! `get_debug`.
+//! `call_soon_threadsafe`, `call_later`, `call_at`, `create_task`,
+//! `create_future` and `get_debug`.
 //!
 //! The C `Task` calls `call_soon(step, context=ctx)` for every step, `Future`
 //! calls it for every done-callback, and both call `get_debug()` when they
@@ -249,6 +249,11 @@ unsafe extern "C" fn create_task(
     }
 }
 
+unsafe extern "C" fn create_future(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held and a live `self`.
+    unsafe { raw_entry(slf, crate::tasks::create_future) }
+}
+
 unsafe extern "C" fn get_debug(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
     unsafe { raw_entry(slf, |slf| Ok(pyo3::types::PyBool::new(slf.py(), slf.get().is_debug()).to_owned().into_any().unbind())) }
@@ -341,8 +346,8 @@ pub fn install_method(py: Python<'_>, ty: &Bound<'_, PyType>, def: &'static mut 
 /// Puts the raw methods on `LoopCore`. Called once, at module import.
 pub fn install(py: Python<'_>) -> PyResult<()> {
     // The definitions must outlive the type: they are leaked on purpose
-    // (six small structs, once per process).
-    let defs: &'static mut [ffi::PyMethodDef; 6] = Box::leak(Box::new([
+    // (seven small structs, once per process).
+    let defs: &'static mut [ffi::PyMethodDef; 7] = Box::leak(Box::new([
         method_def(c"call_soon", call_soon, c"call_soon(callback, *args, context=None)\n--\n\nRun callback(*args) on the next iteration."),
         method_def(
             c"call_soon_threadsafe",
@@ -352,6 +357,12 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         method_def(c"call_later", call_later, c"call_later(delay, callback, *args, context=None)\n--\n\nRun callback(*args) after delay seconds."),
         method_def(c"call_at", call_at, c"call_at(when, callback, *args, context=None)\n--\n\nRun callback(*args) at loop time when."),
         method_def(c"create_task", create_task, c"create_task(coro, *, name=None, context=None)\n--\n\nSchedule a coroutine as a Task."),
+        ffi::PyMethodDef {
+            ml_name: c"create_future".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunction: create_future },
+            ml_flags: ffi::METH_NOARGS,
+            ml_doc: c"A new asyncio.Future attached to the loop.".as_ptr(),
+        },
         ffi::PyMethodDef {
             ml_name: c"get_debug".as_ptr(),
             ml_meth: ffi::PyMethodDefPointer { PyCFunction: get_debug },
