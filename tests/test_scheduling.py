@@ -5,10 +5,12 @@ most compare the two directly."""
 import asyncio
 import contextvars
 import math
+import sys
 import time
 
 import pytest
 
+import ferroloop
 from conftest import assert_same_on_both
 
 
@@ -147,7 +149,8 @@ def test_handle_reprs_match():
         return [r.replace('test_scheduling.py', 'FILE') for r in reprs]
 
     reprs = assert_same_on_both(program)
-    assert reprs[0].startswith('<Handle test_handle_reprs_match.<locals>.program.<locals>.callback(1')
+    # (3.13 shows the arguments in debug mode only.)
+    assert reprs[0].startswith('<Handle test_handle_reprs_match.<locals>.program.<locals>.callback(')
     assert reprs[1].startswith('<TimerHandle when=123.5 test_handle_reprs_match.<locals>.program')
     assert reprs[2:] == ['<Handle cancelled>', '<TimerHandle cancelled when=123.5>']
 
@@ -166,7 +169,7 @@ def test_many_cancelled_timers_are_purged(new_loop, loop_name):
         handle.cancel()
 
 
-def test_nan_and_infinite_delays_match_asyncio():
+def test_nan_and_infinite_delays():
     def program(loop):
         calls = []
         loop.call_later(math.nan, calls.append, 'nan')
@@ -176,7 +179,16 @@ def test_nan_and_infinite_delays_match_asyncio():
         loop.run_forever()
         return sorted(calls)
 
-    assert assert_same_on_both(program) == ['nan', 'negative']
+    if sys.version_info < (3, 13):
+        assert assert_same_on_both(program) == ['nan', 'negative']
+    else:
+        # Stock asyncio 3.13 passes the NaN on to select() and the loop dies
+        # with ValueError; ferroloop keeps the earlier behaviour: due at once.
+        loop = ferroloop.new_event_loop()
+        try:
+            assert program(loop) == ['nan', 'negative']
+        finally:
+            loop.close()
 
 
 def test_none_delays_raise_type_error(loop):
