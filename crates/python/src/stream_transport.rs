@@ -20,7 +20,6 @@
 //! back into the Python transport.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::ffi;
@@ -38,15 +37,6 @@ use crate::queue_items::{Ready, Watcher};
 use crate::sys_io::{self, os_error, Io};
 use crate::write_buffer::WriteBuffer;
 
-/// A read at least this large makes the next one go straight into a new
-/// `bytes` (see `recv_new_bytes`).
-const LARGE_READ: usize = 64 * 1024;
-
-extern "C" {
-    /// CPython's in-place resize of a `bytes` object with one reference; not
-    /// exported by pyo3-ffi.
-    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, new_size: ffi::Py_ssize_t) -> std::os::raw::c_int;
-}
 
 /// How the protocol takes data.
 pub enum Reader {
@@ -121,8 +111,6 @@ pub struct StreamCore {
     fd: RawFd,
     loop_: Py<LoopCore>,
     state: GilCell<StreamState>,
-    /// The last read was large: read the next into its own `bytes`.
-    large_reads: AtomicBool,
 }
 
 /// What to do once the state borrow is released.
@@ -176,11 +164,7 @@ impl StreamCore {
 
     fn read_into_bytes(&self, slf: &Bound<'_, StreamCore>, data_received: &Bound<'_, PyAny>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
-        let large = self.large_reads.load(Ordering::Relaxed);
-        let (received, data, filled) = if large { self.recv_new_bytes(py)? } else { self.recv_shared(py)? };
-        if let Ok(Io::Done(n)) = received {
-            self.large_reads.store(n >= LARGE_READ, Ordering::Relaxed);
-        }
+        let (received, data, filled) = self.recv_shared(py)?;
         match received {
             Ok(Io::WouldBlock) => Ok(()),
             Ok(Io::Done(0)) => self.eof_received(slf),
@@ -197,8 +181,10 @@ impl StreamCore {
         }
     }
 
-    /// Reads into the loop's shared buffer and copies out exactly the data:
-    /// cheapest for the usual small reads.
+    /// Reads into the loop's shared buffer and copies out exactly the data.
+    /// (Reading straight into a fresh 256 KiB `bytes` saves the copy but
+    /// costs far more: the allocator hands back new pages, and faulting them
+    /// in per read tripled the CPU time of 100 KiB echoes.)
     fn recv_shared<'py>(&self, py: Python<'py>) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let core = self.loop_core(py).get();
         let mut buf = core.take_recv_buffer(py)?;
@@ -210,37 +196,6 @@ impl StreamCore {
         let filled = matches!(received, Ok(Io::Done(n)) if n == buf.len());
         core.return_recv_buffer(py, buf)?;
         Ok((received, data, filled))
-    }
-
-    /// Reads straight into a new `bytes` of the full read size, shrunk to
-    /// what arrived: for streams of large reads, this saves copying them.
-    fn recv_new_bytes<'py>(&self, py: Python<'py>) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
-        let size = crate::loop_core::RECV_BUFFER_SIZE;
-        // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of
-        // n uninitialised bytes that we own and may fill before anyone else
-        // sees it; recv writes at most `size` bytes into it; _PyBytes_Resize
-        // shrinks our only reference in place (or fails, freeing it and
-        // setting an exception).
-        unsafe {
-            let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
-            if obj.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            let received = sys_io::recv_raw(self.fd, ffi::PyBytes_AsString(obj).cast(), size);
-            match received {
-                Ok(Io::Done(n)) if n > 0 => {
-                    if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {
-                        return Err(PyErr::fetch(py));
-                    }
-                    let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
-                    Ok((received, Some(data), n == size))
-                }
-                _ => {
-                    ffi::Py_DECREF(obj);
-                    Ok((received, None, false))
-                }
-            }
-        }
     }
 
     fn read_into_protocol_buffer(
@@ -529,7 +484,6 @@ impl StreamCore {
     fn py_new(r#loop: &Bound<'_, PyAny>, fd: RawFd, protocol: &Bound<'_, PyAny>, transport: Py<PyAny>) -> PyResult<Self> {
         let core = StreamCore {
             fd,
-            large_reads: AtomicBool::new(false),
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             state: GilCell::new(StreamState {
                 transport: Some(transport),
