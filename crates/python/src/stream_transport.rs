@@ -20,6 +20,7 @@
 //! back into the Python transport.
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::ffi;
@@ -36,6 +37,16 @@ use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
 use crate::sys_io::{self, os_error, Io};
 use crate::write_buffer::WriteBuffer;
+
+/// A read at least this large makes the next one ask the kernel how much is
+/// waiting and read it straight into a `bytes` of that size (`recv_exact`).
+const LARGE_READ: usize = 32 * 1024;
+
+extern "C" {
+    /// CPython's in-place resize of a `bytes` object with one reference; not
+    /// exported by pyo3-ffi.
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, new_size: ffi::Py_ssize_t) -> std::os::raw::c_int;
+}
 
 
 /// How the protocol takes data.
@@ -111,6 +122,8 @@ pub struct StreamCore {
     fd: RawFd,
     loop_: Py<LoopCore>,
     state: GilCell<StreamState>,
+    /// The last read was large: size the next one by what is pending.
+    large_reads: AtomicBool,
 }
 
 /// What to do once the state borrow is released.
@@ -164,7 +177,11 @@ impl StreamCore {
 
     fn read_into_bytes(&self, slf: &Bound<'_, StreamCore>, data_received: &Bound<'_, PyAny>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
-        let (received, data, filled) = self.recv_shared(py)?;
+        let pending = if self.large_reads.load(Ordering::Relaxed) { sys_io::bytes_pending(self.fd) } else { 0 };
+        let (received, data, filled) = if pending > 0 { self.recv_exact(py, pending)? } else { self.recv_shared(py)? };
+        if let Ok(Io::Done(n)) = received {
+            self.large_reads.store(n >= LARGE_READ, Ordering::Relaxed);
+        }
         match received {
             Ok(Io::WouldBlock) => Ok(()),
             Ok(Io::Done(0)) => self.eof_received(slf),
@@ -181,10 +198,8 @@ impl StreamCore {
         }
     }
 
-    /// Reads into the loop's shared buffer and copies out exactly the data.
-    /// (Reading straight into a fresh 256 KiB `bytes` saves the copy but
-    /// costs far more: the allocator hands back new pages, and faulting them
-    /// in per read tripled the CPU time of 100 KiB echoes.)
+    /// Reads into the loop's shared buffer and copies out exactly the data:
+    /// the cheapest way for the usual small reads.
     fn recv_shared<'py>(&self, py: Python<'py>) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let core = self.loop_core(py).get();
         let mut buf = core.take_recv_buffer(py)?;
@@ -196,6 +211,39 @@ impl StreamCore {
         let filled = matches!(received, Ok(Io::Done(n)) if n == buf.len());
         core.return_recv_buffer(py, buf)?;
         Ok((received, data, filled))
+    }
+
+    /// Reads `pending` bytes (what the kernel holds, at most a full read)
+    /// straight into a `bytes` of that size: for large reads this saves
+    /// copying them out of the shared buffer. (A `bytes` sized for a full
+    /// read and shrunk afterwards does not pay: fresh pages fault in.)
+    fn recv_exact<'py>(&self, py: Python<'py>, pending: usize) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
+        let size = pending.min(crate::loop_core::RECV_BUFFER_SIZE);
+        // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of
+        // n uninitialised bytes that only we see until we hand it out; recv
+        // writes at most `size` bytes into it; if fewer arrive (another reader
+        // raced us), _PyBytes_Resize shrinks our only reference in place, or
+        // fails, freeing it and setting an exception.
+        unsafe {
+            let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
+            if obj.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let received = sys_io::recv_raw(self.fd, ffi::PyBytes_AsString(obj).cast(), size);
+            match received {
+                Ok(Io::Done(n)) if n > 0 => {
+                    if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {
+                        return Err(PyErr::fetch(py));
+                    }
+                    let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
+                    Ok((received, Some(data), n == crate::loop_core::RECV_BUFFER_SIZE))
+                }
+                _ => {
+                    ffi::Py_DECREF(obj);
+                    Ok((received, None, false))
+                }
+            }
+        }
     }
 
     fn read_into_protocol_buffer(
@@ -484,6 +532,7 @@ impl StreamCore {
     fn py_new(r#loop: &Bound<'_, PyAny>, fd: RawFd, protocol: &Bound<'_, PyAny>, transport: Py<PyAny>) -> PyResult<Self> {
         let core = StreamCore {
             fd,
+            large_reads: AtomicBool::new(false),
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             state: GilCell::new(StreamState {
                 transport: Some(transport),

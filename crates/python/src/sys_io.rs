@@ -75,6 +75,17 @@ pub fn send_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
     })
 }
 
+/// Bytes waiting to be read on a stream socket (FIONREAD); 0 if unknown.
+pub fn bytes_pending(fd: RawFd) -> usize {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer we pass, which
+    // points to a live local.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut pending) } < 0 {
+        return 0;
+    }
+    pending.max(0) as usize
+}
+
 pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     // SAFETY: shutdown takes only integers; a bad fd is reported as EBADF.
     if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
