@@ -76,7 +76,7 @@ class ProgramRun:
         self.took = took
 
 
-def run_program(source, loop, timeout=60, name='program.py'):
+def run_program(source, loop, timeout=60, name='program.py', env=None):
     """Runs a whole program in a fresh interpreter on the given loop.
     The program file has the same name on both loops, so warnings and
     tracebacks that mention it compare equal."""
@@ -85,7 +85,7 @@ def run_program(source, loop, timeout=60, name='program.py'):
         program.write_text(source)
         timing = Path(tmp) / 'timing'
         env = dict(os.environ, FERROLOOP_TIMING_FILE=str(timing),
-                   PYTHONDONTWRITEBYTECODE='1')
+                   PYTHONDONTWRITEBYTECODE='1', **(env or {}))
         proc = subprocess.run(
             [sys.executable, str(ROOT / 'examples' / 'run_with.py'), loop, str(program)],
             capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)

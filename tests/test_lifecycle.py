@@ -392,3 +392,29 @@ def test_callback_observer_sees_every_callback():
     loop.close()
     assert [e for e, _ in events] == ['begin', 'end', 'begin', 'end']
     assert events[0][1] is first and events[1][1] is first
+
+
+def test_pythonasynciodebug_turns_debug_mode_on():
+    from conftest import run_program_on_both
+    program = '''
+import asyncio, sys
+
+async def main():
+    loop = asyncio.get_running_loop()
+    print(loop.get_debug(), sys.get_coroutine_origin_tracking_depth() > 0)
+
+asyncio.run(main())
+'''
+    runs = run_program_on_both(program, env={'PYTHONASYNCIODEBUG': '1'})
+    assert runs['ferroloop'].stdout == runs['asyncio'].stdout == 'True True\n'
+
+
+def test_debug_mode_tracks_coroutine_origins_while_running(loop):
+    import sys
+    loop.set_debug(True)
+
+    async def depth():
+        return sys.get_coroutine_origin_tracking_depth()
+
+    assert loop.run_until_complete(depth()) > 0
+    assert sys.get_coroutine_origin_tracking_depth() == 0
