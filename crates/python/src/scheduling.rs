@@ -21,6 +21,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
+use crate::handles::HandleRef;
 use crate::loop_core::{LoopCore, ScheduledTimer};
 use crate::queue_items::Ready;
 
@@ -214,13 +215,101 @@ macro_rules! scheduling_method {
     };
 }
 
-scheduling_method!(call_soon, "call_soon", None, |slf, call| soon(slf, call, "call_soon", false));
-scheduling_method!(call_soon_threadsafe, "call_soon_threadsafe", None, |slf, call| soon(
+scheduling_method!(call_soon_general, "call_soon", None, |slf, call| soon(slf, call, "call_soon", false));
+scheduling_method!(call_soon_threadsafe_general, "call_soon_threadsafe", None, |slf, call| soon(
     slf,
     call,
     "call_soon_threadsafe",
     true
 ));
+
+/// `call_soon` and `call_soon_threadsafe`: a shortcut for the calls the C
+/// `Task` and `Future` make for every step and done-callback, `(cb)` and
+/// `(cb, context=ctx)` with `cb` a builtin callable, outside debug mode. It
+/// does what the general path does, minus the argument sorting and checks
+/// that cannot fail for such calls; everything else takes the general path.
+///
+/// # Safety
+/// CPython's vectorcall contract: `args` holds `nargs` positional arguments
+/// then one value per name in `kwnames`; `slf` is a live LoopCore (checked
+/// by the method descriptor); the GIL is held.
+#[inline(always)]
+unsafe fn soon_shortcut(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    threadsafe: bool,
+    general: unsafe extern "C" fn(*mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t, *mut ffi::PyObject) -> *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    unsafe {
+        let py = Python::assume_attached();
+        let positional = ffi::PyVectorcall_NARGS(nargs as usize);
+        let context = if kwnames.is_null() {
+            None
+        } else if ffi::PyTuple_GET_SIZE(kwnames) == 1 && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr() {
+            Some(*args.add(1))
+        } else {
+            return general(slf, args, nargs, kwnames);
+        };
+        let callback = if positional == 1 { *args } else { std::ptr::null_mut() };
+        let slf_bound = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
+        let core = slf_bound.get();
+        let plain = !callback.is_null()
+            && !core.is_closed()
+            && !core.is_debug()
+            && ffi::PyCallable_Check(callback) != 0
+            && ffi::PyFunction_Check(callback) == 0;
+        if !plain {
+            return general(slf, args, nargs, kwnames);
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+            let context = match context {
+                Some(ctx) if ctx != ffi::Py_None() => Bound::from_borrowed_ptr(py, ctx).unbind(),
+                _ => crate::python_helpers::copy_context(py)?,
+            };
+            let callback = Bound::from_borrowed_ptr(py, callback);
+            let handle = HandleRef::new(py, &callback, &empty_tuple(py), context, None, false, false, None)?;
+            let mut st = core.state.borrow_mut(py)?;
+            st.ready.push(Ready::Callback(handle.clone_ref(py)));
+            if threadsafe {
+                if let Some(waker) = &st.waker {
+                    waker.wake()?;
+                }
+            }
+            drop(st);
+            Ok(handle.into_object())
+        }));
+        match outcome.unwrap_or_else(|payload| Err(panic_error(payload))) {
+            Ok(handle) => handle.into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn call_soon(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's vectorcall contract is ours.
+    unsafe { soon_shortcut(slf, args, nargs, kwnames, false, call_soon_general) }
+}
+
+unsafe extern "C" fn call_soon_threadsafe(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's vectorcall contract is ours.
+    unsafe { soon_shortcut(slf, args, nargs, kwnames, true, call_soon_threadsafe_general) }
+}
+
 scheduling_method!(call_later, "call_later", Some("delay"), |slf, call| {
     let delay = seconds(call.leading.take(), "delay must not be None")?;
     // asyncio implements call_later with call_at and names that in errors.
