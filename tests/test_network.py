@@ -570,3 +570,86 @@ def test_emfile_while_accepting_neither_spins_nor_crashes(tmp_path):
     assert runs['ferroloop'].returncode == 0, runs['ferroloop'].stderr
     assert runs['ferroloop'].stdout == runs['asyncio'].stdout
     assert 'spun: False' in runs['ferroloop'].stdout
+
+
+def test_a_hundred_thousand_connections_leave_nothing_behind():
+    """100,000 sequential connect/close cycles against one server: no
+    descriptors left, memory flat."""
+    import resource
+    loop = __import__('ferroloop').new_event_loop()
+
+    async def main(cycles):
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(cycles):
+            transport, _ = await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
+            transport.close()
+        await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+
+    def rss_kib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(2_000), 60))
+        gc.collect()
+        fds, rss = open_fd_count(), rss_kib()
+        loop.run_until_complete(asyncio.wait_for(main(100_000), 600))
+        gc.collect()
+        assert open_fd_count() == fds
+        assert rss_kib() - rss < 16 * 1024
+    finally:
+        loop.close()
+
+
+GARBAGE_PROGRAM = r'''
+import asyncio, itertools, socket
+import ferroloop
+
+loop = ferroloop.new_event_loop()
+garbage = [None, -1, 2**70, float('nan'), float('inf'), '', 'x' * 10000, b'\x00', object(),
+           (), [], {}, lambda *a, **k: None, socket.socket(), 1.5, True]
+sync_methods = ['call_soon', 'call_later', 'call_at', 'call_soon_threadsafe', 'add_reader',
+                'add_writer', 'remove_reader', 'remove_writer', 'set_exception_handler',
+                'set_task_factory', 'set_default_executor', 'set_debug', '_add_callback',
+                'run_in_executor', 'create_task']
+async_methods = ['sock_recv', 'sock_recv_into', 'sock_sendall', 'sock_connect', 'sock_accept',
+                 'sock_sendto', 'sock_recvfrom', 'getaddrinfo', 'getnameinfo',
+                 'create_connection', 'create_server', 'create_datagram_endpoint',
+                 'create_unix_connection', 'create_unix_server', 'connect_accepted_socket',
+                 'sendfile', 'sock_sendfile', 'start_tls']
+calls = 0
+for name in sync_methods + async_methods:
+    method = getattr(loop, name)
+    for args in itertools.chain(((g,) for g in garbage), itertools.product(garbage[:8], repeat=2)):
+        calls += 1
+        result = None
+        try:
+            result = method(*args)
+            if asyncio.iscoroutine(result):
+                loop.run_until_complete(asyncio.wait_for(result, 2))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            pass  # Any Python exception is fine: only a crash is not.
+        if hasattr(result, 'cancel'):
+            result.cancel()
+loop.set_exception_handler(None)
+loop.set_task_factory(None)
+loop.set_debug(False)
+loop.call_soon(loop.stop)
+loop.run_forever()
+loop.close()
+print('survived', calls)
+'''
+
+
+def test_garbage_arguments_raise_instead_of_crashing(tmp_path):
+    program = tmp_path / 'garbage.py'
+    program.write_text(GARBAGE_PROGRAM)
+    import subprocess
+    proc = subprocess.run([sys.executable, str(program)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith('survived')
