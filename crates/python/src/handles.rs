@@ -64,6 +64,9 @@ struct HandleObject {
     /// A timer still in the heap.
     scheduled: bool,
     is_timer: bool,
+    /// The context is the handle's own copy, taken out of the cycle
+    /// collector's lists while the handle waits (see `HandleRef::new`).
+    context_untracked: bool,
 }
 
 /// How running a handle ended.
@@ -111,6 +114,16 @@ impl HandleRef {
     }
 
     /// Creates a handle. `timer` makes it a `TimerHandle`.
+    ///
+    /// `private_context` says the context is a fresh copy nobody else holds
+    /// (`call_soon(cb)` without `context=`). Such a copy is taken off the
+    /// cycle collector's lists while the handle waits in the queue: it cannot
+    /// be part of a cycle that outlives the handle, and thousands of queued
+    /// callbacks otherwise make every collection traverse thousands of
+    /// contexts. It is put back before anything else can see it (the
+    /// callback runs in it, `get_context()`) and before the handle lets go
+    /// of it, as the context's own deallocator expects a tracked object.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         py: Python<'_>,
         callback: &Bound<'_, PyAny>,
@@ -120,6 +133,7 @@ impl HandleRef {
         debug: bool,
         persistent: bool,
         timer: Option<TimerSpec>,
+        private_context: bool,
     ) -> PyResult<HandleRef> {
         let ty = if timer.is_some() { &TIMER_HANDLE_TYPE_PTR } else { &HANDLE_TYPE_PTR };
         let obj = alloc(py, ty.load(Ordering::Relaxed).cast())?;
@@ -130,6 +144,10 @@ impl HandleRef {
             (*h).callback = callback.clone().into_ptr();
             (*h).args = args.clone().into_any().into_ptr();
             (*h).context = context.into_ptr();
+            if private_context && ffi::PyObject_GC_IsTracked((*h).context) != 0 {
+                ffi::PyObject_GC_UnTrack((*h).context.cast());
+                (*h).context_untracked = true;
+            }
             (*h).source_traceback = source_traceback.map_or(ptr::null_mut(), |t| t.into_ptr());
             (*h).debug = debug;
             (*h).persistent = persistent;
@@ -177,6 +195,7 @@ impl HandleRef {
             if (*h).cancelled || (*h).callback.is_null() {
                 return Ok(RunOutcome::Done);
             }
+            retrack_context(h);
             let keep = keep || (*h).persistent;
             let (callback, args) = if keep {
                 (Bound::from_borrowed_ptr(py, (*h).callback), Bound::from_borrowed_ptr(py, (*h).args))
@@ -203,6 +222,20 @@ impl HandleRef {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Puts a handle's private context back on the collector's lists.
+///
+/// # Safety
+/// GIL held; `h` a live handle.
+#[inline]
+unsafe fn retrack_context(h: *mut HandleObject) {
+    unsafe {
+        if (*h).context_untracked {
+            (*h).context_untracked = false;
+            ffi::PyObject_GC_Track((*h).context.cast());
         }
     }
 }
@@ -305,6 +338,7 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         if !(*h).weakrefs.is_null() {
             ffi::PyObject_ClearWeakRefs(obj);
         }
+        retrack_context(h);
         for field in [
             &mut (*h).callback,
             &mut (*h).args,
@@ -415,7 +449,12 @@ unsafe extern "C" fn cancelled(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -
 }
 
 unsafe extern "C" fn get_context(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    unsafe { method(slf, |py, slf| Ok(borrowed_or_none(py, handle_of(slf.as_ptr()).context))) }
+    unsafe {
+        method(slf, |py, slf| {
+            retrack_context(slf.as_ptr().cast());
+            Ok(borrowed_or_none(py, handle_of(slf.as_ptr()).context))
+        })
+    }
 }
 
 unsafe extern "C" fn when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -570,7 +609,10 @@ macro_rules! getter {
 
 getter!(get_callback, |py, h| Ok(borrowed_or_none(py, h.callback)));
 getter!(get_args, |py, h| Ok(borrowed_or_none(py, h.args)));
-getter!(get_context_attr, |py, h| Ok(borrowed_or_none(py, h.context)));
+getter!(get_context_attr, |py, h| {
+    retrack_context(h);
+    Ok(borrowed_or_none(py, h.context))
+});
 getter!(get_loop, |py, h| Ok(borrowed_or_none(py, h.loop_)));
 getter!(get_source_traceback, |py, h| Ok(borrowed_or_none(py, h.source_traceback)));
 getter!(get_repr, |py, h| Ok(borrowed_or_none(py, h.repr)));

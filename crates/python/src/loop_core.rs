@@ -172,14 +172,14 @@ impl LoopCore {
             core.check_thread()?;
         }
         core.check_callback(callback, method)?;
-        let context = match context {
-            Some(c) if !c.is_none() => c.unbind(),
-            _ => python_helpers::copy_context(py)?,
+        let (context, private_context) = match context {
+            Some(c) if !c.is_none() => (c.unbind(), false),
+            _ => (python_helpers::copy_context(py)?, true),
         };
         let debug = core.is_debug();
         let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
         let timer = when.map(|when| TimerSpec { when, cancelled_in_heap: core.cancelled_timers.clone() });
-        HandleRef::new(py, callback, args, context, source_traceback, debug, persistent, timer)
+        HandleRef::new(py, callback, args, context, source_traceback, debug, persistent, timer, private_context)
     }
 }
 

@@ -264,12 +264,12 @@ unsafe fn soon_shortcut(
             return general(slf, args, nargs, kwnames);
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
-            let context = match context {
-                Some(ctx) if ctx != ffi::Py_None() => Bound::from_borrowed_ptr(py, ctx).unbind(),
-                _ => crate::python_helpers::copy_context(py)?,
+            let (context, private_context) = match context {
+                Some(ctx) if ctx != ffi::Py_None() => (Bound::from_borrowed_ptr(py, ctx).unbind(), false),
+                _ => (crate::python_helpers::copy_context(py)?, true),
             };
             let callback = Bound::from_borrowed_ptr(py, callback);
-            let handle = HandleRef::new(py, &callback, &empty_tuple(py), context, None, false, false, None)?;
+            let handle = HandleRef::new(py, &callback, &empty_tuple(py), context, None, false, false, None, private_context)?;
             let mut st = core.state.borrow_mut(py)?;
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
             if threadsafe {
