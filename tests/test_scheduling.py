@@ -314,3 +314,34 @@ def test_bad_file_objects_raise_value_error(loop):
         loop.add_reader(-1, print)
     with pytest.raises(ValueError, match='Invalid file object'):
         loop.add_reader('not a file', print)
+
+
+def test_queued_contexts_survive_collections_and_are_freed():
+    import gc
+    import weakref
+    loop = ferroloop.new_event_loop()
+    var = contextvars.ContextVar('var')
+
+    class Payload:
+        pass
+
+    seen = []
+
+    def schedule():
+        payload = Payload()
+        var.set(payload)
+        handles = [loop.call_soon(lambda: seen.append(var.get())) for _ in range(2000)]
+        return weakref.ref(payload), handles
+
+    ref, handles = contextvars.copy_context().run(schedule)
+    gc.collect()
+    assert handles[0].get_context()[var] is ref()
+    handles[1].cancel()
+    gc.collect()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert len(seen) == 1999 and all(p is ref() for p in seen)
+    del handles, seen
+    gc.collect()
+    assert ref() is None
+    loop.close()
