@@ -231,7 +231,9 @@ impl HandleRef {
 /// # Safety
 /// GIL held; `h` a live handle.
 #[inline]
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn retrack_context(h: *mut HandleObject) {
+    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
     unsafe {
         if (*h).context_untracked {
             (*h).context_untracked = false;
@@ -242,7 +244,9 @@ unsafe fn retrack_context(h: *mut HandleObject) {
 
 /// # Safety
 /// GIL held; `h` a live handle.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn release_callback(py: Python<'_>, h: *mut HandleObject) {
+    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
     unsafe {
         if (*h).persistent && !(*h).cancelled {
             return;
@@ -262,6 +266,7 @@ unsafe fn release_callback(py: Python<'_>, h: *mut HandleObject) {
 /// `context` must stay alive for the whole call (the handle owning it is
 /// kept alive by the caller).
 #[inline]
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn run_in_context(
     py: Python<'_>,
     context: *mut ffi::PyObject,
@@ -329,6 +334,7 @@ fn alloc(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObj
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
     // SAFETY: CPython calls tp_dealloc with the GIL held, once, for an
     // object of our layout (or a Python subclass of it) whose count is 0.
@@ -377,18 +383,22 @@ fn is_exact_handle_type(ty: *mut ffi::PyTypeObject) -> bool {
 
 /// # Safety
 /// `obj` must be a live handle; GIL held.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn handle_of<'a>(obj: *mut ffi::PyObject) -> &'a mut HandleObject {
+    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
     unsafe { &mut *obj.cast::<HandleObject>() }
 }
 
 /// Wraps a method body: binds `self`, turns errors and panics into Python
 /// exceptions.
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe fn method(
     slf: *mut ffi::PyObject,
     body: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
     let py = unsafe { Python::assume_attached() };
+    // SAFETY: `slf` is the live object the method was called on.
     let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(py, &slf)));
     match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
@@ -417,7 +427,9 @@ fn loop_debug(py: Python<'_>, h: &HandleObject) -> PyResult<bool> {
     python_helpers::loop_debug(unsafe { &Bound::from_borrowed_ptr(py, h.loop_) })
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn cancel(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     unsafe {
         method(slf, |py, slf| {
             let h = handle_of(slf.as_ptr());
@@ -444,11 +456,15 @@ unsafe extern "C" fn cancel(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn cancelled(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
     unsafe { method(slf, |py, slf| Ok(pyo3::types::PyBool::new(py, handle_of(slf.as_ptr()).cancelled).to_owned().into_any().unbind())) }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn get_context(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     unsafe {
         method(slf, |py, slf| {
             retrack_context(slf.as_ptr().cast());
@@ -457,13 +473,17 @@ unsafe extern "C" fn get_context(slf: *mut ffi::PyObject, _: *mut ffi::PyObject)
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
     unsafe { method(slf, |py, slf| Ok(handle_of(slf.as_ptr()).when.into_pyobject(py)?.into_any().unbind())) }
 }
 
 /// `_run()`: runs the callback now, sending an exception to the loop's
 /// exception handler. Only handles built with a loop can.
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn run_now(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
     unsafe {
         method(slf, |py, slf| {
             let h = handle_of(slf.as_ptr());
@@ -481,7 +501,9 @@ unsafe extern "C" fn run_now(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> 
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
     unsafe {
         method(slf, |py, slf| {
             let h = handle_of(slf.as_ptr());
@@ -493,12 +515,15 @@ unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn hash(slf: *mut ffi::PyObject) -> ffi::Py_hash_t {
     // SAFETY: GIL held; hashing a float cannot fail.
     unsafe { ffi::PyObject_Hash(pyo3::types::PyFloat::new(Python::assume_attached(), handle_of(slf).when).as_ptr()) }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn richcompare(slf: *mut ffi::PyObject, other: *mut ffi::PyObject, op: c_int) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     unsafe {
         method(slf, |py, slf| {
             let other = Bound::from_borrowed_ptr(py, other);
@@ -531,6 +556,7 @@ unsafe extern "C" fn richcompare(slf: *mut ffi::PyObject, other: *mut ffi::PyObj
 /// `TimerHandle(when, callback, args, loop, context=None)`, asyncio's
 /// constructors. Handles built this way keep their loop and may be queued
 /// any number of times (as a signal handler's handle is).
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn new(subtype: *mut ffi::PyTypeObject, args: *mut ffi::PyObject, kwargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: called by CPython with the GIL held and live arguments.
     unsafe {
@@ -596,7 +622,9 @@ unsafe extern "C" fn new(subtype: *mut ffi::PyTypeObject, args: *mut ffi::PyObje
 
 macro_rules! getter {
     ($name:ident, |$py:ident, $h:ident| $body:expr) => {
+        // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
         unsafe extern "C" fn $name(slf: *mut ffi::PyObject, _closure: *mut c_void) -> *mut ffi::PyObject {
+            // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
             unsafe {
                 method(slf, |$py, slf| {
                     let $h = handle_of(slf.as_ptr());
@@ -638,7 +666,9 @@ fn timer_handle_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     TIMER_HANDLE_TYPE.get(py).map(|t| t.bind(py)).ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
 }
 
+// SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
 type NoArgs = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
+// SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
 type Getter = unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void) -> *mut ffi::PyObject;
 
 fn no_args(name: &'static CStr, function: NoArgs, doc: &'static CStr) -> ffi::PyMethodDef {
@@ -733,6 +763,7 @@ pub fn create_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let bases = PyTuple::new(py, [handle_ty.as_any()])?;
     // SAFETY: as above; `bases` is a live tuple holding the Handle type.
     let timer_ty =
+        // SAFETY: the spec is 'static; `bases` is a live tuple holding the Handle type; the result is a new reference or NULL with an exception set.
         unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpecWithBases(timer_spec, bases.as_ptr()))? }.cast_into::<PyType>()?;
 
     module.add("Handle", &handle_ty)?;

@@ -39,6 +39,7 @@ struct Call<'py> {
 /// # Safety
 /// `args` must point to `nargs` live objects followed by one per name in
 /// `kwnames` (a tuple of strings, or NULL), as CPython passes them.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn parse<'py>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,
@@ -50,6 +51,7 @@ unsafe fn parse<'py>(
     let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
     // SAFETY: guaranteed by the caller: `nargs` positional arguments.
     let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
+    // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
     let named: usize = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     // SAFETY: the keyword values follow the positional ones.
     let keyword_values = unsafe { std::slice::from_raw_parts(args.add(nargs), named) };
@@ -125,6 +127,7 @@ fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
 ///
 /// # Safety
 /// As [`parse`]; `slf` must be a live object, and the GIL held.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn entry(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -203,6 +206,7 @@ fn at(slf: &Bound<'_, LoopCore>, when: f64, call: Call<'_>, method: &str) -> PyR
 /// `(leading?, callback, *args, context=None)`.
 macro_rules! scheduling_method {
     ($fn_name:ident, $method:literal, $leading:expr, |$slf:ident, $call:ident| $body:expr) => {
+        // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
         unsafe extern "C" fn $fn_name(
             slf: *mut ffi::PyObject,
             args: *const *mut ffi::PyObject,
@@ -234,14 +238,17 @@ scheduling_method!(call_soon_threadsafe_general, "call_soon_threadsafe", None, |
 /// then one value per name in `kwnames`; `slf` is a live LoopCore (checked
 /// by the method descriptor); the GIL is held.
 #[inline(always)]
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe fn soon_shortcut(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
     threadsafe: bool,
+    // SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
     general: unsafe extern "C" fn(*mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t, *mut ffi::PyObject) -> *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     unsafe {
         let py = Python::assume_attached();
         let positional = ffi::PyVectorcall_NARGS(nargs as usize);
@@ -290,6 +297,7 @@ unsafe fn soon_shortcut(
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn call_soon(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -300,6 +308,7 @@ unsafe extern "C" fn call_soon(
     unsafe { soon_shortcut(slf, args, nargs, kwnames, false, call_soon_general) }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn call_soon_threadsafe(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -321,6 +330,7 @@ scheduling_method!(call_at, "call_at", Some("when"), |slf, call| {
 });
 
 /// `create_task(coro, *, name=None, context=None)`.
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn create_task(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -338,11 +348,13 @@ unsafe extern "C" fn create_task(
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn create_future(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
     unsafe { raw_entry(slf, crate::tasks::create_future) }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn get_debug(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
     unsafe { raw_entry(slf, |slf| Ok(pyo3::types::PyBool::new(slf.py(), slf.get().is_debug()).to_owned().into_any().unbind())) }
@@ -353,6 +365,7 @@ unsafe extern "C" fn get_debug(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -
 ///
 /// # Safety
 /// As for [`parse`].
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn keyword_arguments<'py, const N: usize>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,
@@ -366,10 +379,12 @@ unsafe fn keyword_arguments<'py, const N: usize>(
     if nargs > positional {
         return Err(PyTypeError::new_err(format!("{method}() takes {} positional arguments but {} were given", positional + 1, nargs + 1)));
     }
+    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     let named: usize = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     let mut values: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
     // SAFETY: CPython passes `nargs + named` live borrowed references.
     let all = unsafe { std::slice::from_raw_parts(args, nargs + named) };
+    // SAFETY: every pointer CPython passes in a vectorcall is a live, borrowed reference.
     let bind = |ptr: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, ptr) };
     for (slot, &ptr) in values.iter_mut().zip(&all[..nargs]) {
         *slot = Some(bind(ptr));
@@ -393,6 +408,7 @@ unsafe fn keyword_arguments<'py, const N: usize>(
 ///
 /// # Safety
 /// `slf` must be a live LoopCore (the method descriptor checks this); GIL held.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn raw_entry(slf: *mut ffi::PyObject, body: impl FnOnce(&Bound<'_, LoopCore>) -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
     // SAFETY: as documented above.
     let py = unsafe { Python::assume_attached() };

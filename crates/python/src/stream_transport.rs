@@ -224,6 +224,7 @@ impl StreamCore {
         // writes at most `size` bytes into it; if fewer arrive (another reader
         // raced us), _PyBytes_Resize shrinks our only reference in place, or
         // fails, freeing it and setting an exception.
+        // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
         unsafe {
             let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
             if obj.is_null() {
@@ -747,6 +748,7 @@ impl StreamCore {
     }
 }
 
+// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn raw_write(slf: *mut ffi::PyObject, data: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls METH_O methods with the GIL held, a live `self`
     // of the type the method was installed on (StreamCore), and a live
