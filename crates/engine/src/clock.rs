@@ -9,7 +9,10 @@
 
 /// Nanoseconds on `CLOCK_MONOTONIC`.
 pub fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists
     // on Linux, so the call cannot fail and fills `ts` completely.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

@@ -43,7 +43,10 @@ pub struct Poller {
 
 impl Poller {
     pub fn new() -> io::Result<Poller> {
-        Ok(Poller { poll: Poll::new()?, events: Events::with_capacity(1024) })
+        Ok(Poller {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+        })
     }
 
     /// A handle for registering descriptors with this poller.
@@ -73,14 +76,17 @@ impl Poller {
 
     /// Descriptors the last poll found ready, waker excluded.
     pub fn ready(&self) -> impl Iterator<Item = Readiness> + '_ {
-        self.events.iter().filter(|e| e.token() != WAKER_TOKEN).map(|e| {
-            let failed = e.is_error();
-            Readiness {
-                fd: e.token().0 as RawFd,
-                readable: e.is_readable() || e.is_read_closed() || failed,
-                writable: e.is_writable() || e.is_write_closed() || failed,
-                hangup: e.is_read_closed() || failed,
-            }
-        })
+        self.events
+            .iter()
+            .filter(|e| e.token() != WAKER_TOKEN)
+            .map(|e| {
+                let failed = e.is_error();
+                Readiness {
+                    fd: e.token().0 as RawFd,
+                    readable: e.is_readable() || e.is_read_closed() || failed,
+                    writable: e.is_writable() || e.is_write_closed() || failed,
+                    hangup: e.is_read_closed() || failed,
+                }
+            })
     }
 }

@@ -33,7 +33,10 @@ impl<T> Default for ReadyQueue<T> {
 
 impl<T> ReadyQueue<T> {
     pub fn new() -> Self {
-        ReadyQueue { items: VecDeque::with_capacity(256), spare: VecDeque::with_capacity(256) }
+        ReadyQueue {
+            items: VecDeque::with_capacity(256),
+            spare: VecDeque::with_capacity(256),
+        }
     }
 
     /// Appends an item behind everything already queued.

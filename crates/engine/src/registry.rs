@@ -67,7 +67,10 @@ struct FdTable<T> {
 
 impl<T> FdTable<T> {
     fn new() -> Self {
-        FdTable { slots: Vec::new(), count: 0 }
+        FdTable {
+            slots: Vec::new(),
+            count: 0,
+        }
     }
 
     fn get(&self, fd: &RawFd) -> Option<&T> {
@@ -110,7 +113,10 @@ impl<T> FdTable<T> {
 
     fn drain(&mut self) -> impl Iterator<Item = (RawFd, T)> + '_ {
         self.count = 0;
-        self.slots.drain(..).enumerate().filter_map(|(fd, slot)| slot.map(|v| (fd as RawFd, v)))
+        self.slots
+            .drain(..)
+            .enumerate()
+            .filter_map(|(fd, slot)| slot.map(|v| (fd as RawFd, v)))
     }
 
     fn values(&self) -> impl Iterator<Item = &T> {
@@ -126,7 +132,10 @@ pub struct IoRegistry<R> {
 
 impl<R> IoRegistry<R> {
     pub fn new(registry: Registry) -> Self {
-        IoRegistry { registry, watches: FdTable::new() }
+        IoRegistry {
+            registry,
+            watches: FdTable::new(),
+        }
     }
 
     /// Sets the watcher of one side of `fd`, returning the one it replaces.
@@ -135,7 +144,11 @@ impl<R> IoRegistry<R> {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        let watch = self.watches.get_or_insert_with(fd, || Watch { reader: None, writer: None, registered: None });
+        let watch = self.watches.get_or_insert_with(fd, || Watch {
+            reader: None,
+            writer: None,
+            registered: None,
+        });
         let previous = watch.slot(direction).replace(watcher);
         let wanted = watch.wanted();
         if let Err(err) = apply(&self.registry, fd, watch, wanted) {
@@ -152,11 +165,20 @@ impl<R> IoRegistry<R> {
     /// Sets both watchers of `fd` at once (one registration call), for an
     /// owner that handles both directions itself, like a transport. Returns
     /// the watchers it replaces; on error nothing changes.
-    pub fn insert_pair(&mut self, fd: RawFd, reader: R, writer: R) -> io::Result<(Option<R>, Option<R>)> {
+    pub fn insert_pair(
+        &mut self,
+        fd: RawFd,
+        reader: R,
+        writer: R,
+    ) -> io::Result<(Option<R>, Option<R>)> {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        let watch = self.watches.get_or_insert_with(fd, || Watch { reader: None, writer: None, registered: None });
+        let watch = self.watches.get_or_insert_with(fd, || Watch {
+            reader: None,
+            writer: None,
+            registered: None,
+        });
         let previous = (watch.reader.replace(reader), watch.writer.replace(writer));
         let wanted = watch.wanted();
         if let Err(err) = apply(&self.registry, fd, watch, wanted) {
@@ -209,7 +231,9 @@ impl<R> IoRegistry<R> {
     /// ready: level-triggered behaviour on an edge-triggered registration.
     pub fn rearm(&self, fd: RawFd) {
         if let Some(interest) = self.watches.get(&fd).and_then(|w| w.registered) {
-            let _ = self.registry.reregister(&mut SourceFd(&fd), Token(fd as usize), interest);
+            let _ = self
+                .registry
+                .reregister(&mut SourceFd(&fd), Token(fd as usize), interest);
         }
     }
 
@@ -237,12 +261,19 @@ impl<R> IoRegistry<R> {
 
     /// Visits every watcher.
     pub fn iter(&self) -> impl Iterator<Item = &R> {
-        self.watches.values().flat_map(|w| w.reader.iter().chain(w.writer.iter()))
+        self.watches
+            .values()
+            .flat_map(|w| w.reader.iter().chain(w.writer.iter()))
     }
 }
 
 /// Brings the epoll registration of `fd` to `wanted`.
-fn apply<R>(registry: &Registry, fd: RawFd, watch: &mut Watch<R>, wanted: Option<Interest>) -> io::Result<()> {
+fn apply<R>(
+    registry: &Registry,
+    fd: RawFd,
+    watch: &mut Watch<R>,
+    wanted: Option<Interest>,
+) -> io::Result<()> {
     let token = Token(fd as usize);
     let source = &mut SourceFd(&fd);
     match (watch.registered, wanted) {

@@ -39,9 +39,11 @@ impl CancelledCount {
 
     fn decrement(&self) {
         // Saturating: a count out of step can only delay a purge, never corrupt.
-        let _ = self.0.fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
-            Some(n.saturating_sub(1))
-        });
+        let _ = self
+            .0
+            .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
     }
 
     pub fn get(&self) -> usize {
@@ -101,7 +103,11 @@ impl<T: Timer> Default for TimerHeap<T> {
 
 impl<T: Timer> TimerHeap<T> {
     pub fn new() -> Self {
-        TimerHeap { heap: BinaryHeap::new(), next_seq: 0, cancelled: CancelledCount::default() }
+        TimerHeap {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+            cancelled: CancelledCount::default(),
+        }
     }
 
     /// The counter that owners of timers in this heap bump on cancellation.
@@ -112,7 +118,11 @@ impl<T: Timer> TimerHeap<T> {
     /// Schedules `item` for `when` (loop seconds). A NaN deadline is due at
     /// once, as it is in asyncio (NaN compares as not-later than any time).
     pub fn push(&mut self, when: f64, item: T) {
-        let when = if when.is_nan() { f64::NEG_INFINITY } else { when };
+        let when = if when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            when
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.heap.push(Entry { when, seq, item });
@@ -163,7 +173,10 @@ impl<T: Timer> TimerHeap<T> {
     /// Removes every entry (a closing loop releases them).
     pub fn drain(&mut self) -> Vec<T> {
         self.cancelled.reset();
-        std::mem::take(&mut self.heap).into_iter().map(|e| e.item).collect()
+        std::mem::take(&mut self.heap)
+            .into_iter()
+            .map(|e| e.item)
+            .collect()
     }
 
     /// Visits every entry, in no particular order.
@@ -174,8 +187,10 @@ impl<T: Timer> TimerHeap<T> {
     fn purge_if_mostly_cancelled(&mut self, discarded: &mut Vec<T>) {
         let total = self.heap.len();
         if total > PURGE_MIN_ENTRIES && self.cancelled.get() * 2 > total {
-            let (dead, live): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.heap).into_vec().into_iter().partition(|e| e.item.is_cancelled());
+            let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.heap)
+                .into_vec()
+                .into_iter()
+                .partition(|e| e.item.is_cancelled());
             self.heap = live.into();
             discarded.extend(dead.into_iter().map(|e| e.item));
             self.cancelled.reset();
@@ -197,7 +212,10 @@ mod tests {
 
     impl TestTimer {
         fn new(id: u32) -> Self {
-            TestTimer { id, cancelled: Rc::new(Cell::new(false)) }
+            TestTimer {
+                id,
+                cancelled: Rc::new(Cell::new(false)),
+            }
         }
     }
 

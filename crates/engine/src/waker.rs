@@ -47,7 +47,10 @@ pub struct Waker {
 impl Waker {
     /// Creates the waker and registers its eventfd with the loop's poller.
     pub fn new(registry: &Registry) -> io::Result<Arc<Waker>> {
-        Ok(Arc::new(Waker { eventfd: mio::Waker::new(registry, WAKER_TOKEN)?, state: AtomicU8::new(RUNNING) }))
+        Ok(Arc::new(Waker {
+            eventfd: mio::Waker::new(registry, WAKER_TOKEN)?,
+            state: AtomicU8::new(RUNNING),
+        }))
     }
 
     /// Called by the loop before it checks for work and blocks.
@@ -65,7 +68,11 @@ impl Waker {
         if self.state.load(Ordering::SeqCst) != SLEEPING {
             return Ok(());
         }
-        if self.state.compare_exchange(SLEEPING, WOKEN, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        if self
+            .state
+            .compare_exchange(SLEEPING, WOKEN, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             self.eventfd.wake()
         } else {
             Ok(())

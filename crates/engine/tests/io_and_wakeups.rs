@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use ferroloop_engine::{Direction, IoRegistry, Poller, Waker};
 
 fn ready_fds(poller: &Poller) -> Vec<(i32, bool, bool)> {
-    poller.ready().map(|r| (r.fd, r.readable, r.writable)).collect()
+    poller
+        .ready()
+        .map(|r| (r.fd, r.readable, r.writable))
+        .collect()
 }
 
 #[test]
@@ -54,7 +57,10 @@ fn reader_is_called_again_while_data_is_left_unread() {
     b.read_exact(&mut rest).unwrap();
     registry.rearm(fd);
     poller.poll(Some(Duration::ZERO)).unwrap();
-    assert!(ready_fds(&poller).is_empty(), "drained descriptor must not be reported");
+    assert!(
+        ready_fds(&poller).is_empty(),
+        "drained descriptor must not be reported"
+    );
 }
 
 #[test]
@@ -146,9 +152,17 @@ fn another_thread_wakes_a_sleeping_poll() {
     let mut received = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while received.len() < 1000 {
-        assert!(Instant::now() < deadline, "lost wake-up: stuck at {}", received.len());
+        assert!(
+            Instant::now() < deadline,
+            "lost wake-up: stuck at {}",
+            received.len()
+        );
         waker.prepare_to_sleep();
-        let timeout = if queue.lock().unwrap().is_empty() { Some(Duration::from_secs(10)) } else { Some(Duration::ZERO) };
+        let timeout = if queue.lock().unwrap().is_empty() {
+            Some(Duration::from_secs(10))
+        } else {
+            Some(Duration::ZERO)
+        };
         poller.poll(timeout).unwrap();
         waker.finish_sleep();
         received.extend(queue.lock().unwrap().drain(..));

@@ -84,7 +84,11 @@ impl<'py> WriteData<'py> {
             return match ExportedBuffer::export(data, ffi::PyBUF_SIMPLE) {
                 Ok(buffer) => Ok(WriteData::Copied(buffer.bytes().to_vec())),
                 // A non-contiguous memoryview: let Python flatten it.
-                Err(_) => Ok(WriteData::Shared(PyBytes::type_object(data.py()).call1((data,))?.cast_into()?)),
+                Err(_) => Ok(WriteData::Shared(
+                    PyBytes::type_object(data.py())
+                        .call1((data,))?
+                        .cast_into()?,
+                )),
             };
         }
         Err(PyTypeError::new_err(format!(

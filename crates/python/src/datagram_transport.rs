@@ -66,7 +66,9 @@ fn numeric_sockaddr(addr: &Bound<'_, PyAny>) -> Option<SocketAddr> {
         (IpAddr::V6(v6), 4) => {
             let flow: u32 = tuple.get_item(2).ok()?.extract().ok()?;
             let scope: u32 = tuple.get_item(3).ok()?.extract().ok()?;
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, flow, scope)))
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                v6, port, flow, scope,
+            )))
         }
         _ => None,
     }
@@ -75,7 +77,13 @@ fn numeric_sockaddr(addr: &Bound<'_, PyAny>) -> Option<SocketAddr> {
 /// The address tuple Python's `recvfrom` would return for an IP peer.
 fn address_tuple<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
     match addr {
-        SocketAddr::V4(a) => PyTuple::new(py, [a.ip().to_string().into_pyobject(py)?.into_any(), a.port().into_pyobject(py)?.into_any()]),
+        SocketAddr::V4(a) => PyTuple::new(
+            py,
+            [
+                a.ip().to_string().into_pyobject(py)?.into_any(),
+                a.port().into_pyobject(py)?.into_any(),
+            ],
+        ),
         SocketAddr::V6(a) => PyTuple::new(
             py,
             [
@@ -137,7 +145,10 @@ mod raw {
                 // SAFETY: the family says the storage holds a sockaddr_in.
                 let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
                 let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                From::Ip(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+                From::Ip(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
             }
             libc::AF_INET6 => {
                 // SAFETY: the family says the storage holds a sockaddr_in6.
@@ -170,7 +181,11 @@ mod raw {
                     data.as_ptr().cast(),
                     data.len(),
                     libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    if len == 0 { std::ptr::null() } else { (&storage as *const libc::sockaddr_storage).cast() },
+                    if len == 0 {
+                        std::ptr::null()
+                    } else {
+                        (&storage as *const libc::sockaddr_storage).cast()
+                    },
                     len,
                 )
             };
@@ -197,7 +212,10 @@ mod raw {
                     sin.sin_family = libc::AF_INET as libc::sa_family_t;
                     sin.sin_port = a.port().to_be();
                     sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-                    (storage, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+                    (
+                        storage,
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
                 }
                 SocketAddr::V6(a) => {
                     let sin6 = &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6);
@@ -206,7 +224,10 @@ mod raw {
                     sin6.sin6_flowinfo = a.flowinfo().to_be();
                     sin6.sin6_addr.s6_addr = a.ip().octets();
                     sin6.sin6_scope_id = a.scope_id();
-                    (storage, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+                    (
+                        storage,
+                        std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    )
                 }
             }
         }
@@ -222,7 +243,12 @@ enum Sent {
 
 impl DatagramCore {
     pub fn transport_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow(py).ok()?.transport.as_ref().map(|t| t.clone_ref(py))
+        self.state
+            .borrow(py)
+            .ok()?
+            .transport
+            .as_ref()
+            .map(|t| t.clone_ref(py))
     }
 
     pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {
@@ -252,7 +278,9 @@ impl DatagramCore {
         let mut buf = core.take_recv_buffer(py)?;
         let result = raw::recv_from(this.fd, &mut buf);
         let datagram = match &result {
-            Ok((Io::Done(n), raw::From::Ip(addr))) => Some((PyBytes::new(py, &buf[..*n]), address_tuple(py, *addr))),
+            Ok((Io::Done(n), raw::From::Ip(addr))) => {
+                Some((PyBytes::new(py, &buf[..*n]), address_tuple(py, *addr)))
+            }
             _ => None,
         };
         core.return_recv_buffer(py, buf)?;
@@ -260,17 +288,43 @@ impl DatagramCore {
             (Ok((Io::WouldBlock, _)), _) => return Ok(()),
             (Ok(_), Some((data, addr))) => received.bind(py).call1((data, addr?)),
             // A family we do not decode: let Python's socket read it.
-            (Ok(_), None) => match this.sock.bind(py).call_method1(pyo3::intern!(py, "recvfrom"), (crate::loop_core::RECV_BUFFER_SIZE,)) {
+            (Ok(_), None) => match this.sock.bind(py).call_method1(
+                pyo3::intern!(py, "recvfrom"),
+                (crate::loop_core::RECV_BUFFER_SIZE,),
+            ) {
                 Ok(pair) => received.bind(py).call1(pair.cast_into::<PyTuple>()?),
-                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => return Ok(()),
-                Err(err) => return this.io_error(py, &protocol, err, "Fatal read error on datagram transport"),
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
+                    return Ok(())
+                }
+                Err(err) => {
+                    return this.io_error(
+                        py,
+                        &protocol,
+                        err,
+                        "Fatal read error on datagram transport",
+                    )
+                }
             },
-            (Err(err), _) => return this.io_error(py, &protocol, os_error(err), "Fatal read error on datagram transport"),
+            (Err(err), _) => {
+                return this.io_error(
+                    py,
+                    &protocol,
+                    os_error(err),
+                    "Fatal read error on datagram transport",
+                )
+            }
         };
         match delivered {
             Ok(_) => {
                 let me = slf.clone().unbind();
-                core.push_ready(py, Ready::Datagram { transport: me, readable: true, writable: false })
+                core.push_ready(
+                    py,
+                    Ready::Datagram {
+                        transport: me,
+                        readable: true,
+                        writable: false,
+                    },
+                )
             }
             Err(err) => this.fatal_or_propagate(py, err, "Fatal read error on datagram transport"),
         }
@@ -278,36 +332,62 @@ impl DatagramCore {
 
     /// asyncio's rule for datagram errors: an OSError goes to the protocol's
     /// `error_received`, anything else is fatal.
-    fn io_error(&self, py: Python<'_>, protocol: &Py<PyAny>, err: PyErr, fatal_message: &'static str) -> PyResult<()> {
+    fn io_error(
+        &self,
+        py: Python<'_>,
+        protocol: &Py<PyAny>,
+        err: PyErr,
+        fatal_message: &'static str,
+    ) -> PyResult<()> {
         if err.is_instance_of::<PyOSError>(py) {
-            protocol.bind(py).call_method1(pyo3::intern!(py, "error_received"), (err.into_value(py),))?;
+            protocol
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "error_received"), (err.into_value(py),))?;
             return Ok(());
         }
         self.fatal_or_propagate(py, err, fatal_message)
     }
 
-    fn fatal_or_propagate(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
+    fn fatal_or_propagate(
+        &self,
+        py: Python<'_>,
+        err: PyErr,
+        message: &'static str,
+    ) -> PyResult<()> {
         if is_stopping_exception(py, &err) {
             return Err(err);
         }
         if let Some(transport) = self.transport_object(py) {
-            transport.bind(py).call_method1(pyo3::intern!(py, "_fatal_error"), (err.into_value(py), message))?;
+            transport.bind(py).call_method1(
+                pyo3::intern!(py, "_fatal_error"),
+                (err.into_value(py), message),
+            )?;
         }
         Ok(())
     }
 
     /// One send of `data` to `addr` (None: the connected peer).
     fn send_one(&self, py: Python<'_>, data: &[u8], addr: &Bound<'_, PyAny>) -> Sent {
-        let target = if self.address.is_some() || addr.is_none() { Some(None) } else { numeric_sockaddr(addr).map(Some) };
+        let target = if self.address.is_some() || addr.is_none() {
+            Some(None)
+        } else {
+            numeric_sockaddr(addr).map(Some)
+        };
         match target {
             Some(native) => match raw::send_to(self.fd, data, native.as_ref()) {
                 Ok(Io::Done(_)) => Sent::Done,
                 Ok(Io::WouldBlock) => Sent::WouldBlock,
                 Err(err) => Sent::Failed(os_error(err)),
             },
-            None => match self.sock.bind(py).call_method1(pyo3::intern!(py, "sendto"), (PyBytes::new(py, data), addr)) {
+            None => match self
+                .sock
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "sendto"), (PyBytes::new(py, data), addr))
+            {
                 Ok(_) => Sent::Done,
-                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => Sent::WouldBlock,
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
+                    Sent::WouldBlock
+                }
                 Err(err) => Sent::Failed(err),
             },
         }
@@ -320,7 +400,9 @@ impl DatagramCore {
                 if st.life.is_lost() {
                     return Ok(());
                 }
-                st.buffer.front().map(|(d, a)| (d.clone_ref(py), a.clone_ref(py)))
+                st.buffer
+                    .front()
+                    .map(|(d, a)| (d.clone_ref(py), a.clone_ref(py)))
             };
             let Some((data, addr)) = front else { break };
             match self.send_one(py, data.as_bytes(py), addr.bind(py)) {
@@ -340,9 +422,19 @@ impl DatagramCore {
                         st.buffer.pop_front()
                     };
                     drop(popped);
-                    let protocol = self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py));
+                    let protocol = self
+                        .state
+                        .borrow(py)?
+                        .protocol
+                        .as_ref()
+                        .map(|p| p.clone_ref(py));
                     if let Some(protocol) = protocol {
-                        return self.io_error(py, &protocol, err, "Fatal write error on datagram transport");
+                        return self.io_error(
+                            py,
+                            &protocol,
+                            err,
+                            "Fatal write error on datagram transport",
+                        );
                     }
                     return Ok(());
                 }
@@ -355,7 +447,9 @@ impl DatagramCore {
         };
         if empty && closing {
             if let Some(transport) = self.transport_object(py) {
-                transport.bind(py).call_method1(pyo3::intern!(py, "_call_connection_lost"), (py.None(),))?;
+                transport
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "_call_connection_lost"), (py.None(),))?;
             }
         }
         Ok(())
@@ -365,17 +459,32 @@ impl DatagramCore {
         let needed = {
             let mut st = self.state.borrow_mut(py)?;
             let size = st.buffer_size;
-            if pause { st.flow.pause_needed(size) } else { st.flow.resume_needed(size) }
+            if pause {
+                st.flow.pause_needed(size)
+            } else {
+                st.flow.resume_needed(size)
+            }
         };
         if !needed {
             return Ok(());
         }
         let (transport, protocol) = {
             let st = self.state.borrow(py)?;
-            (st.transport.as_ref().map(|t| t.clone_ref(py)), st.protocol.as_ref().map(|p| p.clone_ref(py)))
+            (
+                st.transport.as_ref().map(|t| t.clone_ref(py)),
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
         };
         if let (Some(t), Some(p)) = (transport, protocol) {
-            notify_protocol(t.bind(py), p.bind(py), if pause { "pause_writing" } else { "resume_writing" })?;
+            notify_protocol(
+                t.bind(py),
+                p.bind(py),
+                if pause {
+                    "pause_writing"
+                } else {
+                    "resume_writing"
+                },
+            )?;
         }
         Ok(())
     }
@@ -417,7 +526,11 @@ impl DatagramCore {
             header_size,
             state: GilCell::new(DatagramState {
                 transport: Some(transport),
-                datagram_received: Some(protocol.getattr(pyo3::intern!(py, "datagram_received"))?.unbind()),
+                datagram_received: Some(
+                    protocol
+                        .getattr(pyo3::intern!(py, "datagram_received"))?
+                        .unbind(),
+                ),
                 protocol: Some(protocol.clone().unbind()),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
@@ -434,25 +547,44 @@ impl DatagramCore {
             return Ok(());
         }
         let me = slf.clone().unbind();
-        let replaced = this.loop_.bind(py).get().watch_fd_both(py, this.fd, Watcher::Datagram(me.clone_ref(py)), Watcher::Datagram(me))?;
+        let replaced = this.loop_.bind(py).get().watch_fd_both(
+            py,
+            this.fd,
+            Watcher::Datagram(me.clone_ref(py)),
+            Watcher::Datagram(me),
+        )?;
         drop(replaced);
         Ok(())
     }
 
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
-        let removed = if registered { Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd)?) } else { None };
+        let removed = if registered {
+            Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd)?)
+        } else {
+            None
+        };
         let released = {
             let mut st = self.state.borrow_mut(py)?;
             st.buffer_size = 0;
-            (st.transport.take(), st.protocol.take(), st.datagram_received.take(), std::mem::take(&mut st.buffer))
+            (
+                st.transport.take(),
+                st.protocol.take(),
+                st.datagram_received.take(),
+                std::mem::take(&mut st.buffer),
+            )
         };
         drop((removed, released));
         Ok(())
     }
 
     #[pyo3(signature = (data, addr=None))]
-    fn sendto(&self, py: Python<'_>, data: &Bound<'_, PyAny>, addr: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    fn sendto(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let data = WriteData::extract(data)?;
         let bytes = data.as_slice();
         if bytes.is_empty() && !self.send_empty {
@@ -461,7 +593,10 @@ impl DatagramCore {
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
         if let Some(peer) = &self.address {
             if !addr.is_none() && !addr.eq(peer.bind(py))? {
-                return Err(PyValueError::new_err(format!("Invalid address: must be None or {}", peer.bind(py).str()?)));
+                return Err(PyValueError::new_err(format!(
+                    "Invalid address: must be None or {}",
+                    peer.bind(py).str()?
+                )));
             }
             addr = peer.bind(py).clone();
         }
@@ -481,9 +616,16 @@ impl DatagramCore {
                 Sent::Done => return Ok(()),
                 Sent::WouldBlock => {}
                 Sent::Failed(err) => {
-                    let protocol = self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py));
+                    let protocol = self
+                        .state
+                        .borrow(py)?
+                        .protocol
+                        .as_ref()
+                        .map(|p| p.clone_ref(py));
                     return match protocol {
-                        Some(p) => self.io_error(py, &p, err, "Fatal write error on datagram transport"),
+                        Some(p) => {
+                            self.io_error(py, &p, err, "Fatal write error on datagram transport")
+                        }
                         None => Ok(()),
                     };
                 }
@@ -540,24 +682,39 @@ impl DatagramCore {
     }
 
     #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(&self, py: Python<'_>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+    fn set_write_buffer_limits(
+        &self,
+        py: Python<'_>,
+        high: Option<i64>,
+        low: Option<i64>,
+    ) -> PyResult<()> {
         self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
         self.maybe_pause_protocol(py)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
-        let received = protocol.getattr(pyo3::intern!(py, "datagram_received"))?.unbind();
+        let received = protocol
+            .getattr(pyo3::intern!(py, "datagram_received"))?
+            .unbind();
         let previous = {
             let mut st = self.state.borrow_mut(py)?;
-            (st.protocol.replace(protocol.clone().unbind()), st.datagram_received.replace(received))
+            (
+                st.protocol.replace(protocol.clone().unbind()),
+                st.datagram_received.replace(received),
+            )
         };
         drop(previous);
         Ok(())
     }
 
     fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+        Ok(self
+            .state
+            .borrow(py)?
+            .protocol
+            .as_ref()
+            .map(|p| p.clone_ref(py)))
     }
 
     #[getter]
@@ -584,7 +741,12 @@ impl DatagramCore {
     fn __clear__(&self) {
         Python::attach(|py| {
             let released = self.state.borrow_mut(py).ok().map(|mut st| {
-                (st.transport.take(), st.protocol.take(), st.datagram_received.take(), std::mem::take(&mut st.buffer))
+                (
+                    st.transport.take(),
+                    st.protocol.take(),
+                    st.datagram_received.take(),
+                    std::mem::take(&mut st.buffer),
+                )
             });
             drop(released);
         });

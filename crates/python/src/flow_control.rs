@@ -16,7 +16,11 @@ pub struct FlowControl {
 
 impl Default for FlowControl {
     fn default() -> Self {
-        FlowControl { high: DEFAULT_HIGH_WATER, low: DEFAULT_HIGH_WATER / 4, paused: false }
+        FlowControl {
+            high: DEFAULT_HIGH_WATER,
+            low: DEFAULT_HIGH_WATER / 4,
+            paused: false,
+        }
     }
 }
 
@@ -32,7 +36,9 @@ impl FlowControl {
         // Python floor division: -1 // 4 is -1, as asyncio reports it.
         let low = low.unwrap_or(high.div_euclid(4));
         if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
+            return Err(PyValueError::new_err(format!(
+                "high ({high}) must be >= low ({low}) must be >= 0"
+            )));
         }
         self.high = high as usize;
         self.low = low as usize;
@@ -69,7 +75,11 @@ impl FlowControl {
 
 /// Calls `protocol.pause_writing()` or `resume_writing()`; a failure goes to
 /// the loop's exception handler through the transport, as in asyncio.
-pub fn notify_protocol(transport: &Bound<'_, PyAny>, protocol: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+pub fn notify_protocol(
+    transport: &Bound<'_, PyAny>,
+    protocol: &Bound<'_, PyAny>,
+    method: &str,
+) -> PyResult<()> {
     let py = transport.py();
     if let Err(err) = protocol.call_method0(method) {
         if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)

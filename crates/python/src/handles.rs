@@ -135,7 +135,11 @@ impl HandleRef {
         timer: Option<TimerSpec>,
         private_context: bool,
     ) -> PyResult<HandleRef> {
-        let ty = if timer.is_some() { &TIMER_HANDLE_TYPE_PTR } else { &HANDLE_TYPE_PTR };
+        let ty = if timer.is_some() {
+            &TIMER_HANDLE_TYPE_PTR
+        } else {
+            &HANDLE_TYPE_PTR
+        };
         let obj = alloc(py, ty.load(Ordering::Relaxed).cast())?;
         // SAFETY: `obj` is a freshly allocated, zero-initialised object of
         // our layout; we own the new references we store.
@@ -198,12 +202,18 @@ impl HandleRef {
             retrack_context(h);
             let keep = keep || (*h).persistent;
             let (callback, args) = if keep {
-                (Bound::from_borrowed_ptr(py, (*h).callback), Bound::from_borrowed_ptr(py, (*h).args))
+                (
+                    Bound::from_borrowed_ptr(py, (*h).callback),
+                    Bound::from_borrowed_ptr(py, (*h).args),
+                )
             } else {
                 // The handle lets go of them as it runs: moved, not copied.
                 let callback = std::mem::replace(&mut (*h).callback, ptr::null_mut());
                 let args = std::mem::replace(&mut (*h).args, ptr::null_mut());
-                (Bound::from_owned_ptr(py, callback), Bound::from_owned_ptr(py, args))
+                (
+                    Bound::from_owned_ptr(py, callback),
+                    Bound::from_owned_ptr(py, args),
+                )
             };
             let args = args.cast_into_unchecked::<PyTuple>();
             match run_in_context(py, (*h).context, &callback, &args) {
@@ -279,7 +289,11 @@ unsafe fn run_in_context(
     if unsafe { ffi::PyContext_Enter(context) } < 0 {
         return Err(PyErr::fetch(py));
     }
-    let called = if args.is_empty() { callback.call0() } else { callback.call1(args) };
+    let called = if args.is_empty() {
+        callback.call0()
+    } else {
+        callback.call1(args)
+    };
     // SAFETY: the same context was entered just above on this thread; a
     // callback cannot leave it for us (PyContext_Exit of a context not on
     // top fails with RuntimeError, reported below), so this exit pairs with
@@ -314,7 +328,9 @@ const FREE_LIST_CAPACITY: usize = 1024;
 
 fn alloc(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
     if ty.is_null() {
-        return Err(PyRuntimeError::new_err("ferroloop handle types not initialised"));
+        return Err(PyRuntimeError::new_err(
+            "ferroloop handle types not initialised",
+        ));
     }
     // SAFETY: GIL held, see FreeList; `ty` is one of our (immortal, module-
     // owned) handle types. A block from the list has exactly our basic size
@@ -363,7 +379,11 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         if exact && list.len() < FREE_LIST_CAPACITY {
             // Zero our fields so the next user starts from a clean object.
             let fields = (obj as *mut u8).add(std::mem::size_of::<ffi::PyObject>());
-            ptr::write_bytes(fields, 0, std::mem::size_of::<HandleObject>() - std::mem::size_of::<ffi::PyObject>());
+            ptr::write_bytes(
+                fields,
+                0,
+                std::mem::size_of::<HandleObject>() - std::mem::size_of::<ffi::PyObject>(),
+            );
             list.push(obj);
         } else if let Some(free) = (*ty).tp_free {
             free(obj.cast());
@@ -375,7 +395,8 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
 
 fn is_exact_handle_type(ty: *mut ffi::PyTypeObject) -> bool {
     let ty = ty.cast::<ffi::PyObject>();
-    ptr::eq(HANDLE_TYPE_PTR.load(Ordering::Relaxed), ty) || ptr::eq(TIMER_HANDLE_TYPE_PTR.load(Ordering::Relaxed), ty)
+    ptr::eq(HANDLE_TYPE_PTR.load(Ordering::Relaxed), ty)
+        || ptr::eq(TIMER_HANDLE_TYPE_PTR.load(Ordering::Relaxed), ty)
 }
 
 // ---------------------------------------------------------------------------
@@ -457,13 +478,28 @@ unsafe extern "C" fn cancel(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-unsafe extern "C" fn cancelled(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn cancelled(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
-    unsafe { method(slf, |py, slf| Ok(pyo3::types::PyBool::new(py, handle_of(slf.as_ptr()).cancelled).to_owned().into_any().unbind())) }
+    unsafe {
+        method(slf, |py, slf| {
+            Ok(
+                pyo3::types::PyBool::new(py, handle_of(slf.as_ptr()).cancelled)
+                    .to_owned()
+                    .into_any()
+                    .unbind(),
+            )
+        })
+    }
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-unsafe extern "C" fn get_context(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn get_context(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     unsafe {
         method(slf, |py, slf| {
@@ -476,7 +512,15 @@ unsafe extern "C" fn get_context(slf: *mut ffi::PyObject, _: *mut ffi::PyObject)
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
-    unsafe { method(slf, |py, slf| Ok(handle_of(slf.as_ptr()).when.into_pyobject(py)?.into_any().unbind())) }
+    unsafe {
+        method(slf, |py, slf| {
+            Ok(handle_of(slf.as_ptr())
+                .when
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
+        })
+    }
 }
 
 /// `_run()`: runs the callback now, sending an exception to the loop's
@@ -494,7 +538,9 @@ unsafe extern "C" fn run_now(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> 
             let handle = HandleRef(slf.clone().unbind());
             match handle.run(py, true)? {
                 RunOutcome::Done => {}
-                RunOutcome::Raised(err) => python_helpers::report_callback_error(&loop_obj, slf, err)?,
+                RunOutcome::Raised(err) => {
+                    python_helpers::report_callback_error(&loop_obj, slf, err)?
+                }
             }
             Ok(py.None())
         })
@@ -518,11 +564,19 @@ unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
 unsafe extern "C" fn hash(slf: *mut ffi::PyObject) -> ffi::Py_hash_t {
     // SAFETY: GIL held; hashing a float cannot fail.
-    unsafe { ffi::PyObject_Hash(pyo3::types::PyFloat::new(Python::assume_attached(), handle_of(slf).when).as_ptr()) }
+    unsafe {
+        ffi::PyObject_Hash(
+            pyo3::types::PyFloat::new(Python::assume_attached(), handle_of(slf).when).as_ptr(),
+        )
+    }
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-unsafe extern "C" fn richcompare(slf: *mut ffi::PyObject, other: *mut ffi::PyObject, op: c_int) -> *mut ffi::PyObject {
+unsafe extern "C" fn richcompare(
+    slf: *mut ffi::PyObject,
+    other: *mut ffi::PyObject,
+    op: c_int,
+) -> *mut ffi::PyObject {
     // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     unsafe {
         method(slf, |py, slf| {
@@ -535,7 +589,10 @@ unsafe extern "C" fn richcompare(slf: *mut ffi::PyObject, other: *mut ffi::PyObj
                 if a.when != b.when || a.cancelled != b.cancelled {
                     return Ok(false);
                 }
-                let (cb_a, cb_b) = (borrowed_or_none(py, a.callback), borrowed_or_none(py, b.callback));
+                let (cb_a, cb_b) = (
+                    borrowed_or_none(py, a.callback),
+                    borrowed_or_none(py, b.callback),
+                );
                 let (args_a, args_b) = (borrowed_or_none(py, a.args), borrowed_or_none(py, b.args));
                 Ok(cb_a.bind(py).eq(cb_b)? && args_a.bind(py).eq(args_b)?)
             };
@@ -547,7 +604,10 @@ unsafe extern "C" fn richcompare(slf: *mut ffi::PyObject, other: *mut ffi::PyObj
                 ffi::Py_EQ => equal()?,
                 _ => !equal()?,
             };
-            Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+            Ok(pyo3::types::PyBool::new(py, result)
+                .to_owned()
+                .into_any()
+                .unbind())
         })
     }
 }
@@ -557,7 +617,11 @@ unsafe extern "C" fn richcompare(slf: *mut ffi::PyObject, other: *mut ffi::PyObj
 /// constructors. Handles built this way keep their loop and may be queued
 /// any number of times (as a signal handler's handle is).
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-unsafe extern "C" fn new(subtype: *mut ffi::PyTypeObject, args: *mut ffi::PyObject, kwargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn new(
+    subtype: *mut ffi::PyTypeObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: called by CPython with the GIL held and live arguments.
     unsafe {
         let py = Python::assume_attached();
@@ -566,32 +630,51 @@ unsafe extern "C" fn new(subtype: *mut ffi::PyTypeObject, args: *mut ffi::PyObje
             let kwargs = Bound::from_borrowed_ptr_or_opt(py, kwargs);
             let ty = Bound::from_borrowed_ptr(py, subtype.cast()).cast_into::<PyType>()?;
             let is_timer = ty.is_subclass(timer_handle_type(py)?.as_any())?;
-            let names: &[&str] = if is_timer { &["when", "callback", "args", "loop", "context"] } else { &["callback", "args", "loop", "context"] };
+            let names: &[&str] = if is_timer {
+                &["when", "callback", "args", "loop", "context"]
+            } else {
+                &["callback", "args", "loop", "context"]
+            };
             let mut values: Vec<Option<Bound<'_, PyAny>>> = vec![None; names.len()];
             for (i, value) in args.iter().enumerate() {
-                *values.get_mut(i).ok_or_else(|| PyTypeError::new_err("too many arguments"))? = Some(value);
+                *values
+                    .get_mut(i)
+                    .ok_or_else(|| PyTypeError::new_err("too many arguments"))? = Some(value);
             }
             if let Some(kwargs) = kwargs {
                 for (key, value) in kwargs.cast_into::<pyo3::types::PyDict>()?.iter() {
                     let key: String = key.extract()?;
-                    let i = names.iter().position(|n| *n == key).ok_or_else(|| PyTypeError::new_err(format!("unexpected keyword argument '{key}'")))?;
+                    let i = names.iter().position(|n| *n == key).ok_or_else(|| {
+                        PyTypeError::new_err(format!("unexpected keyword argument '{key}'"))
+                    })?;
                     values[i] = Some(value);
                 }
             }
-            let mut take = |name: &str| values[names.iter().position(|n| *n == name).unwrap()].take();
-            let when = if is_timer { take("when").map(|w| w.extract::<f64>()).transpose()? } else { None };
-            let callback = take("callback").ok_or_else(|| PyTypeError::new_err("missing argument 'callback'"))?;
+            let mut take =
+                |name: &str| values[names.iter().position(|n| *n == name).unwrap()].take();
+            let when = if is_timer {
+                take("when").map(|w| w.extract::<f64>()).transpose()?
+            } else {
+                None
+            };
+            let callback = take("callback")
+                .ok_or_else(|| PyTypeError::new_err("missing argument 'callback'"))?;
             let call_args = match take("args") {
                 Some(a) if !a.is_none() => a.cast_into::<PyTuple>()?,
                 _ => PyTuple::empty(py),
             };
-            let loop_obj = take("loop").ok_or_else(|| PyTypeError::new_err("missing argument 'loop'"))?;
+            let loop_obj =
+                take("loop").ok_or_else(|| PyTypeError::new_err("missing argument 'loop'"))?;
             let context = match take("context") {
                 Some(c) if !c.is_none() => c.unbind(),
                 _ => python_helpers::copy_context(py)?,
             };
             let debug = python_helpers::loop_debug(&loop_obj)?;
-            let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
+            let source_traceback = if debug {
+                Some(python_helpers::extract_stack(py)?)
+            } else {
+                None
+            };
             let obj = ffi::PyType_GenericAlloc(subtype, 0);
             if obj.is_null() {
                 return Err(PyErr::fetch(py));
@@ -623,7 +706,10 @@ unsafe extern "C" fn new(subtype: *mut ffi::PyTypeObject, args: *mut ffi::PyObje
 macro_rules! getter {
     ($name:ident, |$py:ident, $h:ident| $body:expr) => {
         // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-        unsafe extern "C" fn $name(slf: *mut ffi::PyObject, _closure: *mut c_void) -> *mut ffi::PyObject {
+        unsafe extern "C" fn $name(
+            slf: *mut ffi::PyObject,
+            _closure: *mut c_void,
+        ) -> *mut ffi::PyObject {
             // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
             unsafe {
                 method(slf, |$py, slf| {
@@ -642,12 +728,37 @@ getter!(get_context_attr, |py, h| {
     Ok(borrowed_or_none(py, h.context))
 });
 getter!(get_loop, |py, h| Ok(borrowed_or_none(py, h.loop_)));
-getter!(get_source_traceback, |py, h| Ok(borrowed_or_none(py, h.source_traceback)));
+getter!(get_source_traceback, |py, h| Ok(borrowed_or_none(
+    py,
+    h.source_traceback
+)));
 getter!(get_repr, |py, h| Ok(borrowed_or_none(py, h.repr)));
-getter!(get_cancelled, |py, h| Ok(pyo3::types::PyBool::new(py, h.cancelled).to_owned().into_any().unbind()));
-getter!(get_debug, |py, h| Ok(pyo3::types::PyBool::new(py, loop_debug(py, h)?).to_owned().into_any().unbind()));
-getter!(get_when, |py, h| Ok(h.when.into_pyobject(py)?.into_any().unbind()));
-getter!(get_scheduled, |py, h| Ok(pyo3::types::PyBool::new(py, h.scheduled).to_owned().into_any().unbind()));
+getter!(get_cancelled, |py, h| Ok(pyo3::types::PyBool::new(
+    py,
+    h.cancelled
+)
+.to_owned()
+.into_any()
+.unbind()));
+getter!(get_debug, |py, h| Ok(pyo3::types::PyBool::new(
+    py,
+    loop_debug(py, h)?
+)
+.to_owned()
+.into_any()
+.unbind()));
+getter!(get_when, |py, h| Ok(h
+    .when
+    .into_pyobject(py)?
+    .into_any()
+    .unbind()));
+getter!(get_scheduled, |py, h| Ok(pyo3::types::PyBool::new(
+    py,
+    h.scheduled
+)
+.to_owned()
+.into_any()
+.unbind()));
 
 // ---------------------------------------------------------------------------
 // The type objects.
@@ -659,11 +770,17 @@ static HANDLE_TYPE_PTR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut(
 static TIMER_HANDLE_TYPE_PTR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
 fn handle_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    HANDLE_TYPE.get(py).map(|t| t.bind(py)).ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
+    HANDLE_TYPE
+        .get(py)
+        .map(|t| t.bind(py))
+        .ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
 }
 
 fn timer_handle_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    TIMER_HANDLE_TYPE.get(py).map(|t| t.bind(py)).ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
+    TIMER_HANDLE_TYPE
+        .get(py)
+        .map(|t| t.bind(py))
+        .ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
 }
 
 // SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
@@ -672,11 +789,24 @@ type NoArgs = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *m
 type Getter = unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void) -> *mut ffi::PyObject;
 
 fn no_args(name: &'static CStr, function: NoArgs, doc: &'static CStr) -> ffi::PyMethodDef {
-    ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: ffi::PyMethodDefPointer { PyCFunction: function }, ml_flags: ffi::METH_NOARGS, ml_doc: doc.as_ptr() }
+    ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: function,
+        },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: doc.as_ptr(),
+    }
 }
 
 fn getset(name: &'static CStr, get: Getter) -> ffi::PyGetSetDef {
-    ffi::PyGetSetDef { name: name.as_ptr(), get: Some(get), set: None, doc: ptr::null(), closure: ptr::null_mut() }
+    ffi::PyGetSetDef {
+        name: name.as_ptr(),
+        get: Some(get),
+        set: None,
+        doc: ptr::null(),
+        closure: ptr::null_mut(),
+    }
 }
 
 fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
@@ -691,8 +821,16 @@ pub fn create_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let handle_methods = Box::leak(Box::new([
         no_args(c"cancel", cancel, c"Cancel the callback; it will not run."),
         no_args(c"cancelled", cancelled, c"True once cancelled."),
-        no_args(c"get_context", get_context, c"The contextvars.Context the callback runs in."),
-        no_args(c"_run", run_now, c"Run the callback now (handles built with a loop)."),
+        no_args(
+            c"get_context",
+            get_context,
+            c"The contextvars.Context the callback runs in.",
+        ),
+        no_args(
+            c"_run",
+            run_now,
+            c"Run the callback now (handles built with a loop).",
+        ),
         ffi::PyMethodDef::zeroed(),
     ]));
     let handle_getset = Box::leak(Box::new([
@@ -724,7 +862,10 @@ pub fn create_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
         slot(ffi::Py_tp_methods, handle_methods.as_mut_ptr().cast()),
         slot(ffi::Py_tp_getset, handle_getset.as_mut_ptr().cast()),
         slot(ffi::Py_tp_members, members.as_mut_ptr().cast()),
-        slot(ffi::Py_tp_doc, c"Handle of a scheduled callback (asyncio.Handle's interface).".as_ptr() as *mut c_void),
+        slot(
+            ffi::Py_tp_doc,
+            c"Handle of a scheduled callback (asyncio.Handle's interface).".as_ptr() as *mut c_void,
+        ),
         ffi::PyType_Slot::default(),
     ]));
     let flags = (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE) as std::os::raw::c_uint;
@@ -738,19 +879,32 @@ pub fn create_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
     }));
     // SAFETY: the spec and everything it points to are 'static; the result
     // is a new reference or NULL with an exception set.
-    let handle_ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(handle_spec))? }.cast_into::<PyType>()?;
+    let handle_ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(handle_spec))? }
+        .cast_into::<PyType>()?;
 
     let timer_methods = Box::leak(Box::new([
-        no_args(c"when", when, c"The loop time the callback is scheduled for."),
+        no_args(
+            c"when",
+            when,
+            c"The loop time the callback is scheduled for.",
+        ),
         ffi::PyMethodDef::zeroed(),
     ]));
-    let timer_getset = Box::leak(Box::new([getset(c"_when", get_when), getset(c"_scheduled", get_scheduled), ffi::PyGetSetDef::default()]));
+    let timer_getset = Box::leak(Box::new([
+        getset(c"_when", get_when),
+        getset(c"_scheduled", get_scheduled),
+        ffi::PyGetSetDef::default(),
+    ]));
     let timer_slots = Box::leak(Box::new([
         slot(ffi::Py_tp_methods, timer_methods.as_mut_ptr().cast()),
         slot(ffi::Py_tp_getset, timer_getset.as_mut_ptr().cast()),
         slot(ffi::Py_tp_hash, hash as *mut c_void),
         slot(ffi::Py_tp_richcompare, richcompare as *mut c_void),
-        slot(ffi::Py_tp_doc, c"Handle of a timed callback (asyncio.TimerHandle's interface).".as_ptr() as *mut c_void),
+        slot(
+            ffi::Py_tp_doc,
+            c"Handle of a timed callback (asyncio.TimerHandle's interface).".as_ptr()
+                as *mut c_void,
+        ),
         ffi::PyType_Slot::default(),
     ]));
     let timer_spec = Box::leak(Box::new(ffi::PyType_Spec {

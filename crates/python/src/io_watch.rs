@@ -17,15 +17,20 @@ pub fn fileobj_to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<i32> {
     let fd: i64 = if let Ok(fd) = fileobj.extract::<i64>() {
         fd
     } else {
-        fileobj.call_method0(pyo3::intern!(fileobj.py(), "fileno")).and_then(|n| n.extract::<i64>()).map_err(|_| {
-            PyValueError::new_err(format!(
-                "Invalid file object: {}",
-                fileobj.repr().map(|r| r.to_string()).unwrap_or_default()
-            ))
-        })?
+        fileobj
+            .call_method0(pyo3::intern!(fileobj.py(), "fileno"))
+            .and_then(|n| n.extract::<i64>())
+            .map_err(|_| {
+                PyValueError::new_err(format!(
+                    "Invalid file object: {}",
+                    fileobj.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?
     };
     if fd < 0 {
-        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
     }
     i32::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
 }
@@ -36,11 +41,17 @@ fn ensure_no_transport(slf: &Bound<'_, LoopCore>, fd: i32) -> PyResult<()> {
     let py = slf.py();
     let transport = {
         let st = slf.get().state.borrow(py)?;
-        st.io.as_ref().and_then(|io| io.get(fd, Direction::Read)).and_then(|w| w.transport(py))
+        st.io
+            .as_ref()
+            .and_then(|io| io.get(fd, Direction::Read))
+            .and_then(|w| w.transport(py))
     };
     if let Some(transport) = transport {
         let transport = transport.bind(py);
-        if !transport.call_method0(pyo3::intern!(py, "is_closing"))?.is_truthy()? {
+        if !transport
+            .call_method0(pyo3::intern!(py, "is_closing"))?
+            .is_truthy()?
+        {
             return Err(PyRuntimeError::new_err(format!(
                 "File descriptor {fd} is used by transport {}",
                 transport.repr()?
@@ -52,7 +63,9 @@ fn ensure_no_transport(slf: &Bound<'_, LoopCore>, fd: i32) -> PyResult<()> {
 
 fn cancel_replaced(py: Python<'_>, replaced: Option<Watcher>) -> PyResult<()> {
     if let Some(Watcher::Callback(old)) = replaced {
-        old.object().bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+        old.object()
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "cancel"))?;
     }
     Ok(())
 }
@@ -72,12 +85,18 @@ impl LoopCore {
             Direction::Write => "add_writer",
         };
         let handle = LoopCore::new_handle(slf, callback, args, None, None, method, false, true)?;
-        let replaced = slf.get().watch_fd(py, fd, direction, Watcher::Callback(handle.clone_ref(py)))?;
+        let replaced =
+            slf.get()
+                .watch_fd(py, fd, direction, Watcher::Callback(handle.clone_ref(py)))?;
         cancel_replaced(py, replaced)?;
         Ok(handle)
     }
 
-    fn unwatch(slf: &Bound<'_, LoopCore>, fileobj: &Bound<'_, PyAny>, direction: Direction) -> PyResult<bool> {
+    fn unwatch(
+        slf: &Bound<'_, LoopCore>,
+        fileobj: &Bound<'_, PyAny>,
+        direction: Direction,
+    ) -> PyResult<bool> {
         let py = slf.py();
         let fd = fileobj_to_fd(fileobj)?;
         if slf.get().is_closed() {
@@ -85,14 +104,20 @@ impl LoopCore {
         }
         let is_callback = {
             let st = slf.get().state.borrow(py)?;
-            matches!(st.io.as_ref().and_then(|io| io.get(fd, direction)), Some(Watcher::Callback(_)))
+            matches!(
+                st.io.as_ref().and_then(|io| io.get(fd, direction)),
+                Some(Watcher::Callback(_))
+            )
         };
         if !is_callback {
             return Ok(false);
         }
         match slf.get().unwatch_fd(py, fd, direction)? {
             Some(Watcher::Callback(handle)) => {
-                handle.object().bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+                handle
+                    .object()
+                    .bind(py)
+                    .call_method0(pyo3::intern!(py, "cancel"))?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -103,26 +128,46 @@ impl LoopCore {
 #[pymethods]
 impl LoopCore {
     #[pyo3(signature = (fd, callback, *args))]
-    fn add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
         ensure_no_transport(slf, fileobj_to_fd(fd)?)?;
         LoopCore::watch(slf, fd, Direction::Read, callback, args).map(drop)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
-    fn add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
         ensure_no_transport(slf, fileobj_to_fd(fd)?)?;
         LoopCore::watch(slf, fd, Direction::Write, callback, args).map(drop)
     }
 
     /// As `add_reader`, returning the handle (asyncio's private variant).
     #[pyo3(signature = (fd, callback, *args))]
-    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
         LoopCore::watch(slf, fd, Direction::Read, callback, args).map(HandleRef::into_object)
     }
 
     /// As `add_writer`, returning the handle (asyncio's private variant).
     #[pyo3(signature = (fd, callback, *args))]
-    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
         LoopCore::watch(slf, fd, Direction::Write, callback, args).map(HandleRef::into_object)
     }
 

@@ -41,13 +41,13 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 mod _ferroloop {
     #[pymodule_export]
-    use crate::loop_core::LoopCore;
-    #[pymodule_export]
-    use crate::stream_transport::StreamCore;
-    #[pymodule_export]
     use crate::datagram_transport::DatagramCore;
     #[pymodule_export]
+    use crate::loop_core::LoopCore;
+    #[pymodule_export]
     use crate::sock_ops::SockOp;
+    #[pymodule_export]
+    use crate::stream_transport::StreamCore;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

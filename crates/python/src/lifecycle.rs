@@ -80,10 +80,16 @@ impl Lifecycle {
 
 /// Schedules the Python transport's `_call_connection_lost(exc)` as a loop
 /// callback.
-pub fn schedule_connection_lost(loop_: &Bound<'_, LoopCore>, transport: Option<Py<PyAny>>, exc: Py<PyAny>) -> PyResult<()> {
+pub fn schedule_connection_lost(
+    loop_: &Bound<'_, LoopCore>,
+    transport: Option<Py<PyAny>>,
+    exc: Py<PyAny>,
+) -> PyResult<()> {
     if let Some(transport) = transport {
         let py = loop_.py();
-        let callback = transport.bind(py).getattr(pyo3::intern!(py, "_call_connection_lost"))?;
+        let callback = transport
+            .bind(py)
+            .getattr(pyo3::intern!(py, "_call_connection_lost"))?;
         loop_.call_method1(pyo3::intern!(py, "call_soon"), (callback, exc))?;
     }
     Ok(())

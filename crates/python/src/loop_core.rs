@@ -15,7 +15,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferroloop_engine::{clock, CancelledCount, IoRegistry, Poller, ReadyQueue, Timer, TimerHeap, Waker};
+use ferroloop_engine::{
+    clock, CancelledCount, IoRegistry, Poller, ReadyQueue, Timer, TimerHeap, Waker,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -133,23 +135,33 @@ impl LoopCore {
         // SAFETY: `callback` is a function (checked above), for which
         // PyFunction_GetCode returns a borrowed, non-NULL code object that
         // lives as long as the function does.
-        let code = unsafe { Bound::from_borrowed_ptr(py, ffi::PyFunction_GetCode(callback.as_ptr())) };
+        let code =
+            unsafe { Bound::from_borrowed_ptr(py, ffi::PyFunction_GetCode(callback.as_ptr())) };
         let cached = {
             let st = self.state.borrow(py)?;
-            st.coroutine_check_cache.as_ref().filter(|(c, _)| c.is(&code)).map(|(_, is_coro)| *is_coro)
+            st.coroutine_check_cache
+                .as_ref()
+                .filter(|(c, _)| c.is(&code))
+                .map(|(_, is_coro)| *is_coro)
         };
         let is_coroutine = match cached {
             Some(answer) => answer,
             None => {
                 let flags: i64 = code.getattr(pyo3::intern!(py, "co_flags"))?.extract()?;
                 let answer = flags & i64::from(ffi::CO_COROUTINE) != 0;
-                let previous = self.state.borrow_mut(py)?.coroutine_check_cache.replace((code.unbind(), answer));
+                let previous = self
+                    .state
+                    .borrow_mut(py)?
+                    .coroutine_check_cache
+                    .replace((code.unbind(), answer));
                 drop(previous);
                 answer
             }
         };
         if is_coroutine {
-            return Err(PyTypeError::new_err(format!("coroutines cannot be used with {method}()")));
+            return Err(PyTypeError::new_err(format!(
+                "coroutines cannot be used with {method}()"
+            )));
         }
         Ok(())
     }
@@ -177,15 +189,37 @@ impl LoopCore {
             _ => (python_helpers::copy_context(py)?, true),
         };
         let debug = core.is_debug();
-        let source_traceback = if debug { Some(python_helpers::extract_stack(py)?) } else { None };
-        let timer = when.map(|when| TimerSpec { when, cancelled_in_heap: core.cancelled_timers.clone() });
-        HandleRef::new(py, callback, args, context, source_traceback, debug, persistent, timer, private_context)
+        let source_traceback = if debug {
+            Some(python_helpers::extract_stack(py)?)
+        } else {
+            None
+        };
+        let timer = when.map(|when| TimerSpec {
+            when,
+            cancelled_in_heap: core.cancelled_timers.clone(),
+        });
+        HandleRef::new(
+            py,
+            callback,
+            args,
+            context,
+            source_traceback,
+            debug,
+            persistent,
+            timer,
+            private_context,
+        )
     }
 }
 
 /// Handles dropped by a closing loop let go of their callbacks (which may
 /// refer back to them; handles are not tracked by the cycle collector).
-fn release_handles(py: Python<'_>, ready: &[Ready], timers: &[ScheduledTimer], watchers: &[Watcher]) {
+fn release_handles(
+    py: Python<'_>,
+    ready: &[Ready],
+    timers: &[ScheduledTimer],
+    watchers: &[Watcher],
+) {
     for timer in timers {
         timer.0.mark_unscheduled();
         timer.0.release(py);
@@ -222,26 +256,56 @@ impl LoopCore {
         Ok(io.insert(fd, direction, watcher)?)
     }
 
-    pub(crate) fn unwatch_fd(&self, py: Python<'_>, fd: i32, direction: ferroloop_engine::Direction) -> PyResult<Option<Watcher>> {
-        Ok(self.state.borrow_mut(py)?.io.as_mut().and_then(|io| io.remove(fd, direction)))
+    pub(crate) fn unwatch_fd(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        direction: ferroloop_engine::Direction,
+    ) -> PyResult<Option<Watcher>> {
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .io
+            .as_mut()
+            .and_then(|io| io.remove(fd, direction)))
     }
 
     /// Registers a transport for both directions of its descriptor.
-    pub(crate) fn watch_fd_both(&self, py: Python<'_>, fd: i32, reader: Watcher, writer: Watcher) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
+    pub(crate) fn watch_fd_both(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        reader: Watcher,
+        writer: Watcher,
+    ) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
         let mut st = self.state.borrow_mut(py)?;
         let io = st.io.as_mut().ok_or_else(closed_error)?;
         Ok(io.insert_pair(fd, reader, writer)?)
     }
 
-    pub(crate) fn unwatch_fd_both(&self, py: Python<'_>, fd: i32) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
-        Ok(self.state.borrow_mut(py)?.io.as_mut().map(|io| io.remove_pair(fd)).unwrap_or((None, None)))
+    pub(crate) fn unwatch_fd_both(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+    ) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
+        Ok(self
+            .state
+            .borrow_mut(py)?
+            .io
+            .as_mut()
+            .map(|io| io.remove_pair(fd))
+            .unwrap_or((None, None)))
     }
 
     /// The shared receive buffer (256 KiB, asyncio's read size); give it back
     /// with [`LoopCore::return_recv_buffer`].
     pub(crate) fn take_recv_buffer(&self, py: Python<'_>) -> PyResult<Vec<u8>> {
         let buf = std::mem::take(&mut self.state.borrow_mut(py)?.recv_buffer);
-        Ok(if buf.is_empty() { vec![0; RECV_BUFFER_SIZE] } else { buf })
+        Ok(if buf.is_empty() {
+            vec![0; RECV_BUFFER_SIZE]
+        } else {
+            buf
+        })
     }
 
     pub(crate) fn return_recv_buffer(&self, py: Python<'_>, buf: Vec<u8>) -> PyResult<()> {
@@ -345,7 +409,12 @@ impl LoopCore {
     /// The handle being run, in debug mode (asyncio's `_current_handle`).
     #[getter]
     fn _current_handle(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow(py)?.current_handle.as_ref().map(|h| h.clone_ref(py)))
+        Ok(self
+            .state
+            .borrow(py)?
+            .current_handle
+            .as_ref()
+            .map(|h| h.clone_ref(py)))
     }
 
     /// Callbacks queued to run.
@@ -362,8 +431,17 @@ impl LoopCore {
     /// callback the loop runs; `None` removes them. The hook for tracers
     /// and blocking detectors: when unset it costs one flag test per callback.
     #[pyo3(signature = (begin, end))]
-    fn _set_callback_observer(&self, py: Python<'_>, begin: Py<PyAny>, end: Py<PyAny>) -> PyResult<()> {
-        let observer = if begin.is_none(py) && end.is_none(py) { None } else { Some((begin, end)) };
+    fn _set_callback_observer(
+        &self,
+        py: Python<'_>,
+        begin: Py<PyAny>,
+        end: Py<PyAny>,
+    ) -> PyResult<()> {
+        let observer = if begin.is_none(py) && end.is_none(py) {
+            None
+        } else {
+            Some((begin, end))
+        };
         self.observed.store(observer.is_some(), Ordering::Relaxed);
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.observer, observer);
         drop(previous);
@@ -384,7 +462,12 @@ impl LoopCore {
             (ready, timers, watchers, waker)
         };
         let poller = self.poller.borrow_mut(py)?.take();
-        release_handles(py, &released.0, &released.1, released.2.as_deref().unwrap_or(&[]));
+        release_handles(
+            py,
+            &released.0,
+            &released.1,
+            released.2.as_deref().unwrap_or(&[]),
+        );
         drop((released, poller));
         Ok(())
     }
@@ -419,7 +502,14 @@ impl LoopCore {
                 let ready = st.ready.drain();
                 let timers = st.timers.drain();
                 let watchers = st.io.as_mut().map(|io| io.drain());
-                (ready, timers, watchers, st.current_handle.take(), st.observer.take(), st.task_factory.take())
+                (
+                    ready,
+                    timers,
+                    watchers,
+                    st.current_handle.take(),
+                    st.observer.take(),
+                    st.task_factory.take(),
+                )
             });
             if let Some((ready, timers, watchers, ..)) = &released {
                 release_handles(py, ready, timers, watchers.as_deref().unwrap_or(&[]));

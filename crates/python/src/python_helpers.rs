@@ -11,7 +11,11 @@ use pyo3::sync::PyOnceLock;
 
 use crate::loop_core::LoopCore;
 
-fn helper<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<&'py Bound<'py, PyAny>> {
+fn helper<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyAny>> {
     cell.import(py, "ferroloop._callbacks", name)
 }
 
@@ -33,18 +37,26 @@ pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
 pub fn loop_debug(loop_obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     match loop_obj.cast::<LoopCore>() {
         Ok(core) => core.get().debug(loop_obj.py()),
-        Err(_) => loop_obj.call_method0(pyo3::intern!(loop_obj.py(), "get_debug"))?.is_truthy(),
+        Err(_) => loop_obj
+            .call_method0(pyo3::intern!(loop_obj.py(), "get_debug"))?
+            .is_truthy(),
     }
 }
 
 /// asyncio's `repr(handle)`.
 pub fn handle_repr(handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    Ok(helper_fn!(handle.py(), "handle_repr")?.call1((handle,))?.unbind())
+    Ok(helper_fn!(handle.py(), "handle_repr")?
+        .call1((handle,))?
+        .unbind())
 }
 
 /// Sends a callback's exception to the loop's exception handler, with the
 /// context asyncio builds ("Exception in callback ...").
-pub fn report_callback_error(loop_obj: &Bound<'_, PyAny>, handle: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+pub fn report_callback_error(
+    loop_obj: &Bound<'_, PyAny>,
+    handle: &Bound<'_, PyAny>,
+    err: PyErr,
+) -> PyResult<()> {
     let py = loop_obj.py();
     let exc = err.into_value(py);
     helper_fn!(py, "report_callback_error")?.call1((loop_obj, handle, exc))?;
@@ -72,7 +84,9 @@ pub fn warn_slow_callback(handle: &Bound<'_, PyAny>, seconds: f64) -> PyResult<(
 /// `asyncio.log.logger.warning(message)`.
 pub fn log_warning(py: Python<'_>, message: &str) -> PyResult<()> {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    LOGGER.import(py, "asyncio.log", "logger")?.call_method1(pyo3::intern!(py, "warning"), (message,))?;
+    LOGGER
+        .import(py, "asyncio.log", "logger")?
+        .call_method1(pyo3::intern!(py, "warning"), (message,))?;
     Ok(())
 }
 

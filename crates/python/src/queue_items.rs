@@ -17,8 +17,17 @@ use crate::stream_transport::StreamCore;
 /// An entry of the ready queue.
 pub enum Ready {
     Callback(HandleRef),
-    Stream { transport: Py<StreamCore>, readable: bool, writable: bool, hangup: bool },
-    Datagram { transport: Py<DatagramCore>, readable: bool, writable: bool },
+    Stream {
+        transport: Py<StreamCore>,
+        readable: bool,
+        writable: bool,
+        hangup: bool,
+    },
+    Datagram {
+        transport: Py<DatagramCore>,
+        readable: bool,
+        writable: bool,
+    },
     SockOp(Py<SockOp>),
 }
 

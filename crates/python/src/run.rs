@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ferroloop_engine::{clock, Direction, IoRegistry, ReadyQueue, Readiness};
+use ferroloop_engine::{clock, Direction, IoRegistry, Readiness, ReadyQueue};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
@@ -196,13 +196,20 @@ fn queue_ready_io(
             return;
         }
         Some(Watcher::Datagram(transport)) => {
-            ready.push(Ready::Datagram { transport: transport.clone_ref(py), readable: readiness.readable, writable: readiness.writable });
+            ready.push(Ready::Datagram {
+                transport: transport.clone_ref(py),
+                readable: readiness.readable,
+                writable: readiness.writable,
+            });
             return;
         }
         _ => {}
     }
     let mut level_triggered = false;
-    for (is_ready, direction) in [(readiness.readable, Direction::Read), (readiness.writable, Direction::Write)] {
+    for (is_ready, direction) in [
+        (readiness.readable, Direction::Read),
+        (readiness.writable, Direction::Write),
+    ] {
         if !is_ready {
             continue;
         }
@@ -262,10 +269,17 @@ fn run_item(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult
                 run_handle(slf, &handle, false)
             }
         }
-        Ready::Stream { transport, readable, writable, hangup } => {
-            StreamCore::on_ready(transport.bind(py), readable, writable, hangup)
-        }
-        Ready::Datagram { transport, readable, writable } => DatagramCore::on_ready(transport.bind(py), readable, writable),
+        Ready::Stream {
+            transport,
+            readable,
+            writable,
+            hangup,
+        } => StreamCore::on_ready(transport.bind(py), readable, writable, hangup),
+        Ready::Datagram {
+            transport,
+            readable,
+            writable,
+        } => DatagramCore::on_ready(transport.bind(py), readable, writable),
         Ready::SockOp(op) => SockOp::on_ready(op.bind(py)),
     }
 }
@@ -276,7 +290,8 @@ fn run_handle(slf: &Bound<'_, LoopCore>, handle: &HandleRef, keep: bool) -> PyRe
     match handle.run(py, keep)? {
         RunOutcome::Done => Ok(()),
         RunOutcome::Raised(err) => {
-            let reported = python_helpers::report_callback_error(slf.as_any(), handle.object().bind(py), err);
+            let reported =
+                python_helpers::report_callback_error(slf.as_any(), handle.object().bind(py), err);
             handle.release(py);
             reported
         }
@@ -291,20 +306,35 @@ fn run_instrumented(slf: &Bound<'_, LoopCore>, handle: &HandleRef) -> PyResult<(
     if handle.is_cancelled() {
         return Ok(());
     }
-    let observer = core.state.borrow(py)?.observer.as_ref().map(|(b, e)| (b.clone_ref(py), e.clone_ref(py)));
+    let observer = core
+        .state
+        .borrow(py)?
+        .observer
+        .as_ref()
+        .map(|(b, e)| (b.clone_ref(py), e.clone_ref(py)));
     if let Some((begin, _)) = &observer {
         notify_observer(begin.bind(py), handle);
     }
     let result = if core.is_debug() {
-        let previous = core.state.borrow_mut(py)?.current_handle.replace(handle.object().clone_ref(py));
+        let previous = core
+            .state
+            .borrow_mut(py)?
+            .current_handle
+            .replace(handle.object().clone_ref(py));
         drop(previous);
         let started = clock::monotonic();
         let result = run_handle(slf, handle, true);
         let took = clock::monotonic() - started;
         let current = core.state.borrow_mut(py)?.current_handle.take();
         drop(current);
-        let slow_after: f64 = slf.getattr(pyo3::intern!(py, "slow_callback_duration"))?.extract()?;
-        let warned = if took >= slow_after { python_helpers::warn_slow_callback(handle.object().bind(py), took) } else { Ok(()) };
+        let slow_after: f64 = slf
+            .getattr(pyo3::intern!(py, "slow_callback_duration"))?
+            .extract()?;
+        let warned = if took >= slow_after {
+            python_helpers::warn_slow_callback(handle.object().bind(py), took)
+        } else {
+            Ok(())
+        };
         handle.release(py);
         result.and(warned)
     } else {

@@ -52,7 +52,11 @@ unsafe fn parse<'py>(
     // SAFETY: guaranteed by the caller: `nargs` positional arguments.
     let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
     // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
-    let named: usize = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    let named: usize = if kwnames.is_null() {
+        0
+    } else {
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
+    };
     // SAFETY: the keyword values follow the positional ones.
     let keyword_values = unsafe { std::slice::from_raw_parts(args.add(nargs), named) };
     // SAFETY: every pointer CPython passes is a live, borrowed reference.
@@ -62,7 +66,9 @@ unsafe fn parse<'py>(
     // `call_soon(step, context=ctx)`, whose keyword is the interned string.
     if leading_name.is_none() && nargs == 1 {
         // SAFETY: `kwnames` holds `named` items.
-        let context_only = named == 1 && unsafe { ffi::PyTuple_GET_ITEM(kwnames, 0) } == pyo3::intern!(py, "context").as_ptr();
+        let context_only = named == 1
+            && unsafe { ffi::PyTuple_GET_ITEM(kwnames, 0) }
+                == pyo3::intern!(py, "context").as_ptr();
         if named == 0 || context_only {
             return Ok(Call {
                 leading: None,
@@ -90,10 +96,16 @@ unsafe fn parse<'py>(
             }
             (n, Some(lead)) if n == lead => 0,
             ("callback", _) => fixed - 1,
-            _ => return Err(PyTypeError::new_err(format!("{method}() got an unexpected keyword argument '{name}'"))),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "{method}() got an unexpected keyword argument '{name}'"
+                )))
+            }
         };
         if slots[index].is_some() {
-            return Err(PyTypeError::new_err(format!("{method}() got multiple values for argument '{name}'")));
+            return Err(PyTypeError::new_err(format!(
+                "{method}() got multiple values for argument '{name}'"
+            )));
         }
         slots[index] = Some(bind(value));
     }
@@ -104,22 +116,38 @@ unsafe fn parse<'py>(
         PyTuple::new(py, extra.iter().map(|&p| bind(p)))?
     };
     let [first, second] = slots;
-    let (leading, callback) = if leading_name.is_some() { (first, second) } else { (None, first) };
-    let missing = |name: &str| PyTypeError::new_err(format!("{method}() missing 1 required positional argument: '{name}'"));
+    let (leading, callback) = if leading_name.is_some() {
+        (first, second)
+    } else {
+        (None, first)
+    };
+    let missing = |name: &str| {
+        PyTypeError::new_err(format!(
+            "{method}() missing 1 required positional argument: '{name}'"
+        ))
+    };
     if let Some(lead) = leading_name {
         if leading.is_none() {
             return Err(missing(lead));
         }
     }
     let callback = callback.ok_or_else(|| missing("callback"))?;
-    Ok(Call { leading, callback, args, context })
+    Ok(Call {
+        leading,
+        callback,
+        args,
+        context,
+    })
 }
 
 /// `()`, kept at hand: most callbacks take no arguments, and asking CPython
 /// for its empty tuple each time is a function call.
 fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
     static EMPTY: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-    EMPTY.get_or_init(py, || PyTuple::empty(py).unbind()).bind(py).clone()
+    EMPTY
+        .get_or_init(py, || PyTuple::empty(py).unbind())
+        .bind(py)
+        .clone()
 }
 
 /// The shared frame of the four methods: argument parsing, and turning a
@@ -181,9 +209,23 @@ fn seconds(value: Option<Bound<'_, PyAny>>, none_message: &'static str) -> PyRes
     }
 }
 
-fn soon(slf: &Bound<'_, LoopCore>, call: Call<'_>, method: &str, threadsafe: bool) -> PyResult<Py<PyAny>> {
+fn soon(
+    slf: &Bound<'_, LoopCore>,
+    call: Call<'_>,
+    method: &str,
+    threadsafe: bool,
+) -> PyResult<Py<PyAny>> {
     let py = slf.py();
-    let handle = LoopCore::new_handle(slf, &call.callback, &call.args, call.context, None, method, !threadsafe, false)?;
+    let handle = LoopCore::new_handle(
+        slf,
+        &call.callback,
+        &call.args,
+        call.context,
+        None,
+        method,
+        !threadsafe,
+        false,
+    )?;
     let mut st = slf.get().state.borrow_mut(py)?;
     st.ready.push(Ready::Callback(handle.clone_ref(py)));
     if threadsafe {
@@ -197,8 +239,21 @@ fn soon(slf: &Bound<'_, LoopCore>, call: Call<'_>, method: &str, threadsafe: boo
 
 fn at(slf: &Bound<'_, LoopCore>, when: f64, call: Call<'_>, method: &str) -> PyResult<Py<PyAny>> {
     let py = slf.py();
-    let handle = LoopCore::new_handle(slf, &call.callback, &call.args, call.context, Some(when), method, true, false)?;
-    slf.get().state.borrow_mut(py)?.timers.push(when, ScheduledTimer(handle.clone_ref(py)));
+    let handle = LoopCore::new_handle(
+        slf,
+        &call.callback,
+        &call.args,
+        call.context,
+        Some(when),
+        method,
+        true,
+        false,
+    )?;
+    slf.get()
+        .state
+        .borrow_mut(py)?
+        .timers
+        .push(when, ScheduledTimer(handle.clone_ref(py)));
     Ok(handle.into_object())
 }
 
@@ -214,18 +269,33 @@ macro_rules! scheduling_method {
             kwnames: *mut ffi::PyObject,
         ) -> *mut ffi::PyObject {
             // SAFETY: CPython's vectorcall contract is ours.
-            unsafe { entry(slf, args, nargs, kwnames, $method, $leading, |$slf, #[allow(unused_mut)] mut $call| $body) }
+            unsafe {
+                entry(
+                    slf,
+                    args,
+                    nargs,
+                    kwnames,
+                    $method,
+                    $leading,
+                    |$slf, #[allow(unused_mut)] mut $call| $body,
+                )
+            }
         }
     };
 }
 
-scheduling_method!(call_soon_general, "call_soon", None, |slf, call| soon(slf, call, "call_soon", false));
-scheduling_method!(call_soon_threadsafe_general, "call_soon_threadsafe", None, |slf, call| soon(
+scheduling_method!(call_soon_general, "call_soon", None, |slf, call| soon(
     slf,
     call,
-    "call_soon_threadsafe",
-    true
+    "call_soon",
+    false
 ));
+scheduling_method!(
+    call_soon_threadsafe_general,
+    "call_soon_threadsafe",
+    None,
+    |slf, call| soon(slf, call, "call_soon_threadsafe", true)
+);
 
 /// `call_soon` and `call_soon_threadsafe`: a shortcut for the calls the C
 /// `Task` and `Future` make for every step and done-callback, `(cb)` and
@@ -246,7 +316,12 @@ unsafe fn soon_shortcut(
     kwnames: *mut ffi::PyObject,
     threadsafe: bool,
     // SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
-    general: unsafe extern "C" fn(*mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t, *mut ffi::PyObject) -> *mut ffi::PyObject,
+    general: unsafe extern "C" fn(
+        *mut ffi::PyObject,
+        *const *mut ffi::PyObject,
+        ffi::Py_ssize_t,
+        *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     unsafe {
@@ -254,12 +329,18 @@ unsafe fn soon_shortcut(
         let positional = ffi::PyVectorcall_NARGS(nargs as usize);
         let context = if kwnames.is_null() {
             None
-        } else if ffi::PyTuple_GET_SIZE(kwnames) == 1 && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr() {
+        } else if ffi::PyTuple_GET_SIZE(kwnames) == 1
+            && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr()
+        {
             Some(*args.add(1))
         } else {
             return general(slf, args, nargs, kwnames);
         };
-        let callback = if positional == 1 { *args } else { std::ptr::null_mut() };
+        let callback = if positional == 1 {
+            *args
+        } else {
+            std::ptr::null_mut()
+        };
         let slf_bound = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
         let core = slf_bound.get();
         let plain = !callback.is_null()
@@ -272,11 +353,23 @@ unsafe fn soon_shortcut(
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
             let (context, private_context) = match context {
-                Some(ctx) if ctx != ffi::Py_None() => (Bound::from_borrowed_ptr(py, ctx).unbind(), false),
+                Some(ctx) if ctx != ffi::Py_None() => {
+                    (Bound::from_borrowed_ptr(py, ctx).unbind(), false)
+                }
                 _ => (crate::python_helpers::copy_context(py)?, true),
             };
             let callback = Bound::from_borrowed_ptr(py, callback);
-            let handle = HandleRef::new(py, &callback, &empty_tuple(py), context, None, false, false, None, private_context)?;
+            let handle = HandleRef::new(
+                py,
+                &callback,
+                &empty_tuple(py),
+                context,
+                None,
+                false,
+                false,
+                None,
+                private_context,
+            )?;
             let mut st = core.state.borrow_mut(py)?;
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
             if threadsafe {
@@ -316,7 +409,16 @@ unsafe extern "C" fn call_soon_threadsafe(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's vectorcall contract is ours.
-    unsafe { soon_shortcut(slf, args, nargs, kwnames, true, call_soon_threadsafe_general) }
+    unsafe {
+        soon_shortcut(
+            slf,
+            args,
+            nargs,
+            kwnames,
+            true,
+            call_soon_threadsafe_general,
+        )
+    }
 }
 
 scheduling_method!(call_later, "call_later", Some("delay"), |slf, call| {
@@ -341,23 +443,46 @@ unsafe extern "C" fn create_task(
     unsafe {
         raw_entry(slf, |slf| {
             let py = slf.py();
-            let [coro, name, context] = keyword_arguments(py, args, nargs, kwnames, "create_task", &["coro", "name", "context"], 1)?;
-            let coro = coro.ok_or_else(|| PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'"))?;
+            let [coro, name, context] = keyword_arguments(
+                py,
+                args,
+                nargs,
+                kwnames,
+                "create_task",
+                &["coro", "name", "context"],
+                1,
+            )?;
+            let coro = coro.ok_or_else(|| {
+                PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
+            })?;
             crate::tasks::create_task(slf, &coro, name, context)
         })
     }
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-unsafe extern "C" fn create_future(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn create_future(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
     unsafe { raw_entry(slf, crate::tasks::create_future) }
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-unsafe extern "C" fn get_debug(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn get_debug(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
-    unsafe { raw_entry(slf, |slf| Ok(pyo3::types::PyBool::new(slf.py(), slf.get().is_debug()).to_owned().into_any().unbind())) }
+    unsafe {
+        raw_entry(slf, |slf| {
+            Ok(pyo3::types::PyBool::new(slf.py(), slf.get().is_debug())
+                .to_owned()
+                .into_any()
+                .unbind())
+        })
+    }
 }
 
 /// Sorts out arguments of which the first `positional` may be positional
@@ -377,10 +502,18 @@ unsafe fn keyword_arguments<'py, const N: usize>(
 ) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
     let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
     if nargs > positional {
-        return Err(PyTypeError::new_err(format!("{method}() takes {} positional arguments but {} were given", positional + 1, nargs + 1)));
+        return Err(PyTypeError::new_err(format!(
+            "{method}() takes {} positional arguments but {} were given",
+            positional + 1,
+            nargs + 1
+        )));
     }
     // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
-    let named: usize = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    let named: usize = if kwnames.is_null() {
+        0
+    } else {
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
+    };
     let mut values: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
     // SAFETY: CPython passes `nargs + named` live borrowed references.
     let all = unsafe { std::slice::from_raw_parts(args, nargs + named) };
@@ -393,12 +526,15 @@ unsafe fn keyword_arguments<'py, const N: usize>(
         // SAFETY: `kwnames` is a tuple of `named` strings.
         let name = bind(unsafe { ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t) });
         let name = name.cast::<PyString>()?.to_str()?;
-        let index = names
-            .iter()
-            .position(|n| *n == name)
-            .ok_or_else(|| PyTypeError::new_err(format!("{method}() got an unexpected keyword argument '{name}'")))?;
+        let index = names.iter().position(|n| *n == name).ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "{method}() got an unexpected keyword argument '{name}'"
+            ))
+        })?;
         if values[index].replace(bind(value)).is_some() {
-            return Err(PyTypeError::new_err(format!("{method}() got multiple values for argument '{name}'")));
+            return Err(PyTypeError::new_err(format!(
+                "{method}() got multiple values for argument '{name}'"
+            )));
         }
     }
     Ok(values)
@@ -409,7 +545,10 @@ unsafe fn keyword_arguments<'py, const N: usize>(
 /// # Safety
 /// `slf` must be a live LoopCore (the method descriptor checks this); GIL held.
 // SAFETY (contract): callers uphold the conditions under "# Safety" above.
-unsafe fn raw_entry(slf: *mut ffi::PyObject, body: impl FnOnce(&Bound<'_, LoopCore>) -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
+unsafe fn raw_entry(
+    slf: *mut ffi::PyObject,
+    body: impl FnOnce(&Bound<'_, LoopCore>) -> PyResult<Py<PyAny>>,
+) -> *mut ffi::PyObject {
     // SAFETY: as documented above.
     let py = unsafe { Python::assume_attached() };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -428,23 +567,36 @@ unsafe fn raw_entry(slf: *mut ffi::PyObject, body: impl FnOnce(&Bound<'_, LoopCo
 
 const FASTCALL: std::os::raw::c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
 
-fn method_def(name: &'static std::ffi::CStr, function: ffi::PyCFunctionFastWithKeywords, doc: &'static std::ffi::CStr) -> ffi::PyMethodDef {
+fn method_def(
+    name: &'static std::ffi::CStr,
+    function: ffi::PyCFunctionFastWithKeywords,
+    doc: &'static std::ffi::CStr,
+) -> ffi::PyMethodDef {
     ffi::PyMethodDef {
         ml_name: name.as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: function },
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: function,
+        },
         ml_flags: FASTCALL,
         ml_doc: doc.as_ptr(),
     }
 }
 
 /// Puts a raw method on a type, as a method descriptor.
-pub fn install_method(py: Python<'_>, ty: &Bound<'_, PyType>, def: &'static mut ffi::PyMethodDef) -> PyResult<()> {
+pub fn install_method(
+    py: Python<'_>,
+    ty: &Bound<'_, PyType>,
+    def: &'static mut ffi::PyMethodDef,
+) -> PyResult<()> {
     // SAFETY: `def` is 'static and describes a function matching its flags;
     // `ty` is a live type. The descriptor is a new reference, owned by the
     // Bound.
-    let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    let descriptor =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
     // SAFETY: ml_name is a NUL-terminated 'static string.
-    let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) }.to_str().map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) }
+        .to_str()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
     ty.setattr(name, descriptor)
 }
 

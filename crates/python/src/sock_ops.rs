@@ -16,18 +16,25 @@ use ferroloop_engine::Direction;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::buffers::{WritableBuffer, WriteData};
 use crate::gil_cell::GilCell;
 use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
 use crate::queue_items::Watcher;
-use crate::buffers::{WritableBuffer, WriteData};
 use crate::sys_io::{self, os_error, Io};
 
 enum Operation {
     /// Only wait for readiness (the Python caller retries its own call).
     Wait,
-    Recv { max: usize },
-    RecvInto { buffer: Py<PyAny> },
-    SendAll { data: Vec<u8>, sent: usize },
+    Recv {
+        max: usize,
+    },
+    RecvInto {
+        buffer: Py<PyAny>,
+    },
+    SendAll {
+        data: Vec<u8>,
+        sent: usize,
+    },
 }
 
 /// The result of one attempt.
@@ -46,8 +53,17 @@ pub struct SockOp {
     operation: GilCell<Operation>,
 }
 
-fn recv_bytes(py: Python<'_>, core: &LoopCore, fd: RawFd, max: usize) -> PyResult<Option<Py<PyAny>>> {
-    let mut buf = if max <= RECV_BUFFER_SIZE { core.take_recv_buffer(py)? } else { vec![0; max] };
+fn recv_bytes(
+    py: Python<'_>,
+    core: &LoopCore,
+    fd: RawFd,
+    max: usize,
+) -> PyResult<Option<Py<PyAny>>> {
+    let mut buf = if max <= RECV_BUFFER_SIZE {
+        core.take_recv_buffer(py)?
+    } else {
+        vec![0; max]
+    };
     let limit = max.min(buf.len());
     let received = sys_io::recv(fd, &mut buf[..limit]);
     let data = match &received {
@@ -94,7 +110,11 @@ impl SockOp {
             Operation::SendAll { data, sent } => match sys_io::send(self.fd, &data[*sent..]) {
                 Ok(Io::Done(n)) => {
                     *sent += n;
-                    Ok(if *sent == data.len() { Some(py.None()) } else { None })
+                    Ok(if *sent == data.len() {
+                        Some(py.None())
+                    } else {
+                        None
+                    })
                 }
                 Ok(Io::WouldBlock) => Ok(None),
                 Err(err) => Err(os_error(err)),
@@ -112,7 +132,10 @@ impl SockOp {
         let py = slf.py();
         let this = slf.get();
         let future = this.future.bind(py);
-        if future.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+        if future
+            .call_method0(pyo3::intern!(py, "done"))?
+            .is_truthy()?
+        {
             return this.unregister(slf);
         }
         match this.attempt(py)? {
@@ -148,7 +171,13 @@ impl SockOp {
     /// Tries `operation` now (unless the caller just did); if the socket is
     /// not ready, returns a future and leaves the operation waiting for
     /// readiness.
-    fn start(slf: &Bound<'_, LoopCore>, fd: RawFd, direction: Direction, operation: Operation, try_now: bool) -> PyResult<Py<PyAny>> {
+    fn start(
+        slf: &Bound<'_, LoopCore>,
+        fd: RawFd,
+        direction: Direction,
+        operation: Operation,
+        try_now: bool,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let op = SockOp {
             fd,
@@ -165,10 +194,21 @@ impl SockOp {
             }
         }
         let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
-        let op = Bound::new(py, SockOp { future: future.clone().unbind(), ..op })?;
-        let replaced = slf.get().watch_fd(py, fd, direction, Watcher::SockOp(op.clone().unbind()))?;
+        let op = Bound::new(
+            py,
+            SockOp {
+                future: future.clone().unbind(),
+                ..op
+            },
+        )?;
+        let replaced =
+            slf.get()
+                .watch_fd(py, fd, direction, Watcher::SockOp(op.clone().unbind()))?;
         if let Some(Watcher::Callback(handle)) = replaced {
-            handle.object().bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
+            handle
+                .object()
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "cancel"))?;
         }
         future.call_method1(pyo3::intern!(py, "add_done_callback"), (op,))?;
         Ok(future.unbind())
@@ -200,7 +240,11 @@ impl LoopCore {
     /// A future set (to None) when `fd` is ready for reading, or for writing
     /// if `writable`: for the `sock_*` methods written in Python.
     fn _wait_fd(slf: &Bound<'_, Self>, fd: RawFd, writable: bool) -> PyResult<Py<PyAny>> {
-        let direction = if writable { Direction::Write } else { Direction::Read };
+        let direction = if writable {
+            Direction::Write
+        } else {
+            Direction::Read
+        };
         SockOp::start(slf, fd, direction, Operation::Wait, false)
     }
 
@@ -211,11 +255,21 @@ impl LoopCore {
 
     /// `recv_into(buffer)`: the byte count, or a future of it.
     fn _sock_recv_into(slf: &Bound<'_, Self>, fd: RawFd, buffer: Py<PyAny>) -> PyResult<Py<PyAny>> {
-        SockOp::start(slf, fd, Direction::Read, Operation::RecvInto { buffer }, true)
+        SockOp::start(
+            slf,
+            fd,
+            Direction::Read,
+            Operation::RecvInto { buffer },
+            true,
+        )
     }
 
     /// Sends all of `data`: None when done at once, else a future.
-    fn _sock_sendall(slf: &Bound<'_, Self>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    fn _sock_sendall(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         let data = WriteData::extract(data)?;
         let bytes = data.as_slice();
         let sent = match sys_io::send(fd, bytes).map_err(os_error)? {
@@ -225,7 +279,10 @@ impl LoopCore {
         if sent == bytes.len() {
             return Ok(slf.py().None());
         }
-        let rest = Operation::SendAll { data: bytes[sent..].to_vec(), sent: 0 };
+        let rest = Operation::SendAll {
+            data: bytes[sent..].to_vec(),
+            sent: 0,
+        };
         SockOp::start(slf, fd, Direction::Write, rest, false)
     }
 }

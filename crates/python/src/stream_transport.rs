@@ -45,16 +45,21 @@ const LARGE_READ: usize = 32 * 1024;
 extern "C" {
     /// CPython's in-place resize of a `bytes` object with one reference; not
     /// exported by pyo3-ffi.
-    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, new_size: ffi::Py_ssize_t) -> std::os::raw::c_int;
+    fn _PyBytes_Resize(
+        bytes: *mut *mut ffi::PyObject,
+        new_size: ffi::Py_ssize_t,
+    ) -> std::os::raw::c_int;
 }
-
 
 /// How the protocol takes data.
 pub enum Reader {
     /// `data_received(bytes)`, bound once.
     Data(Py<PyAny>),
     /// `BufferedProtocol`: `get_buffer(-1)`, then `buffer_updated(n)`.
-    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
+    Buffered {
+        get_buffer: Py<PyAny>,
+        buffer_updated: Py<PyAny>,
+    },
 }
 
 impl Reader {
@@ -63,26 +68,39 @@ impl Reader {
         if protocol.is_instance(buffered_protocol_type(py)?.as_any())? {
             Ok(Reader::Buffered {
                 get_buffer: protocol.getattr(pyo3::intern!(py, "get_buffer"))?.unbind(),
-                buffer_updated: protocol.getattr(pyo3::intern!(py, "buffer_updated"))?.unbind(),
+                buffer_updated: protocol
+                    .getattr(pyo3::intern!(py, "buffer_updated"))?
+                    .unbind(),
             })
         } else {
-            Ok(Reader::Data(protocol.getattr(pyo3::intern!(py, "data_received"))?.unbind()))
+            Ok(Reader::Data(
+                protocol
+                    .getattr(pyo3::intern!(py, "data_received"))?
+                    .unbind(),
+            ))
         }
     }
 
     fn clone_ref(&self, py: Python<'_>) -> Reader {
         match self {
             Reader::Data(f) => Reader::Data(f.clone_ref(py)),
-            Reader::Buffered { get_buffer, buffer_updated } => {
-                Reader::Buffered { get_buffer: get_buffer.clone_ref(py), buffer_updated: buffer_updated.clone_ref(py) }
-            }
+            Reader::Buffered {
+                get_buffer,
+                buffer_updated,
+            } => Reader::Buffered {
+                get_buffer: get_buffer.clone_ref(py),
+                buffer_updated: buffer_updated.clone_ref(py),
+            },
         }
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             Reader::Data(f) => visit.call(f),
-            Reader::Buffered { get_buffer, buffer_updated } => {
+            Reader::Buffered {
+                get_buffer,
+                buffer_updated,
+            } => {
                 visit.call(get_buffer)?;
                 visit.call(buffer_updated)
             }
@@ -134,7 +152,12 @@ enum After {
 
 impl StreamCore {
     pub fn transport_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow(py).ok()?.transport.as_ref().map(|t| t.clone_ref(py))
+        self.state
+            .borrow(py)
+            .ok()?
+            .transport
+            .as_ref()
+            .map(|t| t.clone_ref(py))
     }
 
     fn loop_core<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
@@ -144,7 +167,12 @@ impl StreamCore {
     /// Runs the work an event loop iteration found for this transport.
     /// `hangup`: the poller saw the peer close, so a short read does not
     /// mean the socket is drained (the end-of-file is still to be read).
-    pub fn on_ready(slf: &Bound<'_, StreamCore>, readable: bool, writable: bool, hangup: bool) -> PyResult<()> {
+    pub fn on_ready(
+        slf: &Bound<'_, StreamCore>,
+        readable: bool,
+        writable: bool,
+        hangup: bool,
+    ) -> PyResult<()> {
         if writable {
             StreamCore::write_ready(slf)?;
         }
@@ -168,17 +196,38 @@ impl StreamCore {
             }
         };
         match reader {
-            Reader::Data(data_received) => this.read_into_bytes(slf, data_received.bind(py), hangup),
-            Reader::Buffered { get_buffer, buffer_updated } => {
-                this.read_into_protocol_buffer(slf, get_buffer.bind(py), buffer_updated.bind(py), hangup)
+            Reader::Data(data_received) => {
+                this.read_into_bytes(slf, data_received.bind(py), hangup)
             }
+            Reader::Buffered {
+                get_buffer,
+                buffer_updated,
+            } => this.read_into_protocol_buffer(
+                slf,
+                get_buffer.bind(py),
+                buffer_updated.bind(py),
+                hangup,
+            ),
         }
     }
 
-    fn read_into_bytes(&self, slf: &Bound<'_, StreamCore>, data_received: &Bound<'_, PyAny>, hangup: bool) -> PyResult<()> {
+    fn read_into_bytes(
+        &self,
+        slf: &Bound<'_, StreamCore>,
+        data_received: &Bound<'_, PyAny>,
+        hangup: bool,
+    ) -> PyResult<()> {
         let py = slf.py();
-        let pending = if self.large_reads.load(Ordering::Relaxed) { sys_io::bytes_pending(self.fd) } else { 0 };
-        let (received, data, filled) = if pending > 0 { self.recv_exact(py, pending)? } else { self.recv_shared(py)? };
+        let pending = if self.large_reads.load(Ordering::Relaxed) {
+            sys_io::bytes_pending(self.fd)
+        } else {
+            0
+        };
+        let (received, data, filled) = if pending > 0 {
+            self.recv_exact(py, pending)?
+        } else {
+            self.recv_shared(py)?
+        };
         if let Ok(Io::Done(n)) = received {
             self.large_reads.store(n >= LARGE_READ, Ordering::Relaxed);
         }
@@ -187,7 +236,11 @@ impl StreamCore {
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(_)) => {
                 if let Err(err) = data_received.call1((data.expect("data of a non-empty read"),)) {
-                    return self.protocol_failed(py, err, "Fatal error: protocol.data_received() call failed.");
+                    return self.protocol_failed(
+                        py,
+                        err,
+                        "Fatal error: protocol.data_received() call failed.",
+                    );
                 }
                 if filled || hangup {
                     self.retry_read(slf, hangup)?;
@@ -200,7 +253,10 @@ impl StreamCore {
 
     /// Reads into the loop's shared buffer and copies out exactly the data:
     /// the cheapest way for the usual small reads.
-    fn recv_shared<'py>(&self, py: Python<'py>) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
+    fn recv_shared<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let core = self.loop_core(py).get();
         let mut buf = core.take_recv_buffer(py)?;
         let received = sys_io::recv(self.fd, &mut buf);
@@ -217,7 +273,11 @@ impl StreamCore {
     /// straight into a `bytes` of that size: for large reads this saves
     /// copying them out of the shared buffer. (A `bytes` sized for a full
     /// read and shrunk afterwards does not pay: fresh pages fault in.)
-    fn recv_exact<'py>(&self, py: Python<'py>, pending: usize) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
+    fn recv_exact<'py>(
+        &self,
+        py: Python<'py>,
+        pending: usize,
+    ) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let size = pending.min(crate::loop_core::RECV_BUFFER_SIZE);
         // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of
         // n uninitialised bytes that only we see until we hand it out; recv
@@ -237,7 +297,11 @@ impl StreamCore {
                         return Err(PyErr::fetch(py));
                     }
                     let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
-                    Ok((received, Some(data), n == crate::loop_core::RECV_BUFFER_SIZE))
+                    Ok((
+                        received,
+                        Some(data),
+                        n == crate::loop_core::RECV_BUFFER_SIZE,
+                    ))
                 }
                 _ => {
                     ffi::Py_DECREF(obj);
@@ -257,15 +321,31 @@ impl StreamCore {
         let py = slf.py();
         let target = match get_buffer.call1((-1,)) {
             Ok(target) => target,
-            Err(err) => return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed."),
+            Err(err) => {
+                return self.protocol_failed(
+                    py,
+                    err,
+                    "Fatal error: protocol.get_buffer() call failed.",
+                )
+            }
         };
         let view = match WritableBuffer::get(&target) {
             Ok(view) if view.len() > 0 => view,
             Ok(_) => {
                 let err = PyRuntimeError::new_err("get_buffer() returned an empty buffer");
-                return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed.");
+                return self.protocol_failed(
+                    py,
+                    err,
+                    "Fatal error: protocol.get_buffer() call failed.",
+                );
             }
-            Err(err) => return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed."),
+            Err(err) => {
+                return self.protocol_failed(
+                    py,
+                    err,
+                    "Fatal error: protocol.get_buffer() call failed.",
+                )
+            }
         };
         // SAFETY: `view` holds the exported buffer for the duration of the
         // call, so its pointer is valid for writes of `view.len()` bytes.
@@ -277,7 +357,11 @@ impl StreamCore {
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(n)) => {
                 if let Err(err) = buffer_updated.call1((n,)) {
-                    return self.protocol_failed(py, err, "Fatal error: protocol.buffer_updated() call failed.");
+                    return self.protocol_failed(
+                        py,
+                        err,
+                        "Fatal error: protocol.buffer_updated() call failed.",
+                    );
                 }
                 if n == capacity || hangup {
                     self.retry_read(slf, hangup)?;
@@ -292,7 +376,12 @@ impl StreamCore {
     /// end of the stream) remains: read again next iteration.
     fn retry_read(&self, slf: &Bound<'_, StreamCore>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
-        let again = Ready::Stream { transport: slf.clone().unbind(), readable: true, writable: false, hangup };
+        let again = Ready::Stream {
+            transport: slf.clone().unbind(),
+            readable: true,
+            writable: false,
+            hangup,
+        };
         self.loop_core(py).get().push_ready(py, again)
     }
 
@@ -300,15 +389,29 @@ impl StreamCore {
         let py = slf.py();
         let (protocol, transport) = {
             let st = self.state.borrow(py)?;
-            (st.protocol.as_ref().map(|p| p.clone_ref(py)), st.transport.as_ref().map(|t| t.clone_ref(py)))
+            (
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+                st.transport.as_ref().map(|t| t.clone_ref(py)),
+            )
         };
         let (Some(protocol), Some(transport)) = (protocol, transport) else {
             return Ok(());
         };
-        transport.bind(py).call_method1(pyo3::intern!(py, "_log_debug"), ("%r received EOF",))?;
-        let keep_open = match protocol.bind(py).call_method0(pyo3::intern!(py, "eof_received")) {
+        transport
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "_log_debug"), ("%r received EOF",))?;
+        let keep_open = match protocol
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "eof_received"))
+        {
             Ok(result) => result.is_truthy()?,
-            Err(err) => return self.protocol_failed(py, err, "Fatal error: protocol.eof_received() call failed."),
+            Err(err) => {
+                return self.protocol_failed(
+                    py,
+                    err,
+                    "Fatal error: protocol.eof_received() call failed.",
+                )
+            }
         };
         if keep_open {
             // Half-open: the protocol may still write, but there is nothing
@@ -333,7 +436,10 @@ impl StreamCore {
         let Some(transport) = self.transport_object(py) else {
             return Ok(());
         };
-        transport.bind(py).call_method1(pyo3::intern!(py, "_fatal_error"), (err.into_value(py), message))?;
+        transport.bind(py).call_method1(
+            pyo3::intern!(py, "_fatal_error"),
+            (err.into_value(py), message),
+        )?;
         Ok(())
     }
 
@@ -364,11 +470,18 @@ impl StreamCore {
         };
         drop(released);
         if let After::Fatal(err, message) = outcome {
-            let waiter = this.state.borrow(py)?.empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            let waiter = this
+                .state
+                .borrow(py)?
+                .empty_waiter
+                .as_ref()
+                .map(|w| w.clone_ref(py));
             let exc = err.value(py).clone();
             this.fatal_error(py, err, message)?;
             if let Some(waiter) = waiter {
-                waiter.bind(py).call_method1(pyo3::intern!(py, "set_exception"), (exc,))?;
+                waiter
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "set_exception"), (exc,))?;
             }
             return Ok(());
         }
@@ -376,12 +489,18 @@ impl StreamCore {
         let (empty, closing, eof, waiter) = {
             let st = this.state.borrow(py)?;
             let empty = st.buffer.is_empty();
-            let waiter = if empty { st.empty_waiter.as_ref().map(|w| w.clone_ref(py)) } else { None };
+            let waiter = if empty {
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
+            } else {
+                None
+            };
             (empty, st.life.closing, st.eof, waiter)
         };
         if empty {
             if let Some(waiter) = waiter {
-                waiter.bind(py).call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
+                waiter
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
             }
             if closing {
                 this.call_connection_lost_now(py, py.None())?;
@@ -419,7 +538,10 @@ impl StreamCore {
     fn notify_protocol(&self, py: Python<'_>, method: &str) -> PyResult<()> {
         let (transport, protocol) = {
             let st = self.state.borrow(py)?;
-            (st.transport.as_ref().map(|t| t.clone_ref(py)), st.protocol.as_ref().map(|p| p.clone_ref(py)))
+            (
+                st.transport.as_ref().map(|t| t.clone_ref(py)),
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
         };
         if let (Some(transport), Some(protocol)) = (transport, protocol) {
             notify_protocol(transport.bind(py), protocol.bind(py), method)?;
@@ -433,7 +555,9 @@ impl StreamCore {
 
     fn call_connection_lost_now(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
         if let Some(transport) = self.transport_object(py) {
-            transport.bind(py).call_method1(pyo3::intern!(py, "_call_connection_lost"), (exc,))?;
+            transport
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "_call_connection_lost"), (exc,))?;
         }
         Ok(())
     }
@@ -473,10 +597,14 @@ impl StreamCore {
         let failure = {
             let mut st = this.state.borrow_mut(py)?;
             if st.eof {
-                return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call write() after write_eof()",
+                ));
             }
             if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+                return Err(PyRuntimeError::new_err(
+                    "unable to write; sendfile is in progress",
+                ));
             }
             let bytes = data.as_slice();
             if bytes.is_empty() {
@@ -513,13 +641,15 @@ impl StreamCore {
         this.maybe_pause_protocol(py)
     }
 
-
     fn set_protocol_impl(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
         let reader = Reader::for_protocol(protocol)?;
         let previous = {
             let mut st = self.state.borrow_mut(py)?;
-            (st.protocol.replace(protocol.clone().unbind()), st.reader.replace(reader))
+            (
+                st.protocol.replace(protocol.clone().unbind()),
+                st.reader.replace(reader),
+            )
         };
         drop(previous);
         Ok(())
@@ -530,7 +660,12 @@ impl StreamCore {
 impl StreamCore {
     /// `StreamCore(loop, fd, protocol, transport)`.
     #[new]
-    fn py_new(r#loop: &Bound<'_, PyAny>, fd: RawFd, protocol: &Bound<'_, PyAny>, transport: Py<PyAny>) -> PyResult<Self> {
+    fn py_new(
+        r#loop: &Bound<'_, PyAny>,
+        fd: RawFd,
+        protocol: &Bound<'_, PyAny>,
+        transport: Py<PyAny>,
+    ) -> PyResult<Self> {
         let core = StreamCore {
             fd,
             large_reads: AtomicBool::new(false),
@@ -560,7 +695,12 @@ impl StreamCore {
             return Ok(());
         }
         let me = slf.clone().unbind();
-        let replaced = this.loop_core(py).get().watch_fd_both(py, this.fd, Watcher::Stream(me.clone_ref(py)), Watcher::Stream(me))?;
+        let replaced = this.loop_core(py).get().watch_fd_both(
+            py,
+            this.fd,
+            Watcher::Stream(me.clone_ref(py)),
+            Watcher::Stream(me),
+        )?;
         drop(replaced);
         Ok(())
     }
@@ -568,10 +708,20 @@ impl StreamCore {
     /// Stops watching the socket: the connection is over.
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
-        let removed = if registered { Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd)?) } else { None };
+        let removed = if registered {
+            Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd)?)
+        } else {
+            None
+        };
         let released = {
             let mut st = self.state.borrow_mut(py)?;
-            (st.transport.take(), st.protocol.take(), st.reader.take(), st.buffer.clear(), st.empty_waiter.take())
+            (
+                st.transport.take(),
+                st.protocol.take(),
+                st.reader.take(),
+                st.buffer.clear(),
+                st.empty_waiter.take(),
+            )
         };
         drop((removed, released));
         Ok(())
@@ -579,7 +729,8 @@ impl StreamCore {
 
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let joined = PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (list_of_data,))?;
+        let joined =
+            PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (list_of_data,))?;
         StreamCore::write(slf, &joined)
     }
 
@@ -657,7 +808,12 @@ impl StreamCore {
     }
 
     #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(&self, py: Python<'_>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+    fn set_write_buffer_limits(
+        &self,
+        py: Python<'_>,
+        high: Option<i64>,
+        low: Option<i64>,
+    ) -> PyResult<()> {
         self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
         self.maybe_pause_protocol(py)
     }
@@ -667,7 +823,12 @@ impl StreamCore {
     }
 
     fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+        Ok(self
+            .state
+            .borrow(py)?
+            .protocol
+            .as_ref()
+            .map(|p| p.clone_ref(py)))
     }
 
     /// Stops watching the socket for a while (sendfile writes to it
@@ -704,7 +865,10 @@ impl StreamCore {
         if self.state.borrow(py)?.empty_waiter.is_some() {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
-        let waiter = self.loop_.bind(py).call_method0(pyo3::intern!(py, "create_future"))?;
+        let waiter = self
+            .loop_
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "create_future"))?;
         let drained = {
             let mut st = self.state.borrow_mut(py)?;
             // Kept even when already drained: writes are refused while the
@@ -741,7 +905,13 @@ impl StreamCore {
     fn __clear__(&self) {
         Python::attach(|py| {
             let released = self.state.borrow_mut(py).ok().map(|mut st| {
-                (st.transport.take(), st.protocol.take(), st.reader.take(), st.buffer.clear(), st.empty_waiter.take())
+                (
+                    st.transport.take(),
+                    st.protocol.take(),
+                    st.reader.take(),
+                    st.buffer.clear(),
+                    st.empty_waiter.take(),
+                )
             });
             drop(released);
         });
@@ -749,7 +919,10 @@ impl StreamCore {
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
-unsafe extern "C" fn raw_write(slf: *mut ffi::PyObject, data: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn raw_write(
+    slf: *mut ffi::PyObject,
+    data: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls METH_O methods with the GIL held, a live `self`
     // of the type the method was installed on (StreamCore), and a live
     // argument.
@@ -775,9 +948,12 @@ unsafe extern "C" fn raw_write(slf: *mut ffi::PyObject, data: *mut ffi::PyObject
 pub fn install(py: Python<'_>) -> PyResult<()> {
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"write".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: raw_write },
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: raw_write,
+        },
         ml_flags: ffi::METH_O,
-        ml_doc: c"write(data)\n--\n\nSend data, buffering what the socket cannot take now.".as_ptr(),
+        ml_doc: c"write(data)\n--\n\nSend data, buffering what the socket cannot take now."
+            .as_ptr(),
     }));
     crate::scheduling::install_method(py, &StreamCore::type_object(py), def)
 }

@@ -104,7 +104,9 @@ pub fn os_error(err: io::Error) -> PyErr {
             // SAFETY: strerror returns a pointer to a NUL-terminated static or
             // thread-local message, valid until the next strerror call on this
             // thread; we copy it at once.
-            let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }.to_string_lossy().into_owned();
+            let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }
+                .to_string_lossy()
+                .into_owned();
             PyOSError::new_err((errno, text))
         }
         None => PyOSError::new_err(err.to_string()),

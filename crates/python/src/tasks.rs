@@ -15,13 +15,27 @@ use pyo3::types::{PyModule, PyString, PyTuple};
 
 use crate::loop_core::LoopCore;
 
-fn module<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyModule>>, name: &str) -> PyResult<&'py Bound<'py, PyModule>> {
-    Ok(cell.get_or_try_init(py, || py.import(name).map(Bound::unbind))?.bind(py))
+fn module<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyModule>>,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyModule>> {
+    Ok(cell
+        .get_or_try_init(py, || py.import(name).map(Bound::unbind))?
+        .bind(py))
 }
 
 /// A tuple of interned keyword names, made once.
-fn keyword_names<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyTuple>>, names: &[&str]) -> PyResult<&'py Bound<'py, PyTuple>> {
-    Ok(cell.get_or_try_init(py, || PyTuple::new(py, names.iter().map(|n| PyString::intern(py, n))).map(Bound::unbind))?.bind(py))
+fn keyword_names<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyTuple>>,
+    names: &[&str],
+) -> PyResult<&'py Bound<'py, PyTuple>> {
+    Ok(cell
+        .get_or_try_init(py, || {
+            PyTuple::new(py, names.iter().map(|n| PyString::intern(py, n))).map(Bound::unbind)
+        })?
+        .bind(py))
 }
 
 /// `callable(*positional, **dict(zip(names, values)))` as one vectorcall.
@@ -32,13 +46,22 @@ fn call_with_keywords<'py>(
     values: &[&Bound<'py, PyAny>],
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = callable.py();
-    let args: Vec<*mut ffi::PyObject> = positional.iter().chain(values.iter()).map(|a| a.as_ptr()).collect();
+    let args: Vec<*mut ffi::PyObject> = positional
+        .iter()
+        .chain(values.iter())
+        .map(|a| a.as_ptr())
+        .collect();
     // SAFETY: `args` holds `positional.len()` positional arguments followed
     // by one value per name in `names`, all borrowed references kept alive
     // by the caller for the duration of the call; the result is a new
     // reference or NULL with an exception set.
     unsafe {
-        let result = ffi::PyObject_Vectorcall(callable.as_ptr(), args.as_ptr(), positional.len(), names.as_ptr());
+        let result = ffi::PyObject_Vectorcall(
+            callable.as_ptr(),
+            args.as_ptr(),
+            positional.len(),
+            names.as_ptr(),
+        );
         Bound::from_owned_ptr_or_err(py, result)
     }
 }
@@ -48,7 +71,8 @@ pub fn create_future(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
     static FUTURES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     let py = slf.py();
-    let future_type = module(py, &FUTURES, "asyncio.futures")?.getattr(pyo3::intern!(py, "Future"))?;
+    let future_type =
+        module(py, &FUTURES, "asyncio.futures")?.getattr(pyo3::intern!(py, "Future"))?;
     let names = keyword_names(py, &NAMES, &["loop"])?;
     Ok(call_with_keywords(&future_type, &[], names, &[slf.as_any()])?.unbind())
 }
@@ -65,15 +89,25 @@ pub fn create_task(
     let py = slf.py();
     let core = slf.get();
     core.check_closed()?;
-    let factory = core.state.borrow(py)?.task_factory.as_ref().map(|f| f.clone_ref(py));
+    let factory = core
+        .state
+        .borrow(py)?
+        .task_factory
+        .as_ref()
+        .map(|f| f.clone_ref(py));
     let none = py.None().into_bound(py);
     let name = name.filter(|n| !n.is_none());
     let context = context.filter(|c| !c.is_none());
     let task = match factory {
         None => {
-            let task_type = module(py, &TASKS, "asyncio.tasks")?.getattr(pyo3::intern!(py, "Task"))?;
+            let task_type =
+                module(py, &TASKS, "asyncio.tasks")?.getattr(pyo3::intern!(py, "Task"))?;
             let names = keyword_names(py, &NAMES, &["loop", "name", "context"])?;
-            let values = [slf.as_any(), name.as_ref().unwrap_or(&none), context.as_ref().unwrap_or(&none)];
+            let values = [
+                slf.as_any(),
+                name.as_ref().unwrap_or(&none),
+                context.as_ref().unwrap_or(&none),
+            ];
             let task = call_with_keywords(&task_type, &[coro], names, &values)?;
             if core.is_debug() {
                 // The task recorded where it was made: here. Show our caller.
@@ -109,7 +143,9 @@ impl LoopCore {
         } else if factory.bind(py).is_callable() {
             Some(factory)
         } else {
-            return Err(PyTypeError::new_err("task factory must be a callable or None"));
+            return Err(PyTypeError::new_err(
+                "task factory must be a callable or None",
+            ));
         };
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.task_factory, factory);
         drop(previous);
@@ -117,7 +153,12 @@ impl LoopCore {
     }
 
     fn get_task_factory(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.state.borrow(py)?.task_factory.as_ref().map(|f| f.clone_ref(py)))
+        Ok(self
+            .state
+            .borrow(py)?
+            .task_factory
+            .as_ref()
+            .map(|f| f.clone_ref(py)))
     }
 
     /// asyncio's attribute, read by some code that inspects loops.

@@ -56,7 +56,10 @@ impl WriteBuffer {
         let remaining = bytes.as_bytes(py).len() - sent;
         if remaining > 0 {
             self.len += remaining;
-            self.chunks.push_back(Chunk { data: ChunkData::Shared(bytes), sent });
+            self.chunks.push_back(Chunk {
+                data: ChunkData::Shared(bytes),
+                sent,
+            });
         }
     }
 
@@ -64,13 +67,20 @@ impl WriteBuffer {
     pub fn push_copy(&mut self, data: &[u8]) {
         if !data.is_empty() {
             self.len += data.len();
-            self.chunks.push_back(Chunk { data: ChunkData::Owned(data.to_vec()), sent: 0 });
+            self.chunks.push_back(Chunk {
+                data: ChunkData::Owned(data.to_vec()),
+                sent: 0,
+            });
         }
     }
 
     /// Up to [`MAX_IOVECS`] slices from the front, for one vectored send.
     pub fn slices<'a>(&'a self, py: Python<'a>) -> Vec<IoSlice<'a>> {
-        self.chunks.iter().take(MAX_IOVECS).map(|c| IoSlice::new(c.bytes(py))).collect()
+        self.chunks
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|c| IoSlice::new(c.bytes(py)))
+            .collect()
     }
 
     /// Drops `n` sent bytes from the front. Returns the chunks released, for
@@ -79,14 +89,21 @@ impl WriteBuffer {
         let mut released = Vec::new();
         self.len -= n;
         while n > 0 {
-            let front = self.chunks.front_mut().expect("consumed bytes were buffered");
+            let front = self
+                .chunks
+                .front_mut()
+                .expect("consumed bytes were buffered");
             let available = front.bytes(py).len();
             if n < available {
                 front.sent += n;
                 break;
             }
             n -= available;
-            if let Some(Chunk { data: ChunkData::Shared(b), .. }) = self.chunks.pop_front() {
+            if let Some(Chunk {
+                data: ChunkData::Shared(b),
+                ..
+            }) = self.chunks.pop_front()
+            {
                 released.push(b);
             }
         }
