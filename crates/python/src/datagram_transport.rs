@@ -440,7 +440,7 @@ impl DatagramCore {
                 }
             }
         }
-        self.maybe_resume_protocol(py)?;
+        self.flow_notify(py, FlowControl::resume_notice)?;
         let (empty, closing) = {
             let st = self.state.borrow(py)?;
             (st.buffer.is_empty(), st.life.closing)
@@ -455,46 +455,29 @@ impl DatagramCore {
         Ok(())
     }
 
-    fn flow_notify(&self, py: Python<'_>, pause: bool) -> PyResult<()> {
-        let needed = {
+    /// Pauses or resumes the protocol if `notice` (`FlowControl::pause_notice`
+    /// or `resume_notice`) says the buffered size calls for it.
+    fn flow_notify(
+        &self,
+        py: Python<'_>,
+        notice: fn(&mut FlowControl, usize) -> Option<&'static str>,
+    ) -> PyResult<()> {
+        let (method, transport, protocol) = {
             let mut st = self.state.borrow_mut(py)?;
             let size = st.buffer_size;
-            if pause {
-                st.flow.pause_needed(size)
-            } else {
-                st.flow.resume_needed(size)
-            }
-        };
-        if !needed {
-            return Ok(());
-        }
-        let (transport, protocol) = {
-            let st = self.state.borrow(py)?;
+            let Some(method) = notice(&mut st.flow, size) else {
+                return Ok(());
+            };
             (
+                method,
                 st.transport.as_ref().map(|t| t.clone_ref(py)),
                 st.protocol.as_ref().map(|p| p.clone_ref(py)),
             )
         };
-        if let (Some(t), Some(p)) = (transport, protocol) {
-            notify_protocol(
-                t.bind(py),
-                p.bind(py),
-                if pause {
-                    "pause_writing"
-                } else {
-                    "resume_writing"
-                },
-            )?;
+        if let (Some(transport), Some(protocol)) = (transport, protocol) {
+            notify_protocol(transport.bind(py), protocol.bind(py), method)?;
         }
         Ok(())
-    }
-
-    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        self.flow_notify(py, true)
-    }
-
-    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        self.flow_notify(py, false)
     }
 
     fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
@@ -637,7 +620,7 @@ impl DatagramCore {
             st.buffer_size += bytes.len() + self.header_size;
             st.buffer.push_back((owned, addr.unbind()));
         }
-        self.maybe_pause_protocol(py)
+        self.flow_notify(py, FlowControl::pause_notice)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -689,7 +672,7 @@ impl DatagramCore {
         low: Option<i64>,
     ) -> PyResult<()> {
         self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
-        self.maybe_pause_protocol(py)
+        self.flow_notify(py, FlowControl::pause_notice)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {

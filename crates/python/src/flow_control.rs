@@ -54,22 +54,24 @@ impl FlowControl {
         self.paused
     }
 
-    /// True when a buffer of `size` bytes must pause the protocol now.
-    pub fn pause_needed(&mut self, size: usize) -> bool {
+    /// `Some("pause_writing")` when a buffer grown to `size` bytes must
+    /// pause the protocol now.
+    pub fn pause_notice(&mut self, size: usize) -> Option<&'static str> {
         if size > self.high && !self.paused {
             self.paused = true;
-            return true;
+            return Some("pause_writing");
         }
-        false
+        None
     }
 
-    /// True when a buffer of `size` bytes must resume the protocol now.
-    pub fn resume_needed(&mut self, size: usize) -> bool {
+    /// `Some("resume_writing")` when a buffer drained to `size` bytes must
+    /// resume the protocol now.
+    pub fn resume_notice(&mut self, size: usize) -> Option<&'static str> {
         if self.paused && size <= self.low {
             self.paused = false;
-            return true;
+            return Some("resume_writing");
         }
-        false
+        None
     }
 }
 

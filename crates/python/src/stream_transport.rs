@@ -485,7 +485,7 @@ impl StreamCore {
             }
             return Ok(());
         }
-        this.maybe_resume_protocol(py)?;
+        this.flow_notify(py, FlowControl::resume_notice)?;
         let (empty, closing, eof, waiter) = {
             let st = this.state.borrow(py)?;
             let empty = st.buffer.is_empty();
@@ -511,34 +511,21 @@ impl StreamCore {
         Ok(())
     }
 
-    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let pause = {
+    /// Pauses or resumes the protocol if `notice` (`FlowControl::pause_notice`
+    /// or `resume_notice`) says the buffered size calls for it.
+    fn flow_notify(
+        &self,
+        py: Python<'_>,
+        notice: fn(&mut FlowControl, usize) -> Option<&'static str>,
+    ) -> PyResult<()> {
+        let (method, transport, protocol) = {
             let mut st = self.state.borrow_mut(py)?;
             let size = st.buffer.len();
-            st.flow.pause_needed(size)
-        };
-        if pause {
-            self.notify_protocol(py, "pause_writing")?;
-        }
-        Ok(())
-    }
-
-    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let resume = {
-            let mut st = self.state.borrow_mut(py)?;
-            let size = st.buffer.len();
-            st.flow.resume_needed(size)
-        };
-        if resume {
-            self.notify_protocol(py, "resume_writing")?;
-        }
-        Ok(())
-    }
-
-    fn notify_protocol(&self, py: Python<'_>, method: &str) -> PyResult<()> {
-        let (transport, protocol) = {
-            let st = self.state.borrow(py)?;
+            let Some(method) = notice(&mut st.flow, size) else {
+                return Ok(());
+            };
             (
+                method,
                 st.transport.as_ref().map(|t| t.clone_ref(py)),
                 st.protocol.as_ref().map(|p| p.clone_ref(py)),
             )
@@ -638,7 +625,7 @@ impl StreamCore {
         if let Some(err) = failure {
             return this.fatal_error(py, err, "Fatal write error on socket transport");
         }
-        this.maybe_pause_protocol(py)
+        this.flow_notify(py, FlowControl::pause_notice)
     }
 
     fn set_protocol_impl(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -815,7 +802,7 @@ impl StreamCore {
         low: Option<i64>,
     ) -> PyResult<()> {
         self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
-        self.maybe_pause_protocol(py)
+        self.flow_notify(py, FlowControl::pause_notice)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
