@@ -8,7 +8,7 @@ Use it with any of::
     ferroloop.install()   # then plain asyncio.run(main())
 """
 
+from ._ferroloop import __version__
 from .policy import EventLoopPolicy, Loop, install, new_event_loop, run
 
 __all__ = ('EventLoopPolicy', 'Loop', 'install', 'new_event_loop', 'run')
-__version__ = '0.1.0'

@@ -201,3 +201,21 @@ fn a_pair_of_watchers_registers_and_leaves_together() {
     poller.poll(Some(Duration::ZERO)).unwrap();
     assert!(ready_fds(&poller).is_empty());
 }
+
+#[test]
+fn forgetting_all_watchers_leaves_the_epoll_set_alone() {
+    // A forked child drops its copy of the registry this way: the epoll set
+    // is shared with the parent, which keeps receiving events.
+    let mut poller = Poller::new().unwrap();
+    let mut registry = IoRegistry::new(poller.registry().unwrap());
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let fd = b.as_raw_fd();
+    registry.insert(fd, Direction::Read, "reader").unwrap();
+    let mut forgotten = registry.forget_all();
+    forgotten.sort();
+    assert_eq!(forgotten, vec!["reader"]);
+    assert!(registry.is_empty());
+    a.write_all(b"still watched").unwrap();
+    poller.poll(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(ready_fds(&poller), vec![(fd, true, false)]);
+}

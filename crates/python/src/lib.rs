@@ -51,6 +51,9 @@ mod _ferroloop {
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        // The one version: the Cargo workspace's, which maturin also puts in
+        // the wheel's metadata.
+        pyo3::types::PyModuleMethods::add(m, "__version__", env!("CARGO_PKG_VERSION"))?;
         crate::handles::create_types(m)?;
         crate::scheduling::install(m.py())?;
         crate::stream_transport::install(m.py())

@@ -60,6 +60,8 @@ fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
 
 /// One iteration.
 fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+    // A forked child polling its parent's epoll would steal the parent's events.
+    slf.get().check_process()?;
     let timeout = wait_timeout(slf)?;
     wait_and_collect(slf, timeout)?;
     run_ready_batch(slf)
