@@ -16,6 +16,8 @@ import pytest
 import ferroloop
 
 ROOT = Path(__file__).resolve().parent.parent
+# Sample suites that tests/test_pytest_plugin.py runs in pytests of their own.
+collect_ignore = ['plugin_samples']
 LOOP_FACTORIES = {
     'asyncio': asyncio.new_event_loop,
     'ferroloop': ferroloop.new_event_loop,
