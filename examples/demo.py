@@ -11,7 +11,7 @@ LESSONS = sorted((HERE / 'lessons').glob('*.py'))
 WIDTH = 44
 
 
-def run(loop, program):
+def run(loop: str, program: Path) -> tuple[list[str], float, int]:
     """Output lines, run time (seconds, start-up excluded) and exit code."""
     with tempfile.NamedTemporaryFile() as timing:
         env = dict(os.environ, FERROLOOP_TIMING_FILE=timing.name)
@@ -22,7 +22,7 @@ def run(loop, program):
     return text.rstrip().splitlines(), took, proc.returncode
 
 
-def main():
+def main() -> int:
     print(f'Python {sys.version.split()[0]}; each lesson runs in a fresh process.\n')
     all_same = True
     for program in LESSONS:
