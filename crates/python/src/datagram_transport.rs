@@ -25,8 +25,8 @@ use crate::gil_cell::GilCell;
 use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
-use crate::stream_transport::is_stopping_exception;
-use crate::sys_io::{os_error, Io};
+use crate::errors::{is_loop_stopping, os_error};
+use crate::sys_io::Io;
 
 struct DatagramState {
     transport: Option<Py<PyAny>>,
@@ -354,7 +354,7 @@ impl DatagramCore {
         err: PyErr,
         message: &'static str,
     ) -> PyResult<()> {
-        if is_stopping_exception(py, &err) {
+        if is_loop_stopping(py, &err) {
             return Err(err);
         }
         if let Some(transport) = self.transport_object(py) {
@@ -543,7 +543,9 @@ impl DatagramCore {
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered {
-            Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd)?)
+            Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Datagram(t) if std::ptr::eq(t.get(), self))
+            })?)
         } else {
             None
         };

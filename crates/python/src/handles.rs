@@ -27,7 +27,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use ferroloop_engine::CancelledCount;
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -219,7 +219,7 @@ impl HandleRef {
             match run_in_context(py, (*h).context, &callback, &args) {
                 Ok(()) => Ok(RunOutcome::Done),
                 Err(err) => {
-                    let stopping = is_loop_stopping_exception(py, &err);
+                    let stopping = crate::errors::is_loop_stopping(py, &err);
                     if !keep && !stopping && (*h).callback.is_null() && !(*h).cancelled {
                         // Put them back: the error report shows them.
                         (*h).callback = callback.into_ptr();
@@ -305,10 +305,6 @@ unsafe fn run_in_context(
         return called.and(Err(exit_err));
     }
     called
-}
-
-fn is_loop_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
 }
 
 // ---------------------------------------------------------------------------
@@ -422,7 +418,7 @@ unsafe fn method(
     // SAFETY: `slf` is the live object the method was called on.
     let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(py, &slf)));
-    match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
+    match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
         Ok(value) => value.into_ptr(),
         Err(err) => {
             err.restore(py);

@@ -135,7 +135,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
             drop(poller_slot);
             py.check_signals()?;
         }
-        Some(Err(err)) => return Err(err.into()),
+        Some(Err(err)) => return Err(crate::errors::os_error(err)),
         Some(Ok(())) => {
             let mut st = core.state.borrow_mut(py)?;
             let st = &mut *st;
@@ -214,7 +214,7 @@ fn queue_ready_io(
             continue;
         }
         match io.get(fd, direction) {
-            Some(Watcher::Callback(handle)) => {
+            Some(Watcher::Callback { handle, .. }) => {
                 level_triggered = true;
                 if handle.is_cancelled() {
                     discarded.extend(io.remove(fd, direction));

@@ -21,6 +21,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
+use crate::errors::panic_error;
 use crate::handles::HandleRef;
 use crate::loop_core::{LoopCore, ScheduledTimer};
 use crate::queue_items::Ready;
@@ -190,17 +191,6 @@ unsafe fn entry(
     }
 }
 
-/// A Rust panic becomes a Python exception (pyo3's PanicException), never
-/// an abort of the interpreter.
-pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic from Rust code".to_string());
-    pyo3::panic::PanicException::new_err(message)
-}
-
 /// A float deadline or delay, refusing `None` with asyncio's message.
 fn seconds(value: Option<Bound<'_, PyAny>>, none_message: &'static str) -> PyResult<f64> {
     match value {
@@ -230,7 +220,7 @@ fn soon(
     st.ready.push(Ready::Callback(handle.clone_ref(py)));
     if threadsafe {
         if let Some(waker) = &st.waker {
-            waker.wake()?;
+            waker.wake().map_err(crate::errors::os_error)?;
         }
     }
     drop(st);
@@ -374,7 +364,7 @@ unsafe fn soon_shortcut(
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
             if threadsafe {
                 if let Some(waker) = &st.waker {
-                    waker.wake()?;
+                    waker.wake().map_err(crate::errors::os_error)?;
                 }
             }
             drop(st);
@@ -477,7 +467,11 @@ unsafe extern "C" fn get_debug(
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
     unsafe {
         raw_entry(slf, |slf| {
-            Ok(pyo3::types::PyBool::new(slf.py(), slf.get().is_debug())
+            let py = slf.py();
+            if let Some(value) = &slf.get().state.borrow(py)?.debug_value {
+                return Ok(value.clone_ref(py));
+            }
+            Ok(pyo3::types::PyBool::new(py, slf.get().is_debug())
                 .to_owned()
                 .into_any()
                 .unbind())

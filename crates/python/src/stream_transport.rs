@@ -22,7 +22,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -35,21 +35,13 @@ use crate::gil_cell::GilCell;
 use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
-use crate::sys_io::{self, os_error, Io};
+use crate::errors::os_error;
+use crate::sys_io::{self, Io};
 use crate::write_buffer::WriteBuffer;
 
 /// A read at least this large makes the next one ask the kernel how much is
 /// waiting and read it straight into a `bytes` of that size (`recv_exact`).
 const LARGE_READ: usize = 32 * 1024;
-
-extern "C" {
-    /// CPython's in-place resize of a `bytes` object with one reference; not
-    /// exported by pyo3-ffi.
-    fn _PyBytes_Resize(
-        bytes: *mut *mut ffi::PyObject,
-        new_size: ffi::Py_ssize_t,
-    ) -> std::os::raw::c_int;
-}
 
 /// How the protocol takes data.
 pub enum Reader {
@@ -111,10 +103,6 @@ impl Reader {
 fn buffered_protocol_type(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
     static TYPE: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
     Ok(TYPE.import(py, "asyncio", "BufferedProtocol")?.clone())
-}
-
-pub fn is_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
 }
 
 struct StreamState {
@@ -279,36 +267,9 @@ impl StreamCore {
         pending: usize,
     ) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let size = pending.min(crate::loop_core::RECV_BUFFER_SIZE);
-        // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of
-        // n uninitialised bytes that only we see until we hand it out; recv
-        // writes at most `size` bytes into it; if fewer arrive (another reader
-        // raced us), _PyBytes_Resize shrinks our only reference in place, or
-        // fails, freeing it and setting an exception.
-        // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
-        unsafe {
-            let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
-            if obj.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            let received = sys_io::recv_raw(self.fd, ffi::PyBytes_AsString(obj).cast(), size);
-            match received {
-                Ok(Io::Done(n)) if n > 0 => {
-                    if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {
-                        return Err(PyErr::fetch(py));
-                    }
-                    let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
-                    Ok((
-                        received,
-                        Some(data),
-                        n == crate::loop_core::RECV_BUFFER_SIZE,
-                    ))
-                }
-                _ => {
-                    ffi::Py_DECREF(obj);
-                    Ok((received, None, false))
-                }
-            }
-        }
+        let (received, data) = crate::buffers::recv_new_bytes(py, self.fd, size)?;
+        let filled = matches!(received, Ok(Io::Done(n)) if n == crate::loop_core::RECV_BUFFER_SIZE);
+        Ok((received, data, filled))
     }
 
     fn read_into_protocol_buffer(
@@ -424,7 +385,7 @@ impl StreamCore {
     }
 
     fn protocol_failed(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
-        if is_stopping_exception(py, &err) {
+        if crate::errors::is_loop_stopping(py, &err) {
             return Err(err);
         }
         self.fatal_error(py, err, message)
@@ -696,7 +657,9 @@ impl StreamCore {
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered {
-            Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd)?)
+            Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
+            })?)
         } else {
             None
         };
@@ -823,7 +786,9 @@ impl StreamCore {
     fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         if registered {
-            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd)?;
+            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
+            })?;
             drop(removed);
         }
         Ok(())
@@ -919,7 +884,7 @@ unsafe extern "C" fn raw_write(
             let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StreamCore>();
             StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))
         }));
-        match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
+        match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
             Ok(()) => py.None().into_ptr(),
             Err(err) => {
                 err.restore(py);
