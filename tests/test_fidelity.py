@@ -241,3 +241,183 @@ def test_sock_recv_of_a_huge_size_does_not_abort(loop_name, loop):
         a.close()
         b.close()
     assert result[0] == 'MemoryError'
+
+
+# Protocol callbacks run in the context current when the transport was made
+# (for a server's connections: when the server started serving).
+
+request_id = contextvars.ContextVar('request_id', default='unset')
+reads = contextvars.ContextVar('reads', default=0)
+
+
+class ContextRecorder(asyncio.BufferedProtocol):
+    """Records, for every callback, the context variables it sees; counts
+    its reads in a variable of its own (which persists from one read to the
+    next in asyncio: they run in one context)."""
+
+    def __init__(self, log, side, buffered=False, echo=False):
+        self.log = log
+        self.side = side
+        self.buffered = buffered
+        self.echo = echo
+        self.buf = bytearray(1024)
+        self.done = asyncio.get_running_loop().create_future()
+
+    def note(self, event):
+        self.log.append((self.side, event, request_id.get(), reads.get()))
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.note('connection_made')
+
+    def data_received(self, data):
+        reads.set(reads.get() + 1)
+        self.note('data_received')
+        if self.echo:
+            self.transport.write(data)
+
+    def get_buffer(self, sizehint):
+        self.note('get_buffer')
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        reads.set(reads.get() + 1)
+        self.note('buffer_updated')
+        if self.echo:
+            self.transport.write(bytes(self.buf[:nbytes]))
+
+    def eof_received(self):
+        self.note('eof_received')
+
+    def connection_lost(self, exc):
+        self.note('connection_lost')
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _recorder_class(buffered):
+    if buffered:
+        return ContextRecorder
+    return type('DataOnly', (asyncio.Protocol,), {
+        k: v for k, v in vars(ContextRecorder).items()
+        if k not in ('get_buffer', 'buffer_updated')})
+
+
+async def _context_exchange(kind, buffered, tls):
+    loop = asyncio.get_running_loop()
+    log = []
+    cls = _recorder_class(buffered)
+    servers = []
+
+    def server_factory():
+        proto = cls(log, 'server', buffered, echo=True)
+        servers.append(proto)
+        return proto
+
+    server_ssl = client_ssl = None
+    if tls:
+        server_ssl, client_ssl = _tls_contexts()
+    request_id.set('server-start')
+    if kind == 'tcp':
+        server = await loop.create_server(server_factory, '127.0.0.1', 0, ssl=server_ssl)
+        address = server.sockets[0].getsockname()
+    else:
+        import tempfile
+        tmp = tempfile.mkdtemp()
+        address = f'{tmp}/s.sock'
+        server = await loop.create_unix_server(server_factory, address, ssl=server_ssl)
+
+    async def client():
+        request_id.set('client-task')
+        kwargs = dict(ssl=client_ssl)
+        if tls:
+            kwargs['server_hostname'] = 'localhost'
+        if kind == 'tcp':
+            transport, proto = await loop.create_connection(
+                lambda: cls(log, 'client', buffered), *address, **kwargs)
+        else:
+            transport, proto = await loop.create_unix_connection(
+                lambda: cls(log, 'client', buffered), address, **kwargs)
+        request_id.set('client-later')   # the transport keeps its own copy
+        for i in range(3):
+            transport.write(b'x%d' % i)
+            await asyncio.sleep(0.05)
+        transport.close()
+        await asyncio.wait_for(proto.done, TIMEOUT)
+        await asyncio.wait_for(servers[0].done, TIMEOUT)
+
+    await asyncio.get_running_loop().create_task(client())
+    server.close()
+    await server.wait_closed()
+    # The order of events differs between runs only by timing; what matters
+    # is which context each callback saw.
+    return sorted(set((side, event, rid) for side, event, rid, _ in log)), \
+        max(n for *_, n in log)
+
+
+def _tls_contexts():
+    from test.test_asyncio import utils as test_utils
+    server = test_utils.simple_server_sslcontext()
+    client = test_utils.simple_client_sslcontext()
+    return server, client
+
+
+@pytest.mark.parametrize('tls', [False, True], ids=['plain', 'tls'])
+@pytest.mark.parametrize('buffered', [False, True], ids=['data', 'buffered'])
+@pytest.mark.parametrize('kind', ['tcp', 'unix'])
+def test_protocol_callbacks_run_in_the_transports_context(kind, buffered, tls):
+    def attempt(loop):
+        return loop.run_until_complete(_context_exchange(kind, buffered, tls))
+    seen, most_reads = assert_same_on_both(attempt)
+    assert ('client', 'data_received' if not buffered else 'buffer_updated',
+            'client-task') in seen
+    assert most_reads >= 2
+
+
+def test_datagram_callbacks_run_in_the_endpoints_context():
+    async def main():
+        loop = asyncio.get_running_loop()
+        log = []
+
+        class Datagrams(asyncio.DatagramProtocol):
+            def __init__(self, side):
+                self.side = side
+                self.got = asyncio.get_running_loop().create_future()
+
+            def connection_made(self, transport):
+                log.append((self.side, 'connection_made', request_id.get()))
+
+            def datagram_received(self, data, addr):
+                reads.set(reads.get() + 1)
+                log.append((self.side, 'datagram_received', request_id.get(), reads.get()))
+                if not self.got.done():
+                    self.got.set_result(data)
+
+            def error_received(self, exc):
+                log.append((self.side, 'error_received', request_id.get()))
+
+            def connection_lost(self, exc):
+                log.append((self.side, 'connection_lost', request_id.get()))
+
+        request_id.set('receiver')
+        rtr, rproto = await loop.create_datagram_endpoint(
+            lambda: Datagrams('receiver'), local_addr=('127.0.0.1', 0))
+        request_id.set('sender')
+        str_, sproto = await loop.create_datagram_endpoint(
+            lambda: Datagrams('sender'), remote_addr=rtr.get_extra_info('sockname'))
+        request_id.set('later')
+        str_.sendto(b'one')
+        await asyncio.wait_for(rproto.got, TIMEOUT)
+        rproto.got = loop.create_future()
+        str_.sendto(b'two')
+        await asyncio.wait_for(rproto.got, TIMEOUT)
+        str_.close()
+        rtr.close()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return log
+
+    def attempt(loop):
+        return loop.run_until_complete(main())
+    log = assert_same_on_both(attempt)
+    assert ('receiver', 'datagram_received', 'receiver', 2) in log

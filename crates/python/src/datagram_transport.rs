@@ -37,6 +37,12 @@ struct DatagramState {
     buffer_size: usize,
     flow: FlowControl,
     life: Lifecycle,
+    /// The contexts the protocol's callbacks run in, as in the stream
+    /// transport: a copy of the one current when reading started, and of the
+    /// one current when a datagram had to wait for the socket (`None` while
+    /// none waits).
+    read_context: Option<Py<PyAny>>,
+    write_context: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "DatagramCore", frozen)]
@@ -252,11 +258,14 @@ impl DatagramCore {
     }
 
     pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {
+        let py = slf.py();
         if writable {
-            slf.get().sendto_ready(slf.py())?;
+            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || slf.get().sendto_ready(py))?;
         }
         if readable {
-            DatagramCore::read_ready(slf)?;
+            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || DatagramCore::read_ready(slf))?;
         }
         Ok(())
     }
@@ -441,10 +450,14 @@ impl DatagramCore {
             }
         }
         self.flow_notify(py, FlowControl::resume_notice)?;
-        let (empty, closing) = {
-            let st = self.state.borrow(py)?;
-            (st.buffer.is_empty(), st.life.closing)
+        let (empty, closing, writer_context) = {
+            let mut st = self.state.borrow_mut(py)?;
+            let empty = st.buffer.is_empty();
+            // Drained: asyncio removes its writer (and its context).
+            let writer_context = if empty { st.write_context.take() } else { None };
+            (empty, st.life.closing, writer_context)
         };
+        drop(writer_context);
         if empty && closing {
             if let Some(transport) = self.transport_object(py) {
                 transport
@@ -519,6 +532,8 @@ impl DatagramCore {
                 buffer_size: 0,
                 flow: FlowControl::default(),
                 life: Lifecycle::default(),
+                read_context: None,
+                write_context: None,
             }),
         })
     }
@@ -529,6 +544,9 @@ impl DatagramCore {
         if !this.state.borrow_mut(py)?.life.begin_watching() {
             return Ok(());
         }
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         let me = slf.clone().unbind();
         let replaced = this.loop_.bind(py).get().watch_fd_both(
             py,
@@ -557,6 +575,8 @@ impl DatagramCore {
                 st.protocol.take(),
                 st.datagram_received.take(),
                 std::mem::take(&mut st.buffer),
+                st.read_context.take(),
+                st.write_context.take(),
             )
         };
         drop((removed, released));
@@ -617,6 +637,12 @@ impl DatagramCore {
             }
         }
         let owned = PyBytes::new(py, bytes).unbind();
+        if buffer_empty {
+            // Where asyncio adds its writer, whose handle copies the context.
+            let context = crate::context::copy_current(py)?;
+            let previous = self.state.borrow_mut(py)?.write_context.replace(context);
+            drop(previous);
+        }
         {
             let mut st = self.state.borrow_mut(py)?;
             st.buffer_size += bytes.len() + self.header_size;
@@ -715,6 +741,8 @@ impl DatagramCore {
             visit.call(&st.transport)?;
             visit.call(&st.protocol)?;
             visit.call(&st.datagram_received)?;
+            visit.call(&st.read_context)?;
+            visit.call(&st.write_context)?;
             for (data, addr) in &st.buffer {
                 visit.call(data)?;
                 visit.call(addr)?;
@@ -731,6 +759,8 @@ impl DatagramCore {
                     st.protocol.take(),
                     st.datagram_received.take(),
                     std::mem::take(&mut st.buffer),
+                    st.read_context.take(),
+                    st.write_context.take(),
                 )
             });
             drop(released);

@@ -17,9 +17,11 @@
 //! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
+//! - [`context`]: copying and entering `contextvars` contexts;
 //! - [`python_helpers`]: the Python functions used on cold paths.
 
 mod buffers;
+mod context;
 mod datagram_transport;
 mod errors;
 mod flow_control;

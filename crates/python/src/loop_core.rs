@@ -190,7 +190,7 @@ impl LoopCore {
         core.check_callback(callback, method)?;
         let (context, private_context) = match context {
             Some(c) if !c.is_none() => (c.unbind(), false),
-            _ => (python_helpers::copy_context(py)?, true),
+            _ => (crate::context::copy_current(py)?, true),
         };
         let debug = core.is_debug();
         let source_traceback = if debug {

@@ -346,7 +346,7 @@ unsafe fn soon_shortcut(
                 Some(ctx) if ctx != ffi::Py_None() => {
                     (Bound::from_borrowed_ptr(py, ctx).unbind(), false)
                 }
-                _ => (crate::python_helpers::copy_context(py)?, true),
+                _ => (crate::context::copy_current(py)?, true),
             };
             let callback = Bound::from_borrowed_ptr(py, callback);
             let handle = HandleRef::new(

@@ -121,6 +121,16 @@ struct StreamState {
     eof: bool,
     /// A sendfile in progress waits for the buffer to drain on this future.
     empty_waiter: Option<Py<PyAny>>,
+    /// The protocol's read callbacks (`data_received`, `eof_received`, ...)
+    /// run in this context: a copy of the one current when the transport
+    /// started reading, as asyncio's reader handle copies it (and again at
+    /// each `resume_reading()`, which in asyncio adds a new reader).
+    read_context: Option<Py<PyAny>>,
+    /// The write side's callbacks (`resume_writing`, `connection_lost` once
+    /// drained) run in a copy of the context current when buffered data made
+    /// the transport start watching for writability (asyncio's writer
+    /// handle); `None` while nothing is buffered.
+    write_context: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen)]
@@ -161,11 +171,14 @@ impl StreamCore {
         writable: bool,
         hangup: bool,
     ) -> PyResult<()> {
+        let py = slf.py();
         if writable {
-            StreamCore::write_ready(slf)?;
+            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf))?;
         }
         if readable {
-            StreamCore::read_ready(slf, hangup)?;
+            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup))?;
         }
         Ok(())
     }
@@ -447,16 +460,22 @@ impl StreamCore {
             return Ok(());
         }
         this.flow_notify(py, FlowControl::resume_notice)?;
-        let (empty, closing, eof, waiter) = {
-            let st = this.state.borrow(py)?;
+        let (empty, closing, eof, waiter, writer_context) = {
+            let mut st = this.state.borrow_mut(py)?;
             let empty = st.buffer.is_empty();
-            let waiter = if empty {
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
+            let (waiter, writer_context) = if empty {
+                // Drained: asyncio removes its writer (and with it the
+                // writer's context) here.
+                (
+                    st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                    st.write_context.take(),
+                )
             } else {
-                None
+                (None, None)
             };
-            (empty, st.life.closing, st.eof, waiter)
+            (empty, st.life.closing, st.eof, waiter, writer_context)
         };
+        drop(writer_context);
         if empty {
             if let Some(waiter) = waiter {
                 waiter
@@ -542,7 +561,7 @@ impl StreamCore {
         let py = slf.py();
         let this = slf.get();
         let data = WriteData::extract(data)?;
-        let failure = {
+        let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
             if st.eof {
                 return Err(PyRuntimeError::new_err(
@@ -568,23 +587,31 @@ impl StreamCore {
             }
             let mut sent = 0;
             let mut failure = None;
-            if st.buffer.is_empty() {
+            let was_empty = st.buffer.is_empty();
+            if was_empty {
                 match sys_io::send(this.fd, bytes) {
                     Ok(Io::Done(n)) => sent = n,
                     Ok(Io::WouldBlock) => {}
                     Err(err) => failure = Some(os_error(err)),
                 }
             }
-            if failure.is_none() && sent < bytes.len() {
+            let buffering = failure.is_none() && sent < bytes.len();
+            if buffering {
                 match &data {
                     WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
                     WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
                 }
             }
-            failure
+            (failure, was_empty && buffering)
         };
         if let Some(err) = failure {
             return this.fatal_error(py, err, "Fatal write error on socket transport");
+        }
+        if started_buffering {
+            // Where asyncio adds its writer, whose handle copies the context.
+            let context = crate::context::copy_current(py)?;
+            let previous = this.state.borrow_mut(py)?.write_context.replace(context);
+            drop(previous);
         }
         this.flow_notify(py, FlowControl::pause_notice)
     }
@@ -629,6 +656,8 @@ impl StreamCore {
                 life: Lifecycle::default(),
                 eof: false,
                 empty_waiter: None,
+                read_context: None,
+                write_context: None,
             }),
         };
         core.set_protocol_impl(protocol)?;
@@ -642,6 +671,9 @@ impl StreamCore {
         if !this.state.borrow_mut(py)?.life.begin_watching() {
             return Ok(());
         }
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         let me = slf.clone().unbind();
         let replaced = this.loop_core(py).get().watch_fd_both(
             py,
@@ -671,6 +703,8 @@ impl StreamCore {
                 st.reader.take(),
                 st.buffer.clear(),
                 st.empty_waiter.take(),
+                st.read_context.take(),
+                st.write_context.take(),
             )
         };
         drop((removed, released));
@@ -743,6 +777,11 @@ impl StreamCore {
             }
             st.reading_paused = false;
         }
+        // asyncio adds a new reader here, whose handle copies the context of
+        // the caller.
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         // Data (or the end) may have arrived while paused, and its edge is
         // gone: look, until a read comes back empty-handed.
         this.retry_read(slf, true)?;
@@ -850,6 +889,8 @@ impl StreamCore {
             }
             st.buffer.traverse(&visit)?;
             visit.call(&st.empty_waiter)?;
+            visit.call(&st.read_context)?;
+            visit.call(&st.write_context)?;
         }
         Ok(())
     }
@@ -863,6 +904,8 @@ impl StreamCore {
                     st.reader.take(),
                     st.buffer.clear(),
                     st.empty_waiter.take(),
+                    st.read_context.take(),
+                    st.write_context.take(),
                 )
             });
             drop(released);
