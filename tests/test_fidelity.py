@@ -421,3 +421,144 @@ def test_datagram_callbacks_run_in_the_endpoints_context():
         return loop.run_until_complete(main())
     log = assert_same_on_both(attempt)
     assert ('receiver', 'datagram_received', 'receiver', 2) in log
+
+
+# A replaced loop.time() is what the loop's timers read.
+
+class FakeClock:
+    def __init__(self, start):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+
+def _timers_on_a_fake_clock(loop):
+    clock = FakeClock(loop.time())
+    loop.time = clock
+    fired = []
+    handle = loop.call_later(1000, fired.append, 'later')
+    assert handle.when() == clock.now + 1000
+    loop.call_at(clock.now + 2000, fired.append, 'at')
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    before = list(fired)
+    clock.now += 1500          # time jumps: the first timer is due
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    middle = list(fired)
+    clock.now += 1000
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    del loop.time
+    return before, middle, fired
+
+
+def test_timers_read_an_overridden_time():
+    before, middle, after = assert_same_on_both(_timers_on_a_fake_clock)
+    assert (before, middle, after) == ([], ['later'], ['later', 'at'])
+
+
+def test_a_subclass_time_is_honoured():
+    import ferroloop
+
+    class Shifted(ferroloop.Loop):
+        def time(self):
+            return super().time() + 10_000
+
+    loop = Shifted()
+    try:
+        import time
+        handle = loop.call_later(0, lambda: None)
+        assert handle.when() - time.monotonic() > 9_000
+        # The iteration compares deadlines with the shifted clock too: a
+        # short sleep ends as usual.
+        loop.run_until_complete(asyncio.wait_for(asyncio.sleep(0.01), TIMEOUT))
+    finally:
+        loop.close()
+
+
+def test_patched_time_with_mock():
+    from unittest import mock
+
+    def attempt(loop):
+        with mock.patch.object(loop, 'time', return_value=5000.0):
+            handle = loop.call_later(3, lambda: None)
+            when = handle.when()
+            handle.cancel()
+        restored = abs(loop.call_later(0, lambda: None).when() - loop.time()) < 1
+        return when, restored
+    assert assert_same_on_both(attempt) == (5003.0, True)
+
+
+# Unix datagram sockets.
+
+def _unix_datagram_exchange(loop, bound):
+    import os
+    import tempfile
+
+    async def main():
+        received = []
+        got = loop.create_future()
+
+        class Receiver(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                received.append((data, addr))
+                if len(received) == 3 and not got.done():
+                    got.set_result(None)
+
+        if bound:
+            tmp = tempfile.mkdtemp()
+            a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            a.bind(os.path.join(tmp, 'a'))
+            b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            b.bind(os.path.join(tmp, 'b'))
+            target = os.path.join(tmp, 'a')
+        else:
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            target = None
+        rtr, _ = await loop.create_datagram_endpoint(Receiver, sock=a)
+        if bound:
+            str_, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=b)
+            for data in (b'one', b'two', b'three'):
+                str_.sendto(data, target)
+        else:
+            # asyncio's transport cannot send from an unnamed end (it passes
+            # the address None on to sendto()): the peer sends itself.
+            str_ = rtr
+            for data in (b'one', b'two', b'three'):
+                b.send(data)
+        await asyncio.wait_for(got, TIMEOUT)
+        str_.close()
+        rtr.close()
+        b.close()
+        await asyncio.sleep(0)
+        # Bound senders have a path (under a temporary directory that
+        # differs between runs); socketpair ends have none.
+        return [(data, os.path.basename(addr) if addr else addr) for data, addr in received]
+
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize('bound', [False, True], ids=['socketpair', 'bound'])
+def test_unix_datagram_endpoints_exchange_datagrams(bound):
+    result = assert_same_on_both(_unix_datagram_exchange, bound)
+    assert [data for data, _ in result] == [b'one', b'two', b'three']
+
+
+def test_datagram_sendto_none_on_an_unconnected_socket():
+    async def main(loop):
+        errors = []
+        loop.set_exception_handler(lambda loop, context: errors.append(
+            (context['message'], type(context.get('exception')).__name__)))
+        lost = loop.create_future()
+
+        class Endpoint(asyncio.DatagramProtocol):
+            def connection_lost(self, exc):
+                lost.set_result(type(exc).__name__)
+
+        tr, _ = await loop.create_datagram_endpoint(Endpoint, local_addr=('127.0.0.1', 0))
+        tr.sendto(b'x')
+        return await asyncio.wait_for(lost, TIMEOUT), errors
+
+    assert_same_on_both(lambda loop: loop.run_until_complete(main(loop)))

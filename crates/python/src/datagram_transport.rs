@@ -52,6 +52,9 @@ pub struct DatagramCore {
     sock: Py<PyAny>,
     /// The connected peer (`remote_addr`), if any: sends use `send()`.
     address: Option<Py<PyAny>>,
+    /// The socket's addresses are IPv4 or IPv6 ones, which are read and
+    /// written natively; other families go through Python's socket.
+    ip_addresses: bool,
     /// 3.13 sends empty datagrams and counts 8 header bytes per buffered one;
     /// earlier versions drop empty writes and count payload only.
     send_empty: bool,
@@ -284,43 +287,42 @@ impl DatagramCore {
             }
         };
         let core = this.loop_.bind(py).get();
-        let mut buf = core.take_recv_buffer(py)?;
-        let result = raw::recv_from(this.fd, &mut buf);
-        let datagram = match &result {
-            Ok((Io::Done(n), raw::From::Ip(addr))) => {
-                Some((PyBytes::new(py, &buf[..*n]), address_tuple(py, *addr)))
-            }
-            _ => None,
-        };
-        core.return_recv_buffer(py, buf)?;
-        let delivered = match (result, datagram) {
-            (Ok((Io::WouldBlock, _)), _) => return Ok(()),
-            (Ok(_), Some((data, addr))) => received.bind(py).call1((data, addr?)),
-            // A family we do not decode: let Python's socket read it.
-            (Ok(_), None) => match this.sock.bind(py).call_method1(
+        let datagram = if this.ip_addresses {
+            let mut buf = core.take_recv_buffer(py)?;
+            let result = raw::recv_from(this.fd, &mut buf);
+            let datagram = match result {
+                Ok((Io::WouldBlock, _)) => Ok(None),
+                Ok((Io::Done(n), from)) => {
+                    let address = match from {
+                        raw::From::Ip(addr) => address_tuple(py, addr)?.into_any(),
+                        raw::From::Other => py.None().into_bound(py),
+                    };
+                    Ok(Some((PyBytes::new(py, &buf[..n]).into_any(), address)))
+                }
+                Err(err) => Err(os_error(err)),
+            };
+            core.return_recv_buffer(py, buf)?;
+            datagram
+        } else {
+            // Unix datagram sockets and other families: Python's socket
+            // knows their addresses.
+            match this.sock.bind(py).call_method1(
                 pyo3::intern!(py, "recvfrom"),
                 (crate::loop_core::RECV_BUFFER_SIZE,),
             ) {
-                Ok(pair) => received.bind(py).call1(pair.cast_into::<PyTuple>()?),
-                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
-                    return Ok(())
+                Ok(pair) => {
+                    let pair = pair.cast_into::<PyTuple>()?;
+                    Ok(Some((pair.get_item(0)?, pair.get_item(1)?)))
                 }
-                Err(err) => {
-                    return this.io_error(
-                        py,
-                        &protocol,
-                        err,
-                        "Fatal read error on datagram transport",
-                    )
-                }
-            },
-            (Err(err), _) => {
-                return this.io_error(
-                    py,
-                    &protocol,
-                    os_error(err),
-                    "Fatal read error on datagram transport",
-                )
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => Ok(None),
+                Err(err) => Err(err),
+            }
+        };
+        let delivered = match datagram {
+            Ok(None) => return Ok(()),
+            Ok(Some((data, address))) => received.bind(py).call1((data, address)),
+            Err(err) => {
+                return this.io_error(py, &protocol, err, "Fatal read error on datagram transport")
             }
         };
         match delivered {
@@ -377,10 +379,16 @@ impl DatagramCore {
 
     /// One send of `data` to `addr` (None: the connected peer).
     fn send_one(&self, py: Python<'_>, data: &[u8], addr: &Bound<'_, PyAny>) -> Sent {
-        let target = if self.address.is_some() || addr.is_none() {
+        // Connected: a plain send. Otherwise to a numeric IP address
+        // natively; anything else (a Unix path, a host name, None, which
+        // asyncio passes on to sendto() and so fails as it does) through
+        // Python's socket.
+        let target = if self.address.is_some() {
             Some(None)
-        } else {
+        } else if self.ip_addresses {
             numeric_sockaddr(addr).map(Some)
+        } else {
+            None
         };
         match target {
             Some(native) => match raw::send_to(self.fd, data, native.as_ref()) {
@@ -513,8 +521,10 @@ impl DatagramCore {
     ) -> PyResult<Self> {
         let py = sock.py();
         let fd: RawFd = sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?;
+        let family: i32 = sock.getattr(pyo3::intern!(py, "family"))?.extract()?;
         Ok(DatagramCore {
             fd,
+            ip_addresses: family == libc::AF_INET || family == libc::AF_INET6,
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             sock: sock.clone().unbind(),
             address,

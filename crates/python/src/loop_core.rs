@@ -76,6 +76,10 @@ pub struct LoopCore {
     /// `threading.get_ident()` of the thread running the loop, 0 if none.
     thread_id: AtomicU64,
     pub(crate) observed: AtomicBool,
+    /// `time` is overridden (by a subclass, or on the instance, as test
+    /// tools that fake the clock do): the loop's own reads of the clock call
+    /// it, as asyncio's do.
+    time_overridden: AtomicBool,
 }
 
 pub fn current_thread_ident() -> u64 {
@@ -88,6 +92,15 @@ fn closed_error() -> PyErr {
 }
 
 impl LoopCore {
+    /// The loop's time: `time.monotonic()`, unless `time` is overridden.
+    #[inline]
+    pub(crate) fn time(&self, slf: &Bound<'_, LoopCore>) -> PyResult<f64> {
+        if self.time_overridden.load(Ordering::Relaxed) {
+            return slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract();
+        }
+        Ok(clock::monotonic())
+    }
+
     pub fn debug(&self, _py: Python<'_>) -> PyResult<bool> {
         Ok(self.debug.load(Ordering::Relaxed))
     }
@@ -357,12 +370,19 @@ impl LoopCore {
             stopping: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             observed: AtomicBool::new(false),
+            time_overridden: AtomicBool::new(false),
         })
     }
 
     /// `time.monotonic()`, the loop's clock.
-    fn time(&self) -> f64 {
+    #[pyo3(name = "time")]
+    fn py_time(&self) -> f64 {
         clock::monotonic()
+    }
+
+    /// Whether `time` is overridden; `BaseLoop` keeps it up to date.
+    fn _set_time_overridden(&self, overridden: bool) {
+        self.time_overridden.store(overridden, Ordering::Relaxed);
     }
 
     /// Queues an existing handle (asyncio's `_add_callback`); a cancelled

@@ -13,7 +13,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ferroloop_engine::clock;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -414,7 +413,7 @@ unsafe extern "C" fn call_soon_threadsafe(
 scheduling_method!(call_later, "call_later", Some("delay"), |slf, call| {
     let delay = seconds(call.leading.take(), "delay must not be None")?;
     // asyncio implements call_later with call_at and names that in errors.
-    at(slf, clock::monotonic() + delay, call, "call_at")
+    at(slf, slf.get().time(slf)? + delay, call, "call_at")
 });
 scheduling_method!(call_at, "call_at", Some("when"), |slf, call| {
     let when = seconds(call.leading.take(), "when cannot be None")?;
