@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import assert_same_on_both
+from conftest import assert_same_on_both, run_program_on_both
 
 TIMEOUT = 10
 
@@ -562,3 +562,110 @@ def test_datagram_sendto_none_on_an_unconnected_socket():
         return await asyncio.wait_for(lost, TIMEOUT), errors
 
     assert_same_on_both(lambda loop: loop.run_until_complete(main(loop)))
+
+
+# Debug mode records where tasks, futures and handles were made.
+
+DESTROYED_PENDING = textwrap.dedent('''
+    import asyncio, gc
+
+    def make(loop, coro):
+        return loop.create_task(coro)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        fut = loop.create_future()
+
+        async def waiter():
+            await fut
+
+        task = make(loop, waiter())
+        other = asyncio.ensure_future(waiter())
+        await asyncio.sleep(0)
+        print(repr(fut))
+        del task, other, fut
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+''')
+
+
+def _without_loop_frames(text):
+    """A report with the frames of the loop's own run machinery left out:
+    stock asyncio runs callbacks through Python frames of base_events.py and
+    events.py, ferroloop through native code and one frame of its own."""
+    import re
+    own = re.compile(r'  File "[^"]*(/asyncio/base_events\.py|/asyncio/events\.py|/ferroloop/[^"]*)"')
+    lines = text.splitlines()
+    kept = []
+    skip_code_line = False
+    for line in lines:
+        if skip_code_line and line.startswith('    '):
+            skip_code_line = False
+            continue
+        skip_code_line = False
+        if own.match(line):
+            skip_code_line = True
+            continue
+        kept.append(line)
+    return kept
+
+
+def test_destroyed_pending_tasks_name_where_they_were_made():
+    runs = run_program_on_both(DESTROYED_PENDING, timeout=60)
+    assert runs['ferroloop'].returncode == runs['asyncio'].returncode == 0
+    assert 'Task was destroyed but it is pending!' in runs['asyncio'].stderr
+    assert 'program.py:5' in runs['asyncio'].stderr
+    assert runs['ferroloop'].stdout == runs['asyncio'].stdout
+    assert (_without_loop_frames(runs['ferroloop'].stderr)
+            == _without_loop_frames(runs['asyncio'].stderr))
+
+
+def _creation_sites(loop):
+    async def coro():
+        await asyncio.sleep(10)
+
+    def make():
+        return loop.create_task(coro())
+
+    loop.set_debug(True)
+    made = [make(), loop.create_future(), loop.call_soon(print),
+            loop.call_later(1, print), asyncio.ensure_future(coro(), loop=loop),
+            loop.call_at(loop.time() + 1, print)]
+    sites = [(frame.filename.rsplit('/', 1)[-1], frame.lineno, frame.name)
+             for frame in (thing._source_traceback[-1] for thing in made)]
+    for thing in made:
+        thing.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    return sites
+
+
+def test_debug_mode_creation_sites():
+    assert_same_on_both(_creation_sites)
+
+
+def test_task_factory_calling_conventions():
+    def attempt(loop):
+        calls = []
+
+        def factory(loop, coro, **kwargs):
+            calls.append(sorted(kwargs))
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+
+        async def nothing():
+            return 1
+
+        tasks = [loop.create_task(nothing()), loop.create_task(nothing(), name='named'),
+                 loop.create_task(nothing(), context=contextvars.copy_context())]
+        results = loop.run_until_complete(asyncio.gather(*tasks))
+        names = [t.get_name() if t.get_name().startswith(('named', 'None')) else 'auto'
+                 for t in tasks]
+        coro = nothing()
+        bogus = outcome(lambda: loop.create_task(coro, bogus=1))
+        coro.close()
+        return calls, results, names, bogus
+    assert_same_on_both(attempt)

@@ -81,10 +81,3 @@ pub fn log_warning(py: Python<'_>, message: &str) -> PyResult<()> {
         .call_method1(pyo3::intern!(py, "warning"), (message,))?;
     Ok(())
 }
-
-/// In debug mode a new task recorded the stack where it was made; drop the
-/// loop's own frame from it, as asyncio does.
-pub fn trim_task_traceback(task: &Bound<'_, PyAny>) -> PyResult<()> {
-    helper_fn!(task.py(), "trim_task_traceback")?.call1((task,))?;
-    Ok(())
-}

@@ -432,6 +432,11 @@ unsafe extern "C" fn create_task(
     unsafe {
         raw_entry(slf, |slf| {
             let py = slf.py();
+            if crate::tasks::create_task_needs_asyncio(slf)? {
+                // CPython's vectorcall contract, forwarded (this whole
+                // function's body is under its SAFETY comment).
+                return crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames);
+            }
             let [coro, name, context] = keyword_arguments(
                 py,
                 args,
