@@ -17,10 +17,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::buffers::WritableBuffer;
-use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
 use crate::queue_items::Watcher;
+use crate::errors::os_error;
 use crate::sys_io::{self, Io};
 
 enum Operation {
@@ -75,9 +75,7 @@ fn recv_bytes(
     };
     match received {
         Ok(Io::Done(_)) => Ok(Some(
-            data.unwrap_or_else(|| PyBytes::new(py, b""))
-                .into_any()
-                .unbind(),
+            data.unwrap_or_else(|| PyBytes::new(py, b"")).into_any().unbind(),
         )),
         Ok(Io::WouldBlock) => Ok(None),
         Err(err) => Err(os_error(err)),
@@ -263,8 +261,7 @@ impl LoopCore {
         // then a C ssize_t (with Python's own OverflowError message).
         // SAFETY: `n` is a live object; PyNumber_Index returns a new
         // reference or NULL with an exception set, which the Bound takes.
-        let index =
-            unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyNumber_Index(n.as_ptr()))? };
+        let index = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyNumber_Index(n.as_ptr()))? };
         // SAFETY: `index` is a live int; PyLong_AsSsize_t sets an exception
         // exactly when it fails, which -1 alone cannot tell.
         let n = unsafe { pyo3::ffi::PyLong_AsSsize_t(index.as_ptr()) };

@@ -30,12 +30,12 @@ use pyo3::types::PyBytes;
 use pyo3::{PyTraverseError, PyTypeInfo};
 
 use crate::buffers::{WritableBuffer, WriteData};
-use crate::errors::os_error;
 use crate::flow_control::{notify_protocol, FlowControl};
 use crate::gil_cell::GilCell;
 use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
+use crate::errors::os_error;
 use crate::sys_io::{self, Io};
 use crate::write_buffer::WriteBuffer;
 
@@ -173,23 +173,11 @@ impl StreamCore {
     ) -> PyResult<()> {
         let py = slf.py();
         if writable {
-            let context = slf
-                .get()
-                .state
-                .borrow(py)?
-                .write_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
+            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
             crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf))?;
         }
         if readable {
-            let context = slf
-                .get()
-                .state
-                .borrow(py)?
-                .read_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
+            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
             crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup))?;
         }
         Ok(())
@@ -701,11 +689,9 @@ impl StreamCore {
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered {
-            Some(self.loop_core(py).get().unwatch_fd_both(
-                py,
-                self.fd,
-                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
-            )?)
+            Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
+            })?)
         } else {
             None
         };
@@ -839,11 +825,9 @@ impl StreamCore {
     fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         if registered {
-            let removed = self.loop_core(py).get().unwatch_fd_both(
-                py,
-                self.fd,
-                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
-            )?;
+            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
+            })?;
             drop(removed);
         }
         Ok(())
