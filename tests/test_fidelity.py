@@ -669,3 +669,50 @@ def test_task_factory_calling_conventions():
         coro.close()
         return calls, results, names, bogus
     assert_same_on_both(attempt)
+
+
+# A failed create_connection keeps no exception alive.
+
+def _closed_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize('happy_eyeballs', [None, 0.25])
+def test_failed_create_connection_keeps_no_cycle(loop, happy_eyeballs, loop_name):
+    import gc
+
+    if happy_eyeballs and loop_name == 'asyncio':
+        pytest.skip("stock asyncio's staggered race keeps one (its functools.partial "
+                    "and tuple unpacking, fixed in later CPython releases)")
+
+    def attempt(loop):
+        port = _closed_port()
+
+        async def main():
+            try:
+                await loop.create_connection(asyncio.Protocol, '127.0.0.1', port,
+                                             happy_eyeballs_delay=happy_eyeballs)
+            except OSError as exc:
+                return exc
+
+        exc = loop.run_until_complete(main())
+        # Lists and frames other than ours that still hold the exception.
+        holders = [type(r).__name__ for r in gc.get_referrers(exc)
+                   if isinstance(r, (list, tuple, dict))]
+        return type(exc).__name__, exc.errno, holders
+    assert attempt(loop) == ('ConnectionRefusedError', errno.ECONNREFUSED, [])
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason='all_errors exists from 3.12')
+def test_all_errors_is_refused_before_312():
+    def attempt(loop):
+        try:
+            loop.run_until_complete(
+                loop.create_connection(asyncio.Protocol, '127.0.0.1', 1, all_errors=True))
+        except TypeError as exc:
+            return 'TypeError', str(exc).split('create_connection()')[1]
+    assert assert_same_on_both(attempt)[0] == 'TypeError'
