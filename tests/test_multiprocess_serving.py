@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +18,10 @@ from conftest import free_port, wait_for_port
 
 TIMEOUT = 30
 WORKERS = 2
-# Connections are handed to whichever process accepts first, so seeing every
-# worker takes a few tries; this bounds them.
-MAX_REQUESTS = 400
+# Connections go to whichever process accepts first, and a worker may still
+# be starting when the port already accepts (the parent listens first): so
+# requests go on until every worker answered, within these bounds.
+MAX_REQUESTS = 5000
 CONCURRENCY = 8
 
 PID_APP = '''
@@ -45,12 +47,14 @@ def fetch(url):
 
 def answers_until_all_seen(url, expected):
     """Sends requests, a few at a time, until ``expected`` different answers
-    came (or MAX_REQUESTS were sent); returns how often each came."""
+    came (or MAX_REQUESTS were sent, or TIMEOUT passed); returns how often
+    each came."""
     seen = collections.Counter()
+    deadline = time.monotonic() + TIMEOUT
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         for _ in range(MAX_REQUESTS // CONCURRENCY):
             seen.update(pool.map(fetch, [url] * CONCURRENCY))
-            if len(seen) >= expected:
+            if len(seen) >= expected or time.monotonic() > deadline:
                 break
     return seen
 
@@ -153,9 +157,10 @@ def test_create_server_reuse_port_in_two_processes():
         servers.append(second)
         assert int(second.stdout.readline()) == port
         seen = collections.Counter()
+        deadline = time.monotonic() + TIMEOUT
         for _ in range(MAX_REQUESTS):
             seen[read_answer(port)] += 1
-            if len(seen) == 2:
+            if len(seen) == 2 or time.monotonic() > deadline:
                 break
     finally:
         outcomes = [server.communicate(input='', timeout=TIMEOUT) for server in servers]
