@@ -58,6 +58,33 @@ async def default_write_buffer_limits():
     return limits
 
 
+async def nodelay_on_connections_of_a_plain_socket():
+    """TCP_NODELAY on a connection accepted by a server whose listening
+    socket was made with socket.socket() (protocol 0), as uvicorn --workers
+    makes it, and on the client's side of one made the same way."""
+    loop = asyncio.get_running_loop()
+    accepted = loop.create_future()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport):
+            accepted.set_result(transport)
+
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    server = await loop.create_server(Server, sock=listener)
+    client_sock = socket.socket()
+    client_sock.setblocking(False)
+    await loop.sock_connect(client_sock, listener.getsockname())
+    client, _ = await loop.create_connection(asyncio.Protocol, sock=client_sock)
+    server_side = await accepted
+    answer = tuple(bool(t.get_extra_info('socket').getsockopt(
+        socket.IPPROTO_TCP, socket.TCP_NODELAY)) for t in (server_side, client))
+    client.close()
+    server_side.close()
+    server.close()
+    return answer
+
+
 async def outcome(awaitable):
     try:
         await awaitable
@@ -162,6 +189,11 @@ ROWS = {
         'asyncio': (16384, 65536),
         'uvloop': (16, 65536),
         'ferroloop': (16384, 65536),
+    },
+    nodelay_on_connections_of_a_plain_socket: {
+        'asyncio': (False, False),
+        'uvloop': (True, True),
+        'ferroloop': (True, True),
     },
     datagram_socket_methods: {
         'asyncio': ['works'] * 3,

@@ -24,9 +24,13 @@ _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 
 
 def _set_nodelay(sock):
+    # Protocol 0 is TCP too: sockets made with socket.socket() have it, and
+    # so do the connections they accept. Stock asyncio leaves those with
+    # Nagle's algorithm on (uvicorn --workers binds such a socket: each
+    # response then waits 40 ms for a delayed ACK); uvloop does not.
     if (sock.family in (socket.AF_INET, socket.AF_INET6)
             and sock.type == socket.SOCK_STREAM
-            and sock.proto == socket.IPPROTO_TCP):
+            and sock.proto in (0, socket.IPPROTO_TCP)):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
