@@ -1,7 +1,8 @@
 """Throughput of a small ASGI app served by uvicorn with 1 and 2 worker
-processes behind one port, on ferroloop and on uvloop, loaded by wrk:
+processes behind one port, on ferroloop, uvloop and stock asyncio, loaded by
+wrk:
 
-    python bench/scaling.py [--workers 1 2] [--loops ferroloop uvloop]
+    python bench/scaling.py [--workers 1 2] [--loops ferroloop uvloop asyncio]
                             [--duration 10] [--connections 64] [--repeat 3]
 
 Needs wrk (Debian's package) and uvicorn with httptools in this
@@ -33,7 +34,7 @@ async def app(scope, receive, send):
                 'headers': [(b'content-type', b'text/plain')]})
     await send({'type': 'http.response.body', 'body': b'Hello, world!'})
 '''
-LOOPS = {'ferroloop': 'ferroloop:new_event_loop', 'uvloop': 'uvloop'}
+LOOPS = {'ferroloop': 'ferroloop:new_event_loop', 'uvloop': 'uvloop', 'asyncio': 'asyncio'}
 STARTUP_TIMEOUT = 30
 
 
