@@ -10,7 +10,6 @@ socket object, which knows every address family.
 import concurrent.futures
 import errno
 import io
-import os
 import socket
 import stat
 import sys
@@ -18,6 +17,7 @@ from asyncio import constants, exceptions, futures, sslproto, trsock
 from asyncio.log import logger
 
 from . import resolver
+from ._ferroloop import stat_mode_and_inode, unlink
 from .base_loop import BaseLoop
 from .transports import DatagramTransport, SocketTransport
 
@@ -179,48 +179,23 @@ class SocketLoop(BaseLoop):
         return await self._sock_sendfile_fallback(sock, file, offset, count)
 
     async def _sock_sendfile_native(self, sock, file, offset, count):
-        """Zero-copy ``os.sendfile`` from a regular file to the socket."""
+        """Zero-copy ``sendfile(2)`` from a regular file to the socket, made
+        natively (the loop's Python code makes no file system call)."""
         try:
             fileno = file.fileno()
         except (AttributeError, io.UnsupportedOperation):
             raise exceptions.SendfileNotAvailableError("not a regular file")
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError:
+        fsize = self._file_size(fileno)
+        if fsize is None:
             raise exceptions.SendfileNotAvailableError("not a regular file")
-        blocksize = min(count if count else fsize, sys.maxsize // 2 + 1)
+        blocksize = count if count else fsize
         if not blocksize:
-            return 0
-        fd = sock.fileno()
-        total_sent = 0
-        try:
-            while True:
-                if count:
-                    blocksize = min(blocksize, count - total_sent)
-                    if blocksize <= 0:
-                        return total_sent
-                try:
-                    sent = os.sendfile(fd, fileno, offset + total_sent,
-                                       blocksize)
-                except (BlockingIOError, InterruptedError):
-                    await self._wait_fd(fd, True)
-                    continue
-                except OSError as exc:
-                    if total_sent == 0:
-                        # Not a mmap-able file, or not a plain socket:
-                        # the fallback can still do it.
-                        raise exceptions.SendfileNotAvailableError(
-                            "os.sendfile call failed") from exc
-                    if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
-                        raise ConnectionError(
-                            "socket is not connected", errno.ENOTCONN) from exc
-                    raise
-                if sent == 0:
-                    return total_sent
-                total_sent += sent
-        finally:
-            if total_sent > 0:
-                os.lseek(fileno, offset + total_sent, os.SEEK_SET)
+            return 0  # An empty file.
+        result = self._sock_sendfile(sock.fileno(), fileno, offset, count or 0,
+                                     blocksize)
+        if isinstance(result, futures.Future):
+            return await result
+        return result
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
         if offset:
@@ -366,12 +341,14 @@ async def wait_for_transport(waiter, transport):
 
 def remove_stale_unix_socket(path):
     """A socket file left by an earlier server is removed before binding;
-    abstract names (leading NUL) have no file."""
+    abstract names (leading NUL) have no file. (Native calls: see
+    ``_ferroloop.stat_mode_and_inode``.)"""
     if path[0] in (0, '\x00'):
         return
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
+        mode, _ = stat_mode_and_inode(path)
+        if stat.S_ISSOCK(mode):
+            unlink(path)
     except FileNotFoundError:
         pass
     except OSError as err:
