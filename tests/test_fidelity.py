@@ -909,3 +909,93 @@ def test_exceptions_in_datagram_received_are_reported_not_fatal():
             return got, reports, closing
         return loop.run_until_complete(main())
     assert_same_on_both(attempt)
+
+
+# A socket closed while an operation on it is pending.
+
+@pytest.mark.parametrize('operation', ['recv', 'recv_into', 'accept', 'sendall'])
+def test_closing_a_socket_with_a_pending_operation(operation, loop_name, loop):
+    """The descriptor stays open until the operation ends, which then
+    completes normally (uvloop's behaviour; stock asyncio's waits forever)."""
+    if loop_name == 'asyncio':
+        pytest.skip('stock asyncio leaves the operation waiting forever')
+
+    async def main():
+        if operation == 'accept':
+            listener = socket.socket()
+            listener.bind(('127.0.0.1', 0))
+            listener.listen()
+            listener.setblocking(False)
+            pending = asyncio.ensure_future(loop.sock_accept(listener))
+            await asyncio.sleep(0)
+            listener_address = listener.getsockname()
+            listener.close()
+            client = socket.create_connection(listener_address)
+            conn, _ = await asyncio.wait_for(pending, TIMEOUT)
+            conn.close()
+            client.close()
+            return listener.fileno()
+        a, b = _sock_pair()
+        if operation == 'sendall':
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            data = b'x' * 2_000_000
+            pending = asyncio.ensure_future(loop.sock_sendall(a, data))
+        elif operation == 'recv':
+            pending = asyncio.ensure_future(loop.sock_recv(a, 100))
+        else:
+            pending = asyncio.ensure_future(loop.sock_recv_into(a, bytearray(100)))
+        await asyncio.sleep(0)
+        a.close()
+        assert '[closed]' in repr(a)    # as far as Python is concerned
+        if operation == 'sendall':
+            got = 0
+            while got < len(data):
+                try:
+                    got += len(b.recv(1 << 20))
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+        else:
+            b.send(b'hello')
+        result = await asyncio.wait_for(pending, TIMEOUT)
+        b.close()
+        return result
+
+    import os
+    before = len(os.listdir('/proc/self/fd'))
+    result = loop.run_until_complete(main())
+    assert result in (b'hello', 5, None, -1)   # -1: the listener, closed at last
+    assert len(os.listdir('/proc/self/fd')) <= before
+
+
+@pytest.mark.parametrize('operation', ['recv', 'recv_into', 'sendall', 'accept'])
+def test_cancelled_operations_leave_no_registration(operation, loop):
+    async def main():
+        a, b = _sock_pair()
+        if operation == 'accept':
+            a.close()
+            a = socket.socket()
+            a.bind(('127.0.0.1', 0))
+            a.listen()
+            a.setblocking(False)
+            coro = loop.sock_accept(a)
+        elif operation == 'recv_into':
+            coro = loop.sock_recv_into(a, bytearray(10))
+        elif operation == 'sendall':
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            coro = loop.sock_sendall(a, b'x' * 2_000_000)
+        else:
+            coro = loop.sock_recv(a, 100)
+        task = asyncio.ensure_future(coro)
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        fd = a.fileno()
+        a.close()
+        b.close()
+        # Nothing is registered for the old number any more: watching a new
+        # descriptor that reuses it works, and removing it finds nothing.
+        return fd, loop.remove_reader(fd), loop.remove_writer(fd)
+
+    fd, removed_reader, removed_writer = loop.run_until_complete(main())
+    assert (removed_reader, removed_writer) == (False, False)

@@ -40,6 +40,30 @@ def _check_socket(sock):
         raise ValueError("the socket must be non-blocking")
 
 
+def _hold(sock):
+    """Holds ``sock`` open while an operation on it is pending: a
+    ``close()`` meanwhile only marks it closed, and the descriptor goes when
+    the operation ends (the socket's ``_io_refs``, as its makefile() objects
+    hold it; ``_decref_socketios()`` lets go). So the operation completes
+    normally, as on uvloop, instead of waiting forever on a descriptor that
+    is gone. False for objects that are not Python sockets."""
+    try:
+        sock._io_refs += 1
+    except AttributeError:
+        return False
+    return True
+
+
+async def _wait_holding(sock, future):
+    """Awaits ``future`` while holding ``sock`` (see ``_hold``)."""
+    held = _hold(sock)
+    try:
+        return await future
+    finally:
+        if held:
+            sock._decref_socketios()
+
+
 class SocketLoop(BaseLoop):
 
     def __init__(self):
@@ -93,21 +117,39 @@ class SocketLoop(BaseLoop):
         _check_socket(sock)
         result = self._sock_recv(sock.fileno(), n)
         if isinstance(result, futures.Future):
-            return await result
+            # The hot path: _wait_holding inlined.
+            held = _hold(sock)
+            try:
+                return await result
+            finally:
+                if held:
+                    sock._decref_socketios()
         return result
 
     async def sock_recv_into(self, sock, buf):
         _check_socket(sock)
         result = self._sock_recv_into(sock.fileno(), buf)
         if isinstance(result, futures.Future):
-            return await result
+            # The hot path: _wait_holding inlined.
+            held = _hold(sock)
+            try:
+                return await result
+            finally:
+                if held:
+                    sock._decref_socketios()
         return result
 
     async def sock_sendall(self, sock, data):
         _check_socket(sock)
         result = self._sock_sendall(sock.fileno(), data)
         if isinstance(result, futures.Future):
-            return await result
+            # The hot path: _wait_holding inlined.
+            held = _hold(sock)
+            try:
+                return await result
+            finally:
+                if held:
+                    sock._decref_socketios()
         return result
 
     async def _retry_when_ready(self, sock, writable, method, *args):
@@ -115,12 +157,19 @@ class SocketLoop(BaseLoop):
         waiting for the socket between attempts. The method is looked up
         for each attempt, as asyncio does (tests swap it on the fly)."""
         fd = sock.fileno()
-        while True:
-            try:
-                return getattr(sock, method)(*args)
-            except (BlockingIOError, InterruptedError):
-                pass
-            await self._wait_fd(fd, writable)
+        held = False
+        try:
+            while True:
+                try:
+                    return getattr(sock, method)(*args)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                # Held from the first wait to the last attempt (see _hold).
+                held = held or _hold(sock)
+                await self._wait_fd(fd, writable)
+        finally:
+            if held:
+                sock._decref_socketios()
 
     async def sock_recvfrom(self, sock, bufsize):
         _check_socket(sock)
@@ -157,13 +206,18 @@ class SocketLoop(BaseLoop):
         except (BlockingIOError, InterruptedError):
             pass
         fd = sock.fileno()
-        while True:
-            await self._wait_fd(fd, True)
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err == 0:
-                return
-            if err not in (errno.EINPROGRESS, errno.EALREADY):
-                raise OSError(err, f'Connect call failed {address}')
+        held = _hold(sock)
+        try:
+            while True:
+                await self._wait_fd(fd, True)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err == 0:
+                    return
+                if err not in (errno.EINPROGRESS, errno.EALREADY):
+                    raise OSError(err, f'Connect call failed {address}')
+        finally:
+            if held:
+                sock._decref_socketios()
 
     # sendfile on a socket.
 
@@ -194,7 +248,7 @@ class SocketLoop(BaseLoop):
         result = self._sock_sendfile(sock.fileno(), fileno, offset, count or 0,
                                      blocksize)
         if isinstance(result, futures.Future):
-            return await result
+            return await _wait_holding(sock, result)
         return result
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
