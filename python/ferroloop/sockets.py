@@ -49,7 +49,7 @@ def _hold(sock):
     is gone. False for objects that are not Python sockets."""
     try:
         sock._io_refs += 1
-    except AttributeError:
+    except (AttributeError, TypeError):   # TypeError: a Mock standing in
         return False
     return True
 
