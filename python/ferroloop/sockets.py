@@ -26,6 +26,13 @@ try:
 except ImportError:  # pragma: no cover - ssl is part of these builds
     ssl = None
 
+# From 3.12 making a transport refuses a descriptor another live transport
+# holds (asyncio's _ensure_fd_no_transport); 3.11 lets the new one take it.
+_TRANSPORTS_CHECK_DESCRIPTOR = sys.version_info >= (3, 12)
+
+_SENDFILE_BLOCKS_CAPPED = sys.version_info >= (3, 13)
+_SENDFILE_BLOCK_CAP = sys.maxsize // 2 + 1
+
 # Lookups one loop runs at the same time; more wait for a free thread.
 _RESOLVER_THREADS = 4
 
@@ -245,6 +252,11 @@ class SocketLoop(BaseLoop):
         blocksize = count if count else fsize
         if not blocksize:
             return 0  # An empty file.
+        if _SENDFILE_BLOCKS_CAPPED:
+            # 3.13 caps each call's size (so a count beyond any file is
+            # no OverflowError); earlier versions pass it to sendfile().
+            count = min(count or 0, _SENDFILE_BLOCK_CAP)
+            blocksize = min(blocksize, _SENDFILE_BLOCK_CAP)
         result = self._sock_sendfile(sock.fileno(), fileno, offset, count or 0,
                                      blocksize)
         if isinstance(result, futures.Future):
@@ -279,6 +291,8 @@ class SocketLoop(BaseLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
+        if _TRANSPORTS_CHECK_DESCRIPTOR:
+            self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
@@ -287,6 +301,8 @@ class SocketLoop(BaseLoop):
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
         """TLS is CPython's own ``sslproto`` over a native transport."""
+        if _TRANSPORTS_CHECK_DESCRIPTOR:
+            self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
@@ -297,6 +313,8 @@ class SocketLoop(BaseLoop):
 
     def _make_datagram_transport(self, sock, protocol, address=None,
                                  waiter=None, extra=None):
+        if _TRANSPORTS_CHECK_DESCRIPTOR:
+            self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     # Serving: asyncio.Server calls these for each listening socket.

@@ -765,10 +765,22 @@ impl StreamCore {
         if !list_of_data.is_truthy()? {
             return Ok(());
         }
-        let mut joined = Vec::new();
+        let mut views = Vec::new();
         for item in list_of_data.try_iter()? {
-            let view = pyo3::types::PyMemoryView::from(&item?)?;
-            joined.extend_from_slice(WriteData::extract(view.as_any())?.as_slice());
+            views.push(pyo3::types::PyMemoryView::from(&item?)?);
+        }
+        let mut joined = Vec::new();
+        for view in &views {
+            match crate::buffers::send_data(view.as_any()) {
+                Ok(buffer) => joined.extend_from_slice(buffer.bytes()),
+                // asyncio queues the views and fails when sendmsg() takes
+                // them (a non-contiguous one): a fatal write error.
+                Err(err) => {
+                    return slf
+                        .get()
+                        .fatal_error(py, err, "Fatal write error on socket transport")
+                }
+            }
         }
         StreamCore::write_data(slf, WriteData::Copied(joined), WriteCall::Writelines)
     }
