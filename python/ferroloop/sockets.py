@@ -40,10 +40,12 @@ _RESOLVER_THREADS = 4
 def _check_socket(sock):
     """asyncio refuses SSL sockets and blocking sockets in its sock_*
     methods (the latter only in debug mode; we always do, since a blocking
-    socket would stall the loop)."""
+    socket would stall the loop). An object that is no socket at all fails
+    later, where asyncio's own checks fail it."""
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
-    if sock.gettimeout() != 0:
+    gettimeout = getattr(sock, 'gettimeout', None)
+    if gettimeout is not None and gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
 
 
@@ -120,8 +122,14 @@ class SocketLoop(BaseLoop):
 
     # sock_* coroutines.
 
+    # The native sock_recv, sock_recv_into and sock_sendall take Python
+    # sockets; anything else goes through the methods asyncio calls on it,
+    # so it fails (or works) as it does there.
+
     async def sock_recv(self, sock, n):
         _check_socket(sock)
+        if not isinstance(sock, socket.socket):
+            return await self._retry_when_ready(sock, False, 'recv', n)
         result = self._sock_recv(sock.fileno(), n)
         if isinstance(result, futures.Future):
             # The hot path: _wait_holding inlined.
@@ -135,6 +143,8 @@ class SocketLoop(BaseLoop):
 
     async def sock_recv_into(self, sock, buf):
         _check_socket(sock)
+        if not isinstance(sock, socket.socket):
+            return await self._retry_when_ready(sock, False, 'recv_into', buf)
         result = self._sock_recv_into(sock.fileno(), buf)
         if isinstance(result, futures.Future):
             # The hot path: _wait_holding inlined.
@@ -148,6 +158,8 @@ class SocketLoop(BaseLoop):
 
     async def sock_sendall(self, sock, data):
         _check_socket(sock)
+        if not isinstance(sock, socket.socket):
+            return await self._sock_sendall_through_methods(sock, data)
         result = self._sock_sendall(sock.fileno(), data)
         if isinstance(result, futures.Future):
             # The hot path: _wait_holding inlined.
@@ -159,11 +171,27 @@ class SocketLoop(BaseLoop):
                     sock._decref_socketios()
         return result
 
+    async def _sock_sendall_through_methods(self, sock, data):
+        """sock_sendall with the object's own send(), as asyncio does it."""
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)
+        fd = sock.fileno()
+        while sent < len(view):
+            await self._wait_fd(fd, True)
+            try:
+                sent += sock.send(view[sent:])
+            except (BlockingIOError, InterruptedError):
+                pass
+
     async def _retry_when_ready(self, sock, writable, method, *args):
         """``sock.<method>(*args)`` until it stops raising BlockingIOError,
         waiting for the socket between attempts. The method is looked up
         for each attempt, as asyncio does (tests swap it on the fly)."""
-        fd = sock.fileno()
         held = False
         try:
             while True:
@@ -173,7 +201,7 @@ class SocketLoop(BaseLoop):
                     pass
                 # Held from the first wait to the last attempt (see _hold).
                 held = held or _hold(sock)
-                await self._wait_fd(fd, writable)
+                await self._wait_fd(sock.fileno(), writable)
         finally:
             if held:
                 sock._decref_socketios()
@@ -196,6 +224,7 @@ class SocketLoop(BaseLoop):
 
     async def sock_accept(self, sock):
         _check_socket(sock)
+        sock.fileno()   # asyncio reads it before it accepts (and so fails)
         conn, address = await self._retry_when_ready(sock, False, 'accept')
         conn.setblocking(False)
         return conn, address
