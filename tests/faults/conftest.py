@@ -7,8 +7,8 @@ from .harness import FAULT_TABLE
 def pytest_terminal_summary(terminalreporter):
     if not FAULT_TABLE:
         return
-    width = max(len(row[0]) for row in FAULT_TABLE)
-    cols = max(len(row[1]) for row in FAULT_TABLE)
+    width = max(len(row[0]) for row in FAULT_TABLE + [('case',)])
+    cols = max(len(row[1]) for row in FAULT_TABLE + [('', 'stock asyncio')])
     write = terminalreporter.write_line
     terminalreporter.section('fault table')
     write(f"{'case':<{width}}  {'stock asyncio':<{cols}}  ferroloop")
