@@ -3,6 +3,8 @@
 #   make demo     build, then run the lesson programs on stock asyncio and on ferroloop
 #   make test     build, then run every test (Rust engine, pytest, CPython's asyncio suite)
 #   make bench    build, then compare ferroloop, stock asyncio and uvloop
+#   make soak     build, then run the fault suite's soaks at full size
+#   make fuzz     build, then run the fuzz suite long, with fresh random examples
 #
 # PYTHON picks the interpreter (default python3.11); python3.12 and python3.13
 # are found under pyenv when they are not on PATH. Each interpreter gets its own
@@ -15,7 +17,7 @@ VENV := $(CURDIR)/.venv-$(notdir $(PYTHON))
 VPY := $(VENV)/bin/python
 SUITE_ARGS ?=
 
-.PHONY: all build demo test test-rust test-py test-cpython bench clean
+.PHONY: all build demo test test-rust test-py test-cpython bench soak fuzz clean
 
 all: build
 
@@ -23,7 +25,7 @@ $(VENV)/.ready: Makefile
 	@test -n "$(PYTHON_EXE)" || { echo "cannot find $(PYTHON)"; exit 1; }
 	$(PYTHON_EXE) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "maturin>=1.7,<2" pytest uvloop aiohttp uvicorn
+	$(VPY) -m pip install -q "maturin>=1.7,<2" pytest uvloop aiohttp uvicorn hypothesis
 	touch $@
 
 build: $(VENV)/.ready
@@ -45,6 +47,12 @@ test-cpython: build
 
 bench: build
 	$(VPY) bench/run.py
+
+soak: build
+	FERROLOOP_FAULT_SIZE=full $(VPY) -m pytest -q tests/faults
+
+fuzz: build
+	FERROLOOP_FUZZ_PROFILE=fuzz $(VPY) -m pytest -q tests/fuzz
 
 clean:
 	rm -rf .venv-* target

@@ -1,0 +1,180 @@
+"""Differences between ferroloop and stock asyncio that are known and not
+fixed yet (issue 7, and what this suite found). Each entry recognises
+exactly its difference in a fuzz example (so the property tests excuse it
+and nothing else), and carries one reproduction that test_fuzz.py runs as a
+strict xfail: when the fix lands the reproduction passes, the xfail turns
+into a failure, and the entry must go."""
+
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from .calls import Call, Make
+
+FD_METHODS = {'add_reader', 'add_writer', 'remove_reader', 'remove_writer'}
+
+
+def raised(answer):
+    """(type, message) of what the call raised, or None."""
+    outcome = answer.get('outcome', [])
+    return (outcome[1], outcome[2]) if outcome[:1] == ['raised'] else None
+
+
+def returned(answer):
+    return answer.get('outcome', [])[:1] == ['returned']
+
+
+def fileno_kind(call):
+    first = call.args[0] if call.args else None
+    return first.detail if isinstance(first, Make) and first.recipe == 'fileno' else None
+
+
+def descriptor_number(call):
+    """The number add_reader and friends are asked about, if it is one."""
+    first = call.args[0] if call.args else None
+    if isinstance(first, int) and not isinstance(first, bool):
+        return first
+    kind = fileno_kind(call)
+    return kind if isinstance(kind, int) else None
+
+
+def lost_with(answer, kind):
+    return ['connection_lost', kind] in answer.get('events', [])
+
+
+@dataclass
+class Known:
+    item: str                   # where it is filed: 'issue 7 part N' or 'new (fuzz suite)'
+    what: str
+    examples: tuple             # reproductions: Calls that show it today
+    matches: Callable           # (call, stock answer, ferroloop answer) -> bool
+    versions: tuple = ((3, 0), (4, 0))     # the Pythons it shows on
+
+    @property
+    def reason(self):
+        return f'{self.item}: {self.what}'
+
+    def applies_here(self):
+        return self.versions[0] <= sys.version_info[:2] < self.versions[1]
+
+
+NOOP = Make('callable', 'noop')
+
+KNOWN = [
+    Known('issue 7 part 3', 'a descriptor number above INT_MAX: ValueError("Invalid file '
+          'descriptor") instead of OverflowError (add_*), instead of False (remove_*)',
+          (Call('loop', 'add_reader', (2**40, NOOP)), Call('loop', 'remove_reader', (2**40,))),
+          lambda call, stock, ours: call.method in FD_METHODS
+          and (descriptor_number(call) or 0) > 2**31 - 1
+          and (raised(ours) or ('',))[0] == 'ValueError'),
+    Known('issue 7 part 3', 'an exception from fileno() becomes ValueError("Invalid file '
+          'object") instead of propagating',
+          (Call('loop', 'add_reader', (Make('fileno', 'raises OSError'), NOOP)),),
+          lambda call, stock, ours: call.method in FD_METHODS
+          and str(fileno_kind(call)).startswith('raises')
+          and (raised(ours) or ('', ''))[1].startswith('Invalid file object')),
+    Known('new (fuzz suite)', 'a fileno() returning a str or float is refused (ValueError); '
+          'asyncio takes int() of it',
+          (Call('loop', 'add_reader', (Make('fileno', 'returns float'), NOOP)),),
+          lambda call, stock, ours: call.method in FD_METHODS
+          and fileno_kind(call) in ('returns str', 'returns float')
+          and (raised(ours) or ('', ''))[1].startswith('Invalid file object')),
+    Known('issue 7 part 1', "OSErrors from the native layer read 'Operation not permitted "
+          "(os error 1)', not '[Errno 1] Operation not permitted'",
+          (Call('loop', 'add_reader', (0, NOOP)),),      # the worker's stdin: /dev/null
+          lambda call, stock, ours: raised(stock) and raised(ours)
+          and raised(stock)[0] == raised(ours)[0] and '(os error ' in raised(ours)[1]),
+    Known('issue 7 part 2', 'set_debug() takes only a bool (TypeError for None, 1, ...)',
+          (Call('loop', 'set_debug', (None,)),),
+          lambda call, stock, ours: call.method == 'set_debug' and returned(stock)
+          and (raised(ours) or ('',))[0] == 'TypeError'),
+    Known('issue 7 part 3', 'sock_recv_into / sock_recvfrom_into with a read-only or '
+          'non-contiguous buffer: BufferError instead of TypeError',
+          (Call('loop', 'sock_recv_into', (Make('socket', 'connected'), Make('memoryview', 'read-only'))),),
+          lambda call, stock, ours: call.method in ('sock_recv_into', 'sock_recvfrom_into')
+          and (raised(stock) or ('',))[0] == 'TypeError'
+          and (raised(ours) or ('',))[0] in ('BufferError', 'ValueError')),
+    Known('issue 7 part 3', 'set_write_buffer_limits: floats, huge ints and inf refused (TypeError, '
+          'OverflowError) where asyncio accepts them or raises its own ValueError',
+          (Call('tcp transport', 'set_write_buffer_limits', (1.5,)),),
+          lambda call, stock, ours: call.method == 'set_write_buffer_limits'),
+    Known('issue 7 part 3', 'set_protocol(obj) refuses objects without protocol methods '
+          '(AttributeError); asyncio accepts any object',
+          (Call('tcp transport', 'set_protocol', (Make('object'),)),),
+          lambda call, stock, ours: call.method == 'set_protocol' and returned(stock)
+          and (raised(ours) or ('',))[0] == 'AttributeError'),
+    Known('issue 7 part 3', "create_datagram_endpoint(sock=<TCP socket>): 'A UDP socket was "
+          "expected', asyncio says 'A UDP Socket was expected'",
+          (Call('loop', 'create_datagram_endpoint', (Make('callable', 'datagram recorder'),),
+               {'sock': Make('socket', 'connected')}),),
+          lambda call, stock, ours: (raised(ours) or ('', ''))[1].startswith('A UDP socket was')),
+    Known('new (fuzz suite)', 'call_at/call_later with a `when` that is no number raise '
+          'TypeError at once; asyncio schedules it and its run loop fails later comparing '
+          'deadlines',
+          (Call('loop', 'call_at', ([], NOOP)),),
+          lambda call, stock, ours: call.method in ('call_at', 'call_later') and returned(stock)
+          and (raised(ours) or ('',))[0] == 'TypeError'),
+    Known('new (fuzz suite)', 'a context= that is no Context fails when the callback runs '
+          'with TypeError; asyncio with AttributeError (no .run)',
+          (Call('loop', 'call_soon', (NOOP,), {'context': 0}),),
+          lambda call, stock, ours: call.method.startswith('call_')
+          and 'context' in call.kwargs and call.kwargs['context'] not in (None, Make('context'))
+          and stock.get('handler') == ['AttributeError'] and ours.get('handler') == ['TypeError']),
+    Known('new (fuzz suite)', 'shutdown_default_executor() takes a timeout on 3.11 (it came '
+          'with 3.12); asyncio 3.11 raises TypeError',
+          (Call('loop', 'shutdown_default_executor', (1,)),),
+          lambda call, stock, ours: call.method == 'shutdown_default_executor'
+          and (raised(stock) or ('',))[0] == 'TypeError' and returned(ours),
+          versions=((3, 11), (3, 12))),
+    Known('new (fuzz suite)', "sock_* methods given an object that is no socket raise "
+          "AttributeError ('no attribute gettimeout') before asyncio's own checks "
+          "(fileno(), the file's mode, ...) raise theirs",
+          (Call('loop', 'sock_accept', (Make('fileno', 'raises ValueError'),)),),
+          lambda call, stock, ours: call.method.startswith('sock_')
+          and "has no attribute 'gettimeout'" in (raised(ours) or ('', ''))[1]),
+    Known('new (fuzz suite)', 'create_server(host=[]) raises OSError("could not bind on any '
+          'address out of []"); asyncio returns a server with no sockets',
+          (Call('loop', 'create_server', (Make('callable', 'recorder'), [], 0)),),
+          lambda call, stock, ours: call.method == 'create_server' and returned(stock)
+          and (raised(ours) or ('', ''))[1].startswith('could not bind on any address out of []')),
+    Known('new (fuzz suite)', 'transport.write(<non-contiguous memoryview>) sends it; asyncio '
+          'fails the transport (connection_lost(BufferError))',
+          (Call('tcp transport', 'write', (Make('memoryview', 'non-contiguous'),)),),
+          lambda call, stock, ours: call.method in ('write', 'writelines')
+          and lost_with(stock, 'BufferError') and not lost_with(ours, 'BufferError')),
+    Known('new (fuzz suite)', 'sendto(data) without an address on an unconnected UDP transport: '
+          'error_received(OSError EDESTADDRREQ) and the transport stays open; asyncio closes it '
+          'with connection_lost(TypeError)',
+          (Call('udp transport', 'sendto', (b'x',)),),
+          lambda call, stock, ours: call.target == 'udp transport' and call.method == 'sendto'
+          and lost_with(stock, 'TypeError') and not lost_with(ours, 'TypeError')),
+    Known('new (fuzz suite)', "sendto(data, addr) on a UDP transport made from a connected "
+          "socket (sock=) passes addr to sendto and fails (connection_lost(TypeError)); "
+          "asyncio send()s and ignores addr",
+          (Call('connected udp transport', 'sendto', (b'x', ('127.0.0.1', 1, 2, 3))),),
+          lambda call, stock, ours: call.target == 'connected udp transport'
+          and lost_with(ours, 'TypeError') and not lost_with(stock, 'TypeError')),
+]
+
+# Calls not run on ferroloop at all: they abort the interpreter or make it
+# allocate gigabytes (issue 7 part 1; test_fuzz.py pins it with a
+# reproduction that must crash until fixed).
+FD_TABLE_CRASH = Known(
+    'issue 7 part 1', 'add_reader/add_writer with a descriptor number in the hundreds of '
+    'millions grow the fd table to that size: 2**31 - 1 aborts the process',
+    (Call('loop', 'add_reader', (2**31 - 1, NOOP)),),
+    lambda call, stock, ours: 'crash' in ours)
+
+
+def crashes_today(call):
+    number = descriptor_number(call)
+    return (call.method in ('add_reader', 'add_writer') and number is not None
+            and 2**20 <= number <= 2**31 - 1)
+
+
+def explained(call, stock, ours):
+    """The known difference this example shows, if any."""
+    for known in KNOWN:
+        if known.applies_here() and known.matches(call, stock, ours):
+            return known
+    return None
