@@ -8,8 +8,8 @@ import pytest
 from .harness import check_case
 
 RAISING = '''
-import asyncio, os, re, signal, socket, sys
-from case_helpers import describe, report
+import asyncio, os, signal, socket, sys
+from case_helpers import describe, handler_message, report
 
 
 def recurse(depth=0):
@@ -24,13 +24,6 @@ def fail(kind):
 
 
 KINDS = ['ValueError', 'MemoryError', 'RecursionError', 'KeyboardInterrupt', 'SystemExit']
-
-
-def handler_message(message):
-    """The handler's message without what only names a loop's internals:
-    the transport's class and the reprs of the callback's arguments."""
-    message = re.sub(r'\\(.*\\)', '(...)', message)
-    return re.sub(r'\\b\\w*Transport\\w*\\.', '<transport>.', message)
 
 
 def run_scenario(scenario, kind):

@@ -73,7 +73,7 @@ def deliberate(ours):
         outcome[1] == kind and outcome[2].startswith(prefix) for kind, prefix in DELIBERATE)
 
 
-def problems(stock, ours):
+def problems(stock, ours, events_in_order=True):
     """What is wrong with ferroloop's answer, given stock asyncio's: a list
     of findings, empty when they agree."""
     for answer in (stock, ours):
@@ -92,6 +92,8 @@ def problems(stock, ours):
     if stock['outcome'][0] == 'raised' and not _message_compared(stock['outcome']):
         stock['outcome'], ours['outcome'] = (_without_message(stock['outcome']),
                                              _without_message(ours['outcome']))
+    if not events_in_order:
+        stock['events'], ours['events'] = sorted(map(repr, stock['events'])), sorted(map(repr, ours['events']))
     for key in ('outcome', 'events', 'handler'):
         if stock[key] != ours[key]:
             found.append(f'{key}: asyncio {stock[key]!r}, ferroloop {ours[key]!r}')

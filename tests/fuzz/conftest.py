@@ -21,7 +21,7 @@ settings.load_profile(os.environ.get('FERROLOOP_FUZZ_PROFILE', 'ci'))
 
 # What ran, for the summary: calls per loop, and the differences excused
 # as known (by the known difference's text).
-CORPUS = {'calls': 0, 'not run on ferroloop': 0, 'excused': {}}
+CORPUS = {'calls': 0, 'excused': {}}
 
 
 @pytest.fixture(scope='session')
@@ -38,7 +38,6 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section('fuzz corpus')
     write(f"{CORPUS['calls']} calls made on each loop "
           f"({settings.default.max_examples} examples a method at most, profile "
-          f"{os.environ.get('FERROLOOP_FUZZ_PROFILE', 'ci')}); "
-          f"{CORPUS['not run on ferroloop']} not run on ferroloop (known crash)")
+          f"{os.environ.get('FERROLOOP_FUZZ_PROFILE', 'ci')})")
     for what, count in sorted(CORPUS['excused'].items()):
         write(f'  {count:5d} excused as known: {what}')

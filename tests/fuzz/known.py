@@ -11,9 +11,6 @@ from typing import Callable
 
 from .calls import Call, Make
 
-FD_METHODS = {'add_reader', 'add_writer', 'remove_reader', 'remove_writer'}
-
-
 def raised(answer):
     """(type, message) of what the call raised, or None."""
     outcome = answer.get('outcome', [])
@@ -22,20 +19,6 @@ def raised(answer):
 
 def returned(answer):
     return answer.get('outcome', [])[:1] == ['returned']
-
-
-def fileno_kind(call):
-    first = call.args[0] if call.args else None
-    return first.detail if isinstance(first, Make) and first.recipe == 'fileno' else None
-
-
-def descriptor_number(call):
-    """The number add_reader and friends are asked about, if it is one."""
-    first = call.args[0] if call.args else None
-    if isinstance(first, int) and not isinstance(first, bool):
-        return first
-    kind = fileno_kind(call)
-    return kind if isinstance(kind, int) else None
 
 
 def lost_with(answer, kind):
@@ -61,39 +44,6 @@ class Known:
 NOOP = Make('callable', 'noop')
 
 KNOWN = [
-    Known('issue 7 part 3', 'a descriptor number above INT_MAX: ValueError("Invalid file '
-          'descriptor") instead of OverflowError (add_*), instead of False (remove_*)',
-          (Call('loop', 'add_reader', (2**40, NOOP)), Call('loop', 'remove_reader', (2**40,))),
-          lambda call, stock, ours: call.method in FD_METHODS
-          and (descriptor_number(call) or 0) > 2**31 - 1
-          and (raised(ours) or ('',))[0] == 'ValueError'),
-    Known('issue 7 part 3', 'an exception from fileno() becomes ValueError("Invalid file '
-          'object") instead of propagating',
-          (Call('loop', 'add_reader', (Make('fileno', 'raises OSError'), NOOP)),),
-          lambda call, stock, ours: call.method in FD_METHODS
-          and str(fileno_kind(call)).startswith('raises')
-          and (raised(ours) or ('', ''))[1].startswith('Invalid file object')),
-    Known('new (fuzz suite)', 'a fileno() returning a str or float is refused (ValueError); '
-          'asyncio takes int() of it',
-          (Call('loop', 'add_reader', (Make('fileno', 'returns float'), NOOP)),),
-          lambda call, stock, ours: call.method in FD_METHODS
-          and fileno_kind(call) in ('returns str', 'returns float')
-          and (raised(ours) or ('', ''))[1].startswith('Invalid file object')),
-    Known('issue 7 part 1', "OSErrors from the native layer read 'Operation not permitted "
-          "(os error 1)', not '[Errno 1] Operation not permitted'",
-          (Call('loop', 'add_reader', (0, NOOP)),),      # the worker's stdin: /dev/null
-          lambda call, stock, ours: raised(stock) and raised(ours)
-          and raised(stock)[0] == raised(ours)[0] and '(os error ' in raised(ours)[1]),
-    Known('issue 7 part 2', 'set_debug() takes only a bool (TypeError for None, 1, ...)',
-          (Call('loop', 'set_debug', (None,)),),
-          lambda call, stock, ours: call.method == 'set_debug' and returned(stock)
-          and (raised(ours) or ('',))[0] == 'TypeError'),
-    Known('issue 7 part 3', 'sock_recv_into / sock_recvfrom_into with a read-only or '
-          'non-contiguous buffer: BufferError instead of TypeError',
-          (Call('loop', 'sock_recv_into', (Make('socket', 'connected'), Make('memoryview', 'read-only'))),),
-          lambda call, stock, ours: call.method in ('sock_recv_into', 'sock_recvfrom_into')
-          and (raised(stock) or ('',))[0] == 'TypeError'
-          and (raised(ours) or ('',))[0] in ('BufferError', 'ValueError')),
     Known('issue 7 part 3', 'set_write_buffer_limits: floats, huge ints and inf refused (TypeError, '
           'OverflowError) where asyncio accepts them or raises its own ValueError',
           (Call('tcp transport', 'set_write_buffer_limits', (1.5,)),),
@@ -142,12 +92,6 @@ KNOWN = [
           (Call('tcp transport', 'write', (Make('memoryview', 'non-contiguous'),)),),
           lambda call, stock, ours: call.method in ('write', 'writelines')
           and lost_with(stock, 'BufferError') and not lost_with(ours, 'BufferError')),
-    Known('new (fuzz suite)', 'sendto(data) without an address on an unconnected UDP transport: '
-          'error_received(OSError EDESTADDRREQ) and the transport stays open; asyncio closes it '
-          'with connection_lost(TypeError)',
-          (Call('udp transport', 'sendto', (b'x',)),),
-          lambda call, stock, ours: call.target == 'udp transport' and call.method == 'sendto'
-          and lost_with(stock, 'TypeError') and not lost_with(ours, 'TypeError')),
     Known('new (fuzz suite)', "sendto(data, addr) on a UDP transport made from a connected "
           "socket (sock=) passes addr to sendto and fails (connection_lost(TypeError)); "
           "asyncio send()s and ignores addr",
@@ -155,22 +99,6 @@ KNOWN = [
           lambda call, stock, ours: call.target == 'connected udp transport'
           and lost_with(ours, 'TypeError') and not lost_with(stock, 'TypeError')),
 ]
-
-# Calls not run on ferroloop at all: they abort the interpreter or make it
-# allocate gigabytes (issue 7 part 1; test_fuzz.py pins it with a
-# reproduction that must crash until fixed).
-FD_TABLE_CRASH = Known(
-    'issue 7 part 1', 'add_reader/add_writer with a descriptor number in the hundreds of '
-    'millions grow the fd table to that size: 2**31 - 1 aborts the process',
-    (Call('loop', 'add_reader', (2**31 - 1, NOOP)),),
-    lambda call, stock, ours: 'crash' in ours)
-
-
-def crashes_today(call):
-    number = descriptor_number(call)
-    return (call.method in ('add_reader', 'add_writer') and number is not None
-            and 2**20 <= number <= 2**31 - 1)
-
 
 def explained(call, stock, ours):
     """The known difference this example shows, if any."""

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from .calls import (CALLABLE_KINDS, FILENO_KINDS, LYING_FILENOS, MEMORYVIEW_KINDS,
                     OTHER_KINDS, SOCKET_KINDS, Call, Make)
 
-SPECIAL_INTS = [0, 1, -1, 2, 3, 1024, 65535, 65536, 2**31, -2**31 - 1, 2**32, 2**63 - 1,
+SPECIAL_INTS = [0, 1, -1, 2, 3, 1024, 65535, 65536, 10_000_000, 2**31 - 1, 2**31, -2**31 - 1,
+                2**32, 2**63 - 1,
                 2**63, 2**64, 2**70, -2**70, 10**30]
 SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, -0.0, 0.0, 0.5, 1.5, 1e-9, 1e300, -1e300]
 
