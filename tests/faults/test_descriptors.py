@@ -153,35 +153,69 @@ PENDING_SOCK_OP_CLOSED = '''
 import asyncio, socket
 from case_helpers import describe, report
 
+
 async def main():
     loop = asyncio.get_running_loop()
     a, b = socket.socketpair()
-    a.setblocking(False)
-    pending = asyncio.ensure_future(loop.sock_recv(a, 100))
+    listener = socket.create_server(('127.0.0.1', 0))
+    for s in (a, b, listener):
+        s.setblocking(False)
+    if OP == 'sock_sendall':
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ops = {
+        'sock_recv': (a, lambda: loop.sock_recv(a, 100)),
+        'sock_recv_into': (a, lambda: loop.sock_recv_into(a, bytearray(100))),
+        'sock_sendall': (a, lambda: loop.sock_sendall(a, b'x' * 4_000_000)),
+        'sock_accept': (listener, lambda: loop.sock_accept(listener)),
+    }
+    sock, start = ops[OP]
+    address = listener.getsockname()
+    pending = asyncio.ensure_future(start())
     await asyncio.sleep(0.01)
-    a.close()                   # while the receive waits
+    sock.close()                # while the operation waits on it
     try:
-        b.send(b'late')
+        # The other side does its part: the operation can now complete.
+        if OP == 'sock_accept':
+            client = socket.create_connection(address, timeout=2)
+        elif OP == 'sock_sendall':
+            b.setblocking(True)
+            b.settimeout(2)
+            received = 0
+            while received < 4_000_000:
+                chunk = b.recv(1 << 20)
+                if not chunk:
+                    break
+                received += len(chunk)
+        else:
+            b.send(b'late')
     except OSError as exc:      # the descriptor really closed: nothing will come
-        return describe(exc)
+        return ['peer failed', describe(exc)]
     try:
-        got = await asyncio.wait_for(pending, 2)
+        result = await asyncio.wait_for(pending, 2)
+        got = ['completed', type(result).__name__]
     except asyncio.TimeoutError:
         got = 'still waiting'
     except Exception as exc:
         got = describe(exc)
-    b.close()
+    for s in (b, listener):
+        s.close()
     return got
 
 report(asyncio.run(asyncio.wait_for(main(), 20)))
 '''
 
+PENDING_RESULTS = {'sock_recv': 'bytes', 'sock_recv_into': 'int', 'sock_sendall': 'NoneType',
+                   'sock_accept': 'tuple'}
 
-@pytest.mark.xfail(strict=True, reason='issue 7 part 2: a socket closed while sock_recv waits on it: '
-                   'the receive must complete (the descriptor kept open by _io_refs, as uvloop does)')
-def test_socket_closed_while_sock_recv_waits():
+
+@pytest.mark.xfail(strict=True, reason='issue 7 part 2: a socket closed while a sock_* operation '
+                   'waits on it: the operation must complete (the descriptor kept open by the '
+                   "socket's _io_refs, as uvloop does); today the descriptor closes at once")
+@pytest.mark.parametrize('op', sorted(PENDING_RESULTS))
+def test_socket_closed_while_an_operation_waits(op):
     # Stock asyncio waits forever here; the issue asks for uvloop's behaviour.
-    check_case('socket closed during sock_recv', PENDING_SOCK_OP_CLOSED, expected=repr(b'late'))
+    check_case(f'socket closed during {op}', f'OP = {op!r}\n' + PENDING_SOCK_OP_CLOSED,
+               expected=['completed', PENDING_RESULTS[op]])
 
 
 CANCELLED_SOCK_OPS_THEN_CLOSED = '''
@@ -247,3 +281,71 @@ report(asyncio.run(asyncio.wait_for(main(), 30)))
 
 def test_cancelled_sock_operations_then_closed():
     check_case('cancelled sock_* then closed', CANCELLED_SOCK_OPS_THEN_CLOSED)
+
+
+CLOSED_BEHIND_EACH_KIND = '''
+import asyncio, os, socket
+from case_helpers import collect_handler_calls, describe, report
+
+
+class Recorder(asyncio.DatagramProtocol, asyncio.Protocol):
+    def __init__(self, events):
+        self.events = events
+
+    def connection_lost(self, exc):
+        self.events.append(['lost', describe(exc)])
+
+    def error_received(self, exc):
+        self.events.append(['error', describe(exc)])
+
+
+async def tcp(events):
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    transport, _ = await loop.create_connection(lambda: Recorder(events), sock=a)
+    os.close(a.fileno())
+    transport.write(b'after the close')
+    await asyncio.sleep(0.05)
+    transport.close()
+    b.close()
+
+
+async def udp(events):
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: Recorder(events),
+                                                       local_addr=('127.0.0.1', 0))
+    os.close(transport.get_extra_info('socket').fileno())
+    transport.sendto(b'after the close', ('127.0.0.1', 9))
+    await asyncio.sleep(0.05)
+    transport.close()
+
+
+async def server(events):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Recorder(events), '127.0.0.1', 0)
+    os.close(server.sockets[0].fileno())
+    await asyncio.sleep(0.05)
+    server.close()
+    await server.wait_closed()
+
+
+async def main():
+    handler_calls = collect_handler_calls(asyncio.get_running_loop())
+    got = {}
+    for scenario in (tcp, udp, server):
+        events = []
+        try:
+            await scenario(events)
+        except Exception as exc:
+            events.append(['raised', describe(exc)])
+        await asyncio.sleep(0.05)
+        got[scenario.__name__] = events
+    got['handler'] = handler_calls
+    return got
+
+report(asyncio.run(asyncio.wait_for(main(), 20)))
+'''
+
+
+def test_descriptor_closed_behind_each_kind_of_transport():
+    check_case('fd closed behind tcp/udp/server', CLOSED_BEHIND_EACH_KIND)

@@ -187,6 +187,11 @@ TRANSPORT_SIGNATURES = {
         'write_eof': Signature([]), 'abort': Signature([]),
         'set_write_buffer_limits': Signature(['high', 'low']),
     },
+    'read pipe transport': {
+        'pause_reading': Signature([]), 'resume_reading': Signature([]),
+        'is_reading': Signature([]), 'close': Signature([]),
+        'set_protocol': Signature(['protocol']), 'get_extra_info': Signature(['name', 'default']),
+    },
     'server': {
         'close': Signature([]), 'is_serving': Signature([]), 'start_serving': Signature([]),
         'wait_closed': Signature([]), 'get_loop': Signature([]),
@@ -196,7 +201,10 @@ TRANSPORT_SIGNATURES = {
 
 def all_signatures():
     """(target, method) -> Signature, for every method the suite fuzzes."""
-    table = {('loop', name): sig for name, sig in loop_signatures().items()}
+    table = {}
+    for name, sig in loop_signatures().items():
+        table['loop', name] = sig
+        table['closed loop', name] = sig
     for target, methods in TRANSPORT_SIGNATURES.items():
         table.update({(target, name): sig for name, sig in methods.items()})
     return table

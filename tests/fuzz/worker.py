@@ -476,8 +476,17 @@ class Fixtures:
     def make_array(self, _):
         return array.array('i', [1, 2, 3])
 
+    def make_read_pipe_transport(self, _):
+        transport, _ = self.run(self.loop.connect_read_pipe(
+            lambda: StreamRecorder(self), self.make(Make('read pipe'))))
+        self.later(transport.close)
+        return transport
+
     def target(self, name):
         if name == 'loop':
+            return self.loop
+        if name == 'closed loop':
+            self.loop.close()
             return self.loop
         return {
             'tcp transport': lambda: self.make(Make('tcp transport')),
@@ -485,6 +494,7 @@ class Fixtures:
             'connected udp transport': lambda: self.make_udp_transport(True),
             'server': lambda: self.make(Make('server')),
             'write pipe transport': lambda: self.make(Make('write pipe transport')),
+            'read pipe transport': lambda: self.make(Make('read pipe transport')),
         }[name]()
 
 
@@ -562,8 +572,8 @@ def run(new_loop, call):
     fixtures = Fixtures(loop)
     try:
         try:
-            target = fixtures.target(call.target)
             args, kwargs = fixtures.build(call.args), fixtures.build(call.kwargs)
+            target = fixtures.target(call.target)
         except Exception:
             return {'worker error': traceback.format_exc()}
         outcome = invoke(fixtures, target, call.method, args, kwargs)
