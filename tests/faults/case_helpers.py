@@ -5,11 +5,14 @@ with stock asyncio's. Resource growth goes out separately with ``soak(...)``
 (checked against limits, not compared: stock asyncio's allocator noise is not a
 specification)."""
 
+import asyncio
 import gc
 import json
 import os
 import re
 import resource
+import socket
+import struct
 
 PAGE_KIB = os.sysconf('SC_PAGE_SIZE') // 1024
 
@@ -108,3 +111,33 @@ def raise_nofile_limit(wanted):
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def reset(transport):
+    """Closes a TCP transport with a RST (SO_LINGER 0), as a crashed peer's
+    kernel does."""
+    transport.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                  struct.pack('ii', 1, 0))
+    transport.abort()
+
+
+class Recorder(asyncio.Protocol):
+    """Records EOF and the loss of the connection (as ``describe_loss``
+    words it); ``lost`` is done once the connection is."""
+
+    def __init__(self):
+        self.events = []
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def eof_received(self):
+        self.events.append('eof')
+
+    def describe_loss(self, exc):
+        return describe(exc)
+
+    def connection_lost(self, exc):
+        self.events.append(['lost', self.describe_loss(exc)])
+        self.lost.set_result(None)

@@ -5,45 +5,26 @@ the child)."""
 from .harness import check_case
 
 RESET_DURING_READ = '''
-import asyncio, socket, struct
-from case_helpers import collect_handler_calls, describe, report
+import asyncio
+from case_helpers import Recorder, collect_handler_calls, describe, report, reset
 
 PAYLOAD = 200_000
-
-
-def reset(writer):
-    sock = writer.get_extra_info('socket')
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
-    writer.transport.abort()
 
 
 async def handle(reader, writer):
     writer.write(b'x' * PAYLOAD)
     await writer.drain()
     await reader.readexactly(2)     # the client has read everything
-    reset(writer)
+    reset(writer.transport)
 
 
-class Client(asyncio.Protocol):
-    def __init__(self):
-        self.got = 0
-        self.events = []
-        self.lost = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport):
-        self.transport = transport
+class Client(Recorder):
+    got = 0
 
     def data_received(self, data):
         self.got += len(data)
         if self.got == PAYLOAD:
             self.transport.write(b'ok')
-
-    def eof_received(self):
-        self.events.append('eof')
-
-    def connection_lost(self, exc):
-        self.events.append(['lost', describe(exc)])
-        self.lost.set_result(None)
 
 
 async def main():
@@ -79,8 +60,8 @@ def test_peer_reset_during_read():
 
 
 RESET_DURING_WRITE = '''
-import asyncio, socket, struct
-from case_helpers import collect_handler_calls, describe, report
+import asyncio
+from case_helpers import Recorder, collect_handler_calls, describe, report, reset
 
 
 def kind(exc):
@@ -92,16 +73,10 @@ def kind(exc):
 
 async def handle(reader, writer):
     await reader.readexactly(100_000)   # the client is in the middle of its write
-    sock = writer.get_extra_info('socket')
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
-    writer.transport.abort()
+    reset(writer.transport)
 
 
-class Client(asyncio.Protocol):
-    def __init__(self):
-        self.events = []
-        self.lost = asyncio.get_running_loop().create_future()
-
+class Client(Recorder):
     def connection_made(self, transport):
         transport.write(b'y' * 20_000_000)
         self.events.append(['buffered', transport.get_write_buffer_size() > 0])
@@ -112,9 +87,8 @@ class Client(asyncio.Protocol):
     def resume_writing(self):
         self.events.append('resume')
 
-    def connection_lost(self, exc):
-        self.events.append(['lost', kind(exc)])
-        self.lost.set_result(None)
+    def describe_loss(self, exc):
+        return kind(exc)
 
 
 async def main():

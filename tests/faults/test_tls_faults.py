@@ -7,7 +7,7 @@ from .harness import check_case
 TLS_PRELUDE = '''
 import asyncio, socket, ssl, threading
 from test.test_asyncio import utils as test_utils
-from case_helpers import Growth, collect_handler_calls, describe, report
+from case_helpers import Growth, collect_handler_calls, describe, report, reset
 
 SERVER_CTX = test_utils.simple_server_sslcontext()
 CLIENT_CTX = test_utils.simple_client_sslcontext()
@@ -109,9 +109,7 @@ async def main():
     behaviours = {
         'closes at once': lambda r, w: w.close(),
         'answers garbage': lambda r, w: w.write(b'HTTP/1.0 400 Bad Request\\r\\n\\r\\n' * 10),
-        'resets': lambda r, w: (w.get_extra_info('socket').setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, b'\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00'),
-            w.transport.abort()),
+        'resets': lambda r, w: reset(w.transport),
         'never answers': lambda r, w: None,
     }
     results = {}
