@@ -22,6 +22,7 @@ import ssl
 import struct
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -366,6 +367,11 @@ class Fixtures:
             return len              # a builtin, silent
         if kind == 'class':
             return object
+        # Only for the harness's own test (never generated): a crash, a hang.
+        if kind == 'aborts':
+            return lambda *args: os.abort()
+        if kind == 'blocks':
+            return lambda *args: time.sleep(3600)
         raise ValueError(kind)
 
     def make_protocol(self, _):
