@@ -112,9 +112,18 @@ async def exchange(server_sock, client_sock, addr):
 
 
 async def main():
+    loop = asyncio.get_running_loop()
     results = {}
+    # One end of a socketpair: what the other end sends arrives.
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    results['socketpair'] = await exchange(a, b, None)
+    transport, proto = await loop.create_datagram_endpoint(Client, sock=a)
+    b.send(b'over the pair')
+    try:
+        results['socketpair'] = await asyncio.wait_for(proto.got, 5)
+    except asyncio.TimeoutError:
+        results['socketpair'] = 'nothing arrived'
+    transport.close()
+    b.close()
     with tempfile.TemporaryDirectory() as tmp:
         server_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         server_sock.bind(os.path.join(tmp, 'server'))
@@ -122,7 +131,6 @@ async def main():
         client_sock.bind(os.path.join(tmp, 'client'))
         results['bound paths'] = await exchange(server_sock, client_sock,
                                                 os.path.join(tmp, 'server'))
-    loop = asyncio.get_running_loop()
     c, d = socket.socketpair()
     c.setblocking(False)
     results['sock_recv(sock, 0)'] = await asyncio.wait_for(loop.sock_recv(c, 0), 5)
