@@ -13,11 +13,18 @@ import re
 import selectors
 
 
+# The loop's and its transports' class names and reprs, which are each
+# implementation's own ('_SelectorSocketTransport' / 'SocketTransport').
+_OWN_OBJECTS = re.compile(r"<_?\w*Transport\b[^<>]*(?:<[^<>]*>[^<>]*)*>"
+                          r"|'(?:_Selector\w*|_Unix\w*|Socket|Datagram)Transport'"
+                          r"|'(?:_UnixSelectorEventLoop|Loop)'")
+
+
 def normalise(value):
     """Messages without what differs between two processes for no reason
-    of the loop's: object addresses."""
+    of the loop's: object addresses, and the loop's own class names."""
     if isinstance(value, str):
-        return re.sub(r'0x[0-9a-fA-F]+', '0x?', value)
+        return _OWN_OBJECTS.sub('<loop object>', re.sub(r'0x[0-9a-fA-F]+', '0x?', value))
     if isinstance(value, list):
         return [normalise(v) for v in value]
     if isinstance(value, dict):

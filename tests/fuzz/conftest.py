@@ -16,7 +16,7 @@ COMMON = dict(deadline=None, database=None, print_blob=True,
                                      HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
 settings.register_profile('ci', derandomize=True, max_examples=40, **COMMON)
-settings.register_profile('fuzz', max_examples=1500, **COMMON)
+settings.register_profile('fuzz', max_examples=500, **COMMON)
 settings.load_profile(os.environ.get('FERROLOOP_FUZZ_PROFILE', 'ci'))
 
 # What ran, for the summary: calls per loop, and the differences excused
