@@ -5,7 +5,8 @@ each taken while the other loop runs.)
 
 A case fails when ferroloop's run crashes (a signal, a Rust panic, a fatal
 Python error), hangs, exits with an error, grows descriptors or memory over
-the second half of a soak, or reports a result other than stock asyncio's
+the second half of a soak, warns of more unclosed resources
+(ResourceWarning) than stock asyncio, or reports a result other than stock asyncio's
 (or than the case's ``expected`` where stock asyncio itself misbehaves).
 Every run is also recorded in FAULT_TABLE, which conftest.py prints at the
 end of the session."""
@@ -88,14 +89,14 @@ def _outcome(proc, stdout, stderr, timed_out, tmpdir, took):
     return Outcome(status, result, resources, stderr, took)
 
 
-def run_on_both(source, timeout, env=None):
+def run_on_both(source, timeout):
     """Starts the program on both loops at once; returns {loop: Outcome}."""
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / 'case.py'
         program.write_text(source)
         child_env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1', PYTHONFAULTHANDLER='1',
-                         PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get('PYTHONPATH', '')]),
-                         **(env or {}))
+                         PYTHONWARNINGS='always::ResourceWarning',
+                         PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get('PYTHONPATH', '')]))
         started = time.monotonic()
         procs = {}
         for loop in LOOPS:
@@ -124,12 +125,11 @@ def run_on_both(source, timeout, env=None):
         return outcomes
 
 
-def check_case(name, source, timeout=60, expected=None, fd_growth_limit=0,
-               rss_growth_limit_kib=RSS_GROWTH_LIMIT_KIB, env=None):
+def check_case(name, source, timeout=60, expected=None):
     """Runs the case on both loops, records it in the fault table and fails
     on any fault of ferroloop's. ``expected`` replaces stock asyncio's result
     where asyncio's own behaviour is the bug (the case says which)."""
-    outcomes = run_on_both(source, timeout, env)
+    outcomes = run_on_both(source, timeout)
     stock, ours = outcomes['asyncio'], outcomes['ferroloop']
     want = stock.result if expected is None else expected
     problems = []
@@ -138,10 +138,13 @@ def check_case(name, source, timeout=60, expected=None, fd_growth_limit=0,
     elif ours.result != want:
         problems.append('result differs')
     if ours.resources:
-        if ours.resources['fd_growth'] > fd_growth_limit:
+        if ours.resources['fd_growth'] > 0:
             problems.append(f"descriptors grew by {ours.resources['fd_growth']}")
-        if ours.resources['rss_growth_kib'] > rss_growth_limit_kib:
+        if ours.resources['rss_growth_kib'] > RSS_GROWTH_LIMIT_KIB:
             problems.append(f"RSS grew by {ours.resources['rss_growth_kib']} KiB")
+    leaks = ours.stderr.count('ResourceWarning') - stock.stderr.count('ResourceWarning')
+    if leaks > 0:
+        problems.append(f'{leaks} ResourceWarnings more than stock asyncio')
     if expected is None and stock.status != 'ok':
         problems.append(f'stock asyncio: {stock.status} (the case itself is broken)')
     if not problems:

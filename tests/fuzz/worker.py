@@ -573,7 +573,20 @@ def close_loop(loop):
     loop.close()
 
 
+def fd_count():
+    return len(os.listdir('/proc/self/fd'))
+
+
 def run(new_loop, call):
+    """The answer to one call; 'fds' is how many descriptors the call left
+    open once its fixtures and its loop were closed."""
+    fds = fd_count()
+    answer = run_on_fresh_loop(new_loop, call)
+    answer['fds'] = fd_count() - fds
+    return answer
+
+
+def run_on_fresh_loop(new_loop, call):
     loop = new_loop()
     fixtures = Fixtures(loop)
     try:
