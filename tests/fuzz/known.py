@@ -71,11 +71,15 @@ KNOWN = [
           lambda call, stock, ours: call.method.startswith('call_')
           and 'context' in call.kwargs and call.kwargs['context'] not in (None, Make('context'))
           and stock.get('handler') == ['AttributeError'] and ours.get('handler') == ['TypeError']),
-    Known('new (fuzz suite)', 'shutdown_default_executor() takes a timeout on 3.11 (it came '
-          'with 3.12); asyncio 3.11 raises TypeError',
-          (Call('loop', 'shutdown_default_executor', (1,)),),
-          lambda call, stock, ours: call.method == 'shutdown_default_executor'
-          and (raised(stock) or ('',))[0] == 'TypeError' and not raised(ours),
+    Known('new (fuzz suite)', 'what came with 3.12 is there on 3.11 too: '
+          'shutdown_default_executor(timeout) (asyncio 3.11: TypeError), Handle.get_context() '
+          '(asyncio 3.11: AttributeError)',
+          (Call('loop', 'shutdown_default_executor', (1,)), Call('handle', 'get_context')),
+          lambda call, stock, ours: (call.method == 'shutdown_default_executor'
+                                     and (raised(stock) or ('',))[0] == 'TypeError'
+                                     and not raised(ours))
+          or (call.method == 'get_context'
+              and (raised(stock) or ('',))[0] == 'AttributeError'),
           versions=((3, 11), (3, 12))),
     Known('new (fuzz suite)', "sock_* methods given an object that is no socket raise "
           "AttributeError ('no attribute gettimeout') before asyncio's own checks "

@@ -192,6 +192,16 @@ TRANSPORT_SIGNATURES = {
         'is_reading': Signature([]), 'close': Signature([]),
         'set_protocol': Signature(['protocol']), 'get_extra_info': Signature(['name', 'default']),
     },
+    'handle': {
+        'cancel': Signature([]), 'cancelled': Signature([]), 'get_context': Signature([]),
+        '__eq__': Signature(['other']),
+    },
+    'timer handle': {
+        'cancel': Signature([]), 'cancelled': Signature([]), 'when': Signature([]),
+        'get_context': Signature([]), '__eq__': Signature(['other']),
+        '__lt__': Signature(['other']), '__le__': Signature(['other']),
+        '__gt__': Signature(['other']), '__ge__': Signature(['other']),
+    },
     'server': {
         'close': Signature([]), 'is_serving': Signature([]), 'start_serving': Signature([]),
         'wait_closed': Signature([]), 'get_loop': Signature([]),

@@ -501,6 +501,8 @@ class Fixtures:
             'server': lambda: self.make(Make('server')),
             'write pipe transport': lambda: self.make(Make('write pipe transport')),
             'read pipe transport': lambda: self.make(Make('read pipe transport')),
+            'handle': lambda: self.loop.call_soon(len, ()),
+            'timer handle': lambda: self.loop.call_later(3600, len, ()),
         }[name]()
 
 
