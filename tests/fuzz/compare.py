@@ -11,6 +11,8 @@ import glob
 import os
 import re
 import selectors
+import socket  # noqa: F401  (its gaierror and timeout are OSErrors to list)
+import ssl  # noqa: F401  (so are its SSLErrors)
 
 
 # The loop's and its transports' class names and reprs, which are each
@@ -32,8 +34,13 @@ def normalise(value):
     return value
 
 
-OS_ERRORS = {cls.__name__ for cls in [OSError] + OSError.__subclasses__()} | {
-    'gaierror', 'herror', 'timeout', 'SSLError', 'SSLCertVerificationError', 'SSLEOFError'}
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+OS_ERRORS = {cls.__name__ for cls in [OSError, *_subclasses(OSError)]}
 
 
 def _asyncio_literals():

@@ -27,7 +27,6 @@ class Worker:
     def __init__(self, loop_name):
         self.loop_name = loop_name
         self.proc = None
-        self.calls = 0
 
     def start(self):
         request_r, self.requests = os.pipe()
@@ -65,7 +64,6 @@ class Worker:
         if self.proc is None:
             self.start()
         payload = pickle.dumps(call)
-        self.calls += 1
         try:
             os.write(self.requests, struct.pack('!I', len(payload)) + payload)
         except BrokenPipeError:
