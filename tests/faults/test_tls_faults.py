@@ -142,7 +142,7 @@ async def main():
     loop = asyncio.get_running_loop()
     handler_calls = collect_handler_calls(loop)
     server = await asyncio.start_server(handle, '127.0.0.1', 0, ssl=SERVER_CTX,
-                                        ssl_handshake_timeout=0.3)
+                                        ssl_handshake_timeout=1.0)
     addr = server.sockets[0].getsockname()
     reader, writer = await asyncio.open_connection(*addr)   # and never speaks
     try:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fuzz import no_lookups  # noqa: E402
 from fuzz.calls import Make  # noqa: E402
 
-PENDING = 0.1
+PENDING = 0.5
 # Loop iterations run after each call, so that what it scheduled or
 # made ready (callbacks, reads on loopback, connection_lost) happens.
 SETTLE_ITERATIONS = 4
