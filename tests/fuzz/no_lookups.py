@@ -2,8 +2,14 @@
 and fuzzed host names must not become DNS queries. Installed in the worker
 before any loop exists: getaddrinfo/getnameinfo and the socket methods that
 take an address answer a non-numeric host with gaierror(EAI_NONAME), the same
-on both loops, so the comparison between them holds."""
+on both loops, so the comparison between them holds.
 
+The two workers run their calls at the same time, and Linux's abstract
+Unix socket names ('\\0name') are shared by every process: bind() moves them
+into a namespace of the worker's own (ABSTRACT_PREFIX after the NUL), which
+the worker's answers leave out again (connect() and sendto() go there too)."""
+
+import os
 import socket
 
 _real_getaddrinfo = socket.getaddrinfo
@@ -48,6 +54,17 @@ def getnameinfo(sockaddr, flags):
     return _real_getnameinfo(sockaddr, flags)
 
 
+ABSTRACT_PREFIX = f'fuzz-worker-{os.getpid()}-'
+
+
+def _own_abstract_name(address):
+    if isinstance(address, str) and address.startswith('\0'):
+        return '\0' + ABSTRACT_PREFIX + address[1:]
+    if isinstance(address, bytes) and address.startswith(b'\0'):
+        return b'\0' + ABSTRACT_PREFIX.encode() + address[1:]
+    return address
+
+
 def _check_address(address):
     if isinstance(address, tuple) and address and isinstance(address[0], (str, bytes)):
         if not _numeric(address[0]):
@@ -55,24 +72,27 @@ def _check_address(address):
 
 
 class GuardedSocket(_RealSocket):
-    """socket.socket, refusing non-numeric hosts in addresses."""
+    """socket.socket, refusing non-numeric hosts in addresses and keeping
+    abstract Unix names to this worker."""
 
     __slots__ = ()
 
-    def connect(self, address):
+    def _address(self, address):
         _check_address(address)
-        return super().connect(address)
+        return _own_abstract_name(address) if self.family == socket.AF_UNIX else address
+
+    def connect(self, address):
+        return super().connect(self._address(address))
 
     def connect_ex(self, address):
-        _check_address(address)
-        return super().connect_ex(address)
+        return super().connect_ex(self._address(address))
 
     def bind(self, address):
-        _check_address(address)
-        return super().bind(address)
+        return super().bind(self._address(address))
 
     def sendto(self, data, *flags_and_address):
-        _check_address(flags_and_address[-1] if flags_and_address else None)
+        if flags_and_address:
+            flags_and_address = (*flags_and_address[:-1], self._address(flags_and_address[-1]))
         return super().sendto(data, *flags_and_address)
 
 

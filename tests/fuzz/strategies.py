@@ -26,8 +26,8 @@ SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, -0.0, 0.0, 0.5, 1.5, 1e-9, 1e30
 ints = st.one_of(st.sampled_from(SPECIAL_INTS), st.integers(-1000, 1000), st.integers())
 floats = st.one_of(st.sampled_from(SPECIAL_FLOATS), st.floats())
 numbers = st.one_of(ints, floats, st.booleans())
-texts = st.one_of(st.text(max_size=8), st.just('x' * 10_000)).map(lambda s: '\x00' + s)
-binaries = st.one_of(st.binary(max_size=16), st.just(b'y' * 10_000)).map(lambda b: b'\x00' + b)
+texts = st.one_of(st.text(max_size=8), st.just('x' * 3_000)).map(lambda s: '\x00' + s)
+binaries = st.one_of(st.binary(max_size=16), st.just(b'y' * 3_000)).map(lambda b: b'\x00' + b)
 memoryviews = st.sampled_from(MEMORYVIEW_KINDS).map(lambda k: Make('memoryview', k))
 filenos = st.one_of(st.sampled_from(FILENO_KINDS), st.sampled_from(LYING_FILENOS)).map(
     lambda k: Make('fileno', k))
