@@ -50,8 +50,10 @@ pub struct DatagramCore {
     fd: RawFd,
     loop_: Py<LoopCore>,
     sock: Py<PyAny>,
-    /// The connected peer (`remote_addr`), if any: sends use `send()`.
+    /// The peer given as `remote_addr`, if any: `sendto()` refuses others.
     address: Option<Py<PyAny>>,
+    /// The socket has a peer (`getpeername()` answers): sends use `send()`.
+    connected: bool,
     /// The socket's addresses are IPv4 or IPv6 ones, which are read and
     /// written natively; other families go through Python's socket.
     ip_addresses: bool,
@@ -243,6 +245,16 @@ mod raw {
     }
 }
 
+/// The protocol's `datagram_received`, bound once; `None` for an object
+/// without one (asyncio's `set_protocol` takes any object): it is then looked
+/// up at each datagram, and its absence is an error of that call.
+fn bound_datagram_received(protocol: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    protocol
+        .getattr(pyo3::intern!(protocol.py(), "datagram_received"))
+        .ok()
+        .map(Bound::unbind)
+}
+
 /// How one send attempt ended.
 enum Sent {
     Done,
@@ -281,9 +293,12 @@ impl DatagramCore {
             if st.life.is_lost() || st.life.closing {
                 return Ok(());
             }
-            match (&st.datagram_received, &st.protocol) {
-                (Some(cb), Some(p)) => (cb.clone_ref(py), p.clone_ref(py)),
-                _ => return Ok(()),
+            match &st.protocol {
+                Some(p) => (
+                    st.datagram_received.as_ref().map(|cb| cb.clone_ref(py)),
+                    p.clone_ref(py),
+                ),
+                None => return Ok(()),
             }
         };
         let core = this.loop_.bind(py).get();
@@ -320,24 +335,43 @@ impl DatagramCore {
         };
         let delivered = match datagram {
             Ok(None) => return Ok(()),
-            Ok(Some((data, address))) => received.bind(py).call1((data, address)),
+            Ok(Some((data, address))) => match &received {
+                Some(method) => method.bind(py).call1((data, address)),
+                None => protocol.bind(py).call_method1(
+                    pyo3::intern!(py, "datagram_received"),
+                    (data, address),
+                ),
+            },
             Err(err) => {
                 return this.io_error(py, &protocol, err, "Fatal read error on datagram transport")
             }
         };
-        match delivered {
-            Ok(_) => {
-                let me = slf.clone().unbind();
-                core.push_ready(
-                    py,
-                    Ready::Datagram {
-                        transport: me,
-                        readable: true,
-                        writable: false,
-                    },
-                )
-            }
-            Err(err) => this.fatal_or_propagate(py, err, "Fatal read error on datagram transport"),
+        // More datagrams may be waiting, and no edge will announce them.
+        let me = slf.clone().unbind();
+        core.push_ready(
+            py,
+            Ready::Datagram {
+                transport: me,
+                readable: true,
+                writable: false,
+            },
+        )?;
+        // An exception from datagram_received leaves asyncio's reader handle
+        // (it is not a fatal error of the transport): the loop reports it.
+        delivered.map(drop)
+    }
+
+    /// A send from `sendto()` failed: asyncio's rule for datagram errors.
+    fn fail_write(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
+        let protocol = self
+            .state
+            .borrow(py)?
+            .protocol
+            .as_ref()
+            .map(|p| p.clone_ref(py));
+        match protocol {
+            Some(p) => self.io_error(py, &p, err, "Fatal write error on datagram transport"),
+            None => Ok(()),
         }
     }
 
@@ -379,11 +413,11 @@ impl DatagramCore {
 
     /// One send of `data` to `addr` (None: the connected peer).
     fn send_one(&self, py: Python<'_>, data: &[u8], addr: &Bound<'_, PyAny>) -> Sent {
-        // Connected: a plain send. Otherwise to a numeric IP address
-        // natively; anything else (a Unix path, a host name, None, which
-        // asyncio passes on to sendto() and so fails as it does) through
-        // Python's socket.
-        let target = if self.address.is_some() {
+        // Connected (it has a peer): a plain send, whatever `addr` says, as
+        // asyncio does. Otherwise to a numeric IP address natively; anything
+        // else (a Unix path, a host name, None, which asyncio passes on to
+        // sendto() and so fails as it does) through Python's socket.
+        let target = if self.connected {
             Some(None)
         } else if self.ip_addresses {
             numeric_sockaddr(addr).map(Some)
@@ -508,14 +542,17 @@ impl DatagramCore {
 
 #[pymethods]
 impl DatagramCore {
-    /// `DatagramCore(loop, sock, protocol, transport, address, send_empty, header_size)`.
+    /// `DatagramCore(loop, sock, protocol, transport, address, connected,
+    /// send_empty, header_size)`.
     #[new]
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         r#loop: &Bound<'_, PyAny>,
         sock: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         transport: Py<PyAny>,
         address: Option<Py<PyAny>>,
+        connected: bool,
         send_empty: bool,
         header_size: usize,
     ) -> PyResult<Self> {
@@ -528,15 +565,12 @@ impl DatagramCore {
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             sock: sock.clone().unbind(),
             address,
+            connected,
             send_empty,
             header_size,
             state: GilCell::new(DatagramState {
                 transport: Some(transport),
-                datagram_received: Some(
-                    protocol
-                        .getattr(pyo3::intern!(py, "datagram_received"))?
-                        .unbind(),
-                ),
+                datagram_received: bound_datagram_received(protocol),
                 protocol: Some(protocol.clone().unbind()),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
@@ -601,8 +635,7 @@ impl DatagramCore {
         addr: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let data = WriteData::extract(data)?;
-        let bytes = data.as_slice();
-        if bytes.is_empty() && !self.send_empty {
+        if data.is_empty() && !self.send_empty {
             return Ok(());
         }
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
@@ -626,24 +659,15 @@ impl DatagramCore {
             }
             return Ok(());
         }
+        let bytes = match data.bytes(py) {
+            Ok(bytes) => bytes,
+            Err(err) => return self.fail_write(py, err),
+        };
         if buffer_empty {
             match self.send_one(py, bytes, &addr) {
                 Sent::Done => return Ok(()),
                 Sent::WouldBlock => {}
-                Sent::Failed(err) => {
-                    let protocol = self
-                        .state
-                        .borrow(py)?
-                        .protocol
-                        .as_ref()
-                        .map(|p| p.clone_ref(py));
-                    return match protocol {
-                        Some(p) => {
-                            self.io_error(py, &p, err, "Fatal write error on datagram transport")
-                        }
-                        None => Ok(()),
-                    };
-                }
+                Sent::Failed(err) => return self.fail_write(py, err),
             }
         }
         let owned = PyBytes::new(py, bytes).unbind();
@@ -698,31 +722,22 @@ impl DatagramCore {
         Ok(self.state.borrow(py)?.buffer_size)
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
-        Ok(self.state.borrow(py)?.flow.limits())
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
-    ) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
+    /// Python transport does asyncio's arithmetic and checks, and keeps the
+    /// values it was given for `get_write_buffer_limits`.
+    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low);
         self.flow_notify(py, FlowControl::pause_notice)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
-        let received = protocol
-            .getattr(pyo3::intern!(py, "datagram_received"))?
-            .unbind();
+        let received = bound_datagram_received(protocol);
         let previous = {
             let mut st = self.state.borrow_mut(py)?;
             (
                 st.protocol.replace(protocol.clone().unbind()),
-                st.datagram_received.replace(received),
+                std::mem::replace(&mut st.datagram_received, received),
             )
         };
         drop(previous);

@@ -47,6 +47,10 @@ const LARGE_READ: usize = 32 * 1024;
 pub enum Reader {
     /// `data_received(bytes)`, bound once.
     Data(Py<PyAny>),
+    /// A protocol without a `data_received` (asyncio's `set_protocol` takes
+    /// any object): it is looked up at each read, and failing that is the
+    /// protocol's error, reported as asyncio reports it.
+    Unresolved(Py<PyAny>),
     /// `BufferedProtocol`: `get_buffer(-1)`, then `buffer_updated(n)`.
     Buffered {
         get_buffer: Py<PyAny>,
@@ -65,17 +69,17 @@ impl Reader {
                     .unbind(),
             })
         } else {
-            Ok(Reader::Data(
-                protocol
-                    .getattr(pyo3::intern!(py, "data_received"))?
-                    .unbind(),
-            ))
+            Ok(match protocol.getattr(pyo3::intern!(py, "data_received")) {
+                Ok(method) => Reader::Data(method.unbind()),
+                Err(_) => Reader::Unresolved(protocol.clone().unbind()),
+            })
         }
     }
 
     fn clone_ref(&self, py: Python<'_>) -> Reader {
         match self {
             Reader::Data(f) => Reader::Data(f.clone_ref(py)),
+            Reader::Unresolved(p) => Reader::Unresolved(p.clone_ref(py)),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -88,7 +92,7 @@ impl Reader {
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Reader::Data(f) => visit.call(f),
+            Reader::Data(f) | Reader::Unresolved(f) => visit.call(f),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -140,6 +144,13 @@ pub struct StreamCore {
     state: GilCell<StreamState>,
     /// The last read was large: size the next one by what is pending.
     large_reads: AtomicBool,
+}
+
+/// Which method is writing (their messages and rules differ slightly).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteCall {
+    Write,
+    Writelines,
 }
 
 /// What to do once the state borrow is released.
@@ -198,8 +209,17 @@ impl StreamCore {
         };
         match reader {
             Reader::Data(data_received) => {
-                this.read_into_bytes(slf, data_received.bind(py), hangup)
+                this.read_into_bytes(slf, |data| data_received.bind(py).call1((data,)), hangup)
             }
+            Reader::Unresolved(protocol) => this.read_into_bytes(
+                slf,
+                |data| {
+                    protocol
+                        .bind(py)
+                        .call_method1(pyo3::intern!(py, "data_received"), (data,))
+                },
+                hangup,
+            ),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -212,10 +232,10 @@ impl StreamCore {
         }
     }
 
-    fn read_into_bytes(
+    fn read_into_bytes<'py>(
         &self,
-        slf: &Bound<'_, StreamCore>,
-        data_received: &Bound<'_, PyAny>,
+        slf: &Bound<'py, StreamCore>,
+        data_received: impl FnOnce(Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyAny>>,
         hangup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
@@ -236,7 +256,7 @@ impl StreamCore {
             Ok(Io::WouldBlock) => Ok(()),
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(_)) => {
-                if let Err(err) = data_received.call1((data.expect("data of a non-empty read"),)) {
+                if let Err(err) = data_received(data.expect("data of a non-empty read")) {
                     return self.protocol_failed(
                         py,
                         err,
@@ -303,22 +323,20 @@ impl StreamCore {
                 )
             }
         };
+        // asyncio checks len(buf) (a failure is get_buffer()'s), then
+        // recv_into(buf) takes it (a refusal is a read error).
+        let sized = match target.len() {
+            Ok(0) => Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer")),
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sized {
+            return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed.");
+        }
         let view = match WritableBuffer::get(&target) {
-            Ok(view) if view.len() > 0 => view,
-            Ok(_) => {
-                let err = PyRuntimeError::new_err("get_buffer() returned an empty buffer");
-                return self.protocol_failed(
-                    py,
-                    err,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                );
-            }
+            Ok(view) => view,
             Err(err) => {
-                return self.protocol_failed(
-                    py,
-                    err,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                )
+                return self.protocol_failed(py, err, "Fatal read error on socket transport")
             }
         };
         // SAFETY: `view` holds the exported buffer for the duration of the
@@ -558,26 +576,39 @@ impl StreamCore {
     /// `transport.write(data)`: send at once what the socket takes, buffer
     /// the rest. Installed as a raw one-argument method (see `install`).
     pub fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = WriteData::extract(data)?;
+        StreamCore::write_data(slf, data, WriteCall::Write)
+    }
+
+    /// What `write()` and 3.12's `writelines()` share: send at once what the
+    /// socket takes, buffer the rest.
+    fn write_data(slf: &Bound<'_, StreamCore>, data: WriteData<'_>, call: WriteCall) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let data = WriteData::extract(data)?;
+        let method = match call {
+            WriteCall::Write => "write",
+            WriteCall::Writelines => "writelines",
+        };
         let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
             if st.eof {
-                return Err(PyRuntimeError::new_err(
-                    "Cannot call write() after write_eof()",
-                ));
+                return Err(PyRuntimeError::new_err(format!(
+                    "Cannot call {method}() after write_eof()"
+                )));
             }
             if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err(
-                    "unable to write; sendfile is in progress",
-                ));
+                return Err(PyRuntimeError::new_err(format!(
+                    "unable to {method}; sendfile is in progress"
+                )));
             }
-            let bytes = data.as_slice();
-            if bytes.is_empty() {
+            if data.is_empty() {
                 return Ok(());
             }
             if st.life.is_lost() {
+                if call == WriteCall::Writelines {
+                    // asyncio's writelines() drops it without a word.
+                    return Ok(());
+                }
                 let warn = st.life.write_after_loss();
                 drop(st);
                 if warn {
@@ -585,6 +616,13 @@ impl StreamCore {
                 }
                 return Ok(());
             }
+            let bytes = match data.bytes(py) {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    drop(st);
+                    return this.fatal_error(py, err, "Fatal write error on socket transport");
+                }
+            };
             let mut sent = 0;
             let mut failure = None;
             let was_empty = st.buffer.is_empty();
@@ -599,7 +637,7 @@ impl StreamCore {
             if buffering {
                 match &data {
                     WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
-                    WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
+                    _ => st.buffer.push_copy(&bytes[sent..]),
                 }
             }
             (failure, was_empty && buffering)
@@ -711,11 +749,46 @@ impl StreamCore {
         Ok(())
     }
 
+    /// 3.12's `writelines()`: its own checks and messages, any falsy
+    /// argument is nothing to write, and every item is taken as a
+    /// `memoryview` (so its errors are memoryview's). (3.11's is the base
+    /// class's `write(b''.join(list_of_data))`.)
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let joined =
-            PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (list_of_data,))?;
-        StreamCore::write(slf, &joined)
+        {
+            let st = slf.get().state.borrow(py)?;
+            if st.eof {
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call writelines() after write_eof()",
+                ));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err(
+                    "unable to writelines; sendfile is in progress",
+                ));
+            }
+        }
+        if !list_of_data.is_truthy()? {
+            return Ok(());
+        }
+        let mut views = Vec::new();
+        for item in list_of_data.try_iter()? {
+            views.push(pyo3::types::PyMemoryView::from(&item?)?);
+        }
+        let mut joined = Vec::new();
+        for view in &views {
+            match crate::buffers::send_data(view.as_any()) {
+                Ok(buffer) => joined.extend_from_slice(buffer.bytes()),
+                // asyncio queues the views and fails when sendmsg() takes
+                // them (a non-contiguous one): a fatal write error.
+                Err(err) => {
+                    return slf
+                        .get()
+                        .fatal_error(py, err, "Fatal write error on socket transport")
+                }
+            }
+        }
+        StreamCore::write_data(slf, WriteData::Copied(joined), WriteCall::Writelines)
     }
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
@@ -792,18 +865,11 @@ impl StreamCore {
         Ok(self.state.borrow(py)?.buffer.len())
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
-        Ok(self.state.borrow(py)?.flow.limits())
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
-    ) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
+    /// Python transport does asyncio's arithmetic and checks, and keeps the
+    /// values it was given for `get_write_buffer_limits`.
+    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low);
         self.flow_notify(py, FlowControl::pause_notice)
     }
 
