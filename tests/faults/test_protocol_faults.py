@@ -1,8 +1,6 @@
 """Protocols that hand the loop bad buffers, and transports over sockets of
 the less travelled kinds (AF_UNIX datagrams), where a loop can hang."""
 
-import pytest
-
 from .harness import check_case
 
 BAD_BUFFERS = '''
@@ -67,10 +65,6 @@ report(asyncio.run(asyncio.wait_for(main(), 30)))
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 part 3: get_buffer() returning a read-only, "
-                   "non-contiguous or non-buffer object is reported as 'Fatal error: "
-                   "protocol.get_buffer() call failed.' (asyncio: 'Fatal read error on socket "
-                   "transport'); a released memoryview gives TypeError, asyncio ValueError")
 def test_get_buffer_returns_bad_buffers():
     check_case('get_buffer() returns bad buffers', BAD_BUFFERS)
 

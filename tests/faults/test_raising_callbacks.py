@@ -257,14 +257,9 @@ GROUPS = [
      'new (fault suite): after KeyboardInterrupt/SystemExit leaves the loop from data_received, '
      'eof_received, get_buffer or buffer_updated, the transport never reads again (asyncio '
      'reads on: the rest of the data, EOF, connection_lost)'),
-    ('datagram_received raises Exception', ['datagram datagram_received'], ORDINARY,
-     "new (fault suite): an exception from datagram_received closes the transport ('Fatal read "
-     "error on datagram transport'); asyncio reports 'Exception in callback ..._read_ready()' "
-     'and keeps receiving'),
+    ('datagram_received raises Exception', ['datagram datagram_received'], ORDINARY, None),
     ('datagram_received raises KeyboardInterrupt', ['datagram datagram_received'], INTERRUPTS, None),
-    ('error_received raises', ['datagram error_received'], ORDINARY + INTERRUPTS,
-     'new (fault suite): an exception from error_received escapes run_until_complete instead of '
-     'going to the exception handler'),
+    ('error_received raises', ['datagram error_received'], ORDINARY + INTERRUPTS, None),
 ]
 
 
