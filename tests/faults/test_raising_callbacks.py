@@ -255,8 +255,8 @@ GROUPS = [
      INTERRUPTS, None),
     ('reading protocol methods raise KeyboardInterrupt', READS, INTERRUPTS,
      'new (fault suite): after KeyboardInterrupt/SystemExit leaves the loop from data_received, '
-     'eof_received, get_buffer or buffer_updated, the transport never reads again (asyncio '
-     'reads on: the rest of the data, EOF, connection_lost)'),
+     'eof_received, get_buffer or buffer_updated, the transport never reads again and is '
+     'left unclosed (asyncio reads on: the rest of the data, EOF, connection_lost)'),
     ('datagram_received raises Exception', ['datagram datagram_received'], ORDINARY, None),
     ('datagram_received raises KeyboardInterrupt', ['datagram datagram_received'], INTERRUPTS, None),
     ('error_received raises', ['datagram error_received'], ORDINARY + INTERRUPTS, None),
