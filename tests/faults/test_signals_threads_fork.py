@@ -18,12 +18,17 @@ async def main():
     loop.add_signal_handler(signal.SIGUSR2, lambda: done.done() or done.set_result(None))
     # The storm comes from another process while this one moves data
     # through sock_* calls that the signals interrupt.
+    # The end of the storm is told by SIGUSR2, again and again until heard:
+    # a signal that finds the wakeup socket full is lost (on both loops).
     storm = await asyncio.create_subprocess_exec(sys.executable, '-c', f"""
-import os, signal
+import os, signal, sys, threading, time
 for _ in range({N}):
     os.kill({os.getpid()}, signal.SIGUSR1)
-os.kill({os.getpid()}, signal.SIGUSR2)
-""")
+heard = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), heard.set()), daemon=True).start()
+while not heard.wait(0.01):
+    os.kill({os.getpid()}, signal.SIGUSR2)
+""", stdin=asyncio.subprocess.PIPE)
     a, b = socket.socketpair()
     a.setblocking(False)
     b.setblocking(False)
@@ -37,6 +42,7 @@ os.kill({os.getpid()}, signal.SIGUSR2)
 
     sent, got = await asyncio.gather(loop.sock_sendall(a, payload), receive())
     await done
+    storm.stdin.close()
     await storm.wait()
     # Signals coalesce: some arrive as one, never more than were sent.
     result = {'exchange intact': got == payload, 'usr1 handled': 0 < seen['usr1'] <= N,

@@ -41,11 +41,6 @@ class Known:
 NOOP = Make('callable', 'noop')
 
 KNOWN = [
-    Known('issue 7 part 3', 'writelines(<falsy>) on 3.12+: TypeError; asyncio returns at once',
-          (Call('tcp transport', 'writelines', (None,)),),
-          lambda call, stock, ours: call.method == 'writelines' and returned(stock)
-          and (raised(ours) or ('',))[0] == 'TypeError',
-          versions=((3, 12), (4, 0))),
     Known('new (fuzz suite)', 'call_at/call_later with a `when` that is no number raise '
           'TypeError at once; asyncio schedules it and its run loop fails later comparing '
           'deadlines',

@@ -1,5 +1,6 @@
 """The parent's side of the fuzz workers: one worker process per loop, each
-Call sent to both at once, each answer awaited with a hard timeout. A worker
+Call sent to both (at once, where they cannot race), each answer awaited
+with a hard timeout. A worker
 that dies is reported as a crash (with its signal and the tail of its
 stderr), one that stops answering as a hang; either is replaced by a fresh
 worker, so one bad example never ends the run."""
@@ -107,11 +108,19 @@ class Workers:
         self.workers = {name: Worker(name) for name in LOOPS}
         self.hang_timeout = hang_timeout
 
-    def run(self, call, loops=LOOPS):
-        for name in loops:
+    def run(self, call, at_once=True):
+        """Sends the call to both workers, at once unless the two would race
+        for the same system-wide name (a TCP or UDP port the call binds)."""
+        if not at_once:
+            return {name: self._run_on(name, call) for name in LOOPS}
+        for name in LOOPS:
             self.workers[name].send(call)
         deadline = time.monotonic() + self.hang_timeout
-        return {name: self.workers[name].receive(deadline) for name in loops}
+        return {name: self.workers[name].receive(deadline) for name in LOOPS}
+
+    def _run_on(self, name, call):
+        self.workers[name].send(call)
+        return self.workers[name].receive(time.monotonic() + self.hang_timeout)
 
     def close(self):
         for worker in self.workers.values():
