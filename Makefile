@@ -5,6 +5,8 @@
 #   make bench    build, then compare ferroloop, stock asyncio and uvloop
 #   make wheels   release wheels for CPython 3.11-3.13 and the sdist, in dist/
 #   make test-wheels   each wheel (and the sdist's) in a clean venv without Rust
+#   make soak     build, then run the fault suite's soaks at full size
+#   make fuzz     build, then run the fuzz suite long, with fresh random examples
 #
 # PYTHON picks the interpreter (default python3.11); python3.12 and python3.13
 # are found under pyenv when they are not on PATH. Each interpreter gets its own
@@ -19,7 +21,7 @@ VENV := $(CURDIR)/.venv-$(notdir $(PYTHON))
 VPY := $(VENV)/bin/python
 SUITE_ARGS ?=
 
-.PHONY: all build demo test test-rust test-py test-cpython bench wheels test-wheels clean
+.PHONY: all build demo test test-rust test-py test-cpython bench wheels test-wheels soak fuzz clean
 
 all: build
 
@@ -28,7 +30,7 @@ $(VENV)/.ready: Makefile
 	$(PYTHON_EXE) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.7,<2" pytest uvloop aiohttp uvicorn blockbuster \
-		gunicorn uvicorn-worker pytest-asyncio anyio mypy
+		gunicorn uvicorn-worker pytest-asyncio anyio mypy hypothesis
 	touch $@
 
 build: $(VENV)/.ready
@@ -71,6 +73,12 @@ wheels: $(WHEEL_TOOLS)
 test-wheels: $(WHEEL_TOOLS)
 	$(VPY) tests/wheels/check_wheels.py --auditwheel $(VENV)/bin/auditwheel $(WHEEL_INTERPRETERS)
 	$(VPY) tests/wheels/check_wheels.py --sdist $(PYTHON_EXE)
+
+soak: build
+	FERROLOOP_FAULT_SIZE=full $(VPY) -m pytest -q tests/faults
+
+fuzz: build
+	FERROLOOP_FUZZ_PROFILE=fuzz $(VPY) -m pytest -q tests/fuzz
 
 clean:
 	rm -rf .venv-* target
