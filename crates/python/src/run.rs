@@ -45,6 +45,7 @@ impl LoopCore {
 fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
     core.set_thread(current_thread_ident());
+    let _slack = ferroloop_engine::TightTimerSlack::new();
     let result = loop {
         if let Err(err) = run_once(slf) {
             break Err(err);
