@@ -30,9 +30,85 @@ def _set_nodelay(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _TransportBase:
+class CoreTransport:
+    """What every transport over a native core shares (socket, datagram and
+    pipe transports): the core's state, the protocol, error reporting."""
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _fatal_error(self, exc, message='Fatal error on transport'):
+        """Report ``exc`` (OSErrors only in debug mode, others to the
+        exception handler, as asyncio does) and drop the connection."""
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self,
+                'protocol': self._protocol,
+            })
+        self._core._force_close(exc)
+
+    def _report_protocol_error(self, message, exc):
+        self._loop.call_exception_handler({
+            'message': message,
+            'exception': exc,
+            'transport': self,
+            'protocol': self._protocol,
+        })
+
+    def _log_debug(self, message):
+        if self._loop.get_debug():
+            logger.debug(message, self)
+
+
+class CoreWriting:
+    """The writing side of a transport over a native core: buffer sizes,
+    limits, flow control state, abort."""
+
+    def abort(self):
+        self._core.abort()
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
+
+
+class _TransportBase(CoreTransport, CoreWriting):
     """What stream and datagram transports share: the socket, extra info,
-    the server link, error reporting and the end of the connection."""
+    the server link and the end of the connection."""
 
     # Read by __del__, which may run even if __init__ failed early.
     _sock = None
@@ -74,72 +150,6 @@ class _TransportBase:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._core._detach()
             self._sock.close()
-
-    def is_closing(self):
-        return self._core.is_closing()
-
-    def close(self):
-        self._core.close()
-
-    def abort(self):
-        self._core.abort()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
-
-    @property
-    def _conn_lost(self):
-        return self._core._conn_lost
-
-    def _force_close(self, exc):
-        self._core._force_close(exc)
-
-    def _fatal_error(self, exc, message='Fatal error on transport'):
-        """Report ``exc`` (OSErrors only in debug mode, others to the
-        exception handler, as asyncio does) and drop the connection."""
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self,
-                'protocol': self._protocol,
-            })
-        self._core._force_close(exc)
-
-    def _report_protocol_error(self, message, exc):
-        self._loop.call_exception_handler({
-            'message': message,
-            'exception': exc,
-            'transport': self,
-            'protocol': self._protocol,
-        })
-
-    def _log_debug(self, message):
-        if self._loop.get_debug():
-            logger.debug(message, self)
 
     def _call_connection_lost(self, exc):
         protocol = self._core.get_protocol()

@@ -25,6 +25,7 @@ from asyncio.log import logger
 
 from ._ferroloop import Handle
 from .network import NetworkLoop
+from .pipes import ReadPipeTransport, WritePipeTransport
 from .sockets import remove_stale_unix_socket, wait_for_transport
 
 _CLEANS_UP_UNIX_SOCKETS = sys.version_info >= (3, 13)
@@ -289,13 +290,11 @@ class UnixLoop(NetworkLoop):
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         return await self._connect_pipe(protocol_factory, pipe,
-                                        unix_events._UnixReadPipeTransport,
-                                        'Read')
+                                        ReadPipeTransport, 'Read')
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         return await self._connect_pipe(protocol_factory, pipe,
-                                        unix_events._UnixWritePipeTransport,
-                                        'Write')
+                                        WritePipeTransport, 'Write')
 
     async def _connect_pipe(self, protocol_factory, pipe, transport_class,
                             kind):
@@ -310,13 +309,11 @@ class UnixLoop(NetworkLoop):
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None,
                                   extra=None):
-        return unix_events._UnixReadPipeTransport(self, pipe, protocol,
-                                                  waiter, extra)
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None,
                                    extra=None):
-        return unix_events._UnixWritePipeTransport(self, pipe, protocol,
-                                                   waiter, extra)
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     # Subprocesses.
 

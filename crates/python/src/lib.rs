@@ -10,8 +10,9 @@
 //! - [`io_watch`]: `add_reader`/`add_writer` and their removal;
 //! - [`handles`]: `Handle` and `TimerHandle`;
 //! - [`queue_items`]: what the ready queue and fd registry hold;
-//! - [`stream_transport`], [`datagram_transport`]: the native transports,
-//!   with [`write_buffer`], [`flow_control`], [`lifecycle`] and [`buffers`];
+//! - [`stream_transport`], [`datagram_transport`]: the native transports
+//!   (pipes are streams of a [`stream_kind`]), with [`write_buffer`],
+//!   [`flow_control`], [`lifecycle`] and [`buffers`];
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
@@ -31,6 +32,7 @@ mod queue_items;
 mod run;
 mod scheduling;
 mod sock_ops;
+mod stream_kind;
 mod stream_transport;
 mod sys_io;
 mod tasks;
