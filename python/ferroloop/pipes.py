@@ -56,8 +56,10 @@ class _PipeTransport(CoreTransport):
         elif self.is_closing():
             info.append('closing')
         info.append(f'fd={self._fileno}')
-        if self._pipe is not None:
+        if self._pipe is not None and not self._loop.is_closed():
             info.extend(self._state_info())
+        elif self._pipe is not None:
+            info.append('open')
         else:
             info.append('closed')
         return '<{}>'.format(' '.join(info))

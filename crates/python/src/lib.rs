@@ -14,6 +14,7 @@
 //!   (pipes are streams of a [`stream_kind`]), with [`write_buffer`],
 //!   [`flow_control`], [`lifecycle`] and [`buffers`];
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
+//! - [`spawn`]: starting and reaping child processes;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
@@ -32,6 +33,7 @@ mod queue_items;
 mod run;
 mod scheduling;
 mod sock_ops;
+mod spawn;
 mod stream_kind;
 mod stream_transport;
 mod sys_io;
@@ -48,6 +50,8 @@ mod _ferroloop {
     use crate::loop_core::LoopCore;
     #[pymodule_export]
     use crate::sock_ops::SockOp;
+    #[pymodule_export]
+    use crate::spawn::{reap, spawn};
     #[pymodule_export]
     use crate::stream_transport::StreamCore;
 
