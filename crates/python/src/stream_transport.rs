@@ -505,6 +505,16 @@ impl StreamCore {
                     After::Nothing
                 }
                 Ok(Io::WouldBlock) => return Ok(()),
+                Err(err)
+                    if err.raw_os_error() == Some(libc::EPIPE)
+                        && this.kind == (StreamKind::WritePipe { watch_peer: true }) =>
+                {
+                    // The reader left; asyncio's reader callback sees that
+                    // before its writer runs (a writable report queued
+                    // before the write lets ours run first): report it so.
+                    drop(st);
+                    return StreamCore::read_ready(slf, true);
+                }
                 Err(err) => {
                     released = st.buffer.clear();
                     After::Fatal(os_error(err), this.kind.write_error())
@@ -967,7 +977,7 @@ impl StreamCore {
     /// `_conn_lost`).
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
-        Ok(self.state.borrow(py)?.life.conn_lost)
+        Ok(self.state.borrow(py)?.life.writes_lost())
     }
 
     /// For sendfile: a future set when the write buffer is empty; writes are
