@@ -83,8 +83,3 @@ def format_handle(handle):
 def warn_slow_callback(handle, seconds):
     logger.warning('Executing %s took %.3f seconds',
                    format_handle(handle), seconds)
-
-
-def trim_task_traceback(task):
-    if task._source_traceback:
-        del task._source_traceback[-1]

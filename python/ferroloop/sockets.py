@@ -120,7 +120,6 @@ class SocketLoop(BaseLoop):
                 return getattr(sock, method)(*args)
             except (BlockingIOError, InterruptedError):
                 pass
-            self._ensure_fd_no_transport(fd)
             await self._wait_fd(fd, writable)
 
     async def sock_recvfrom(self, sock, bufsize):
@@ -159,7 +158,6 @@ class SocketLoop(BaseLoop):
             pass
         fd = sock.fileno()
         while True:
-            self._ensure_fd_no_transport(fd)
             await self._wait_fd(fd, True)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err == 0:
@@ -252,7 +250,6 @@ class SocketLoop(BaseLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
-        self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
@@ -261,7 +258,6 @@ class SocketLoop(BaseLoop):
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
         """TLS is CPython's own ``sslproto`` over a native transport."""
-        self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
@@ -272,7 +268,6 @@ class SocketLoop(BaseLoop):
 
     def _make_datagram_transport(self, sock, protocol, address=None,
                                  waiter=None, extra=None):
-        self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     # Serving: asyncio.Server calls these for each listening socket.

@@ -84,9 +84,7 @@ pub fn notify_protocol(
 ) -> PyResult<()> {
     let py = transport.py();
     if let Err(err) = protocol.call_method0(method) {
-        if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-            || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
-        {
+        if crate::errors::is_loop_stopping(py, &err) {
             return Err(err);
         }
         transport.call_method1(

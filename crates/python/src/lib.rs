@@ -17,11 +17,15 @@
 //! - [`spawn`]: starting and reaping child processes;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
+//! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
+//! - [`context`]: copying and entering `contextvars` contexts;
 //! - [`python_helpers`]: the Python functions used on cold paths.
 
 mod buffers;
+mod context;
 mod datagram_transport;
+mod errors;
 mod flow_control;
 mod gil_cell;
 mod handles;

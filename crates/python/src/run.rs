@@ -87,22 +87,28 @@ fn wait_timeout(slf: &Bound<'_, LoopCore>) -> PyResult<Wait> {
             }
         } else {
             match st.timers.next_deadline(&mut discarded) {
-                Some(when) => Wait::Poll(Some(duration_until(when))),
+                Some(when) => Wait::Until(when),
                 None => Wait::Poll(None),
             }
         }
     };
     release_timers(discarded);
-    Ok(wait)
+    Ok(match wait {
+        Wait::Until(when) => Wait::Poll(Some(duration_until(when, core.time(slf)?))),
+        other => other,
+    })
 }
 
 enum Wait {
     Skip,
     Poll(Option<Duration>),
+    /// Until this loop time (turned into a `Poll` once the borrow is over:
+    /// reading an overridden `loop.time()` runs Python code).
+    Until(f64),
 }
 
-fn duration_until(when: f64) -> Duration {
-    let secs = when - clock::monotonic();
+fn duration_until(when: f64, now: f64) -> Duration {
+    let secs = when - now;
     if secs > 0.0 {
         Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     } else {
@@ -119,7 +125,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
         return Err(PyRuntimeError::new_err("Event loop is closed"));
     };
     let polled = match wait {
-        Wait::Skip => None,
+        Wait::Skip | Wait::Until(_) => None,
         Wait::Poll(Some(Duration::ZERO)) => Some(poller.poll(Some(Duration::ZERO))),
         Wait::Poll(timeout) => Some(py.detach(|| poller.poll(timeout))),
     };
@@ -135,7 +141,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
             drop(poller_slot);
             py.check_signals()?;
         }
-        Some(Err(err)) => return Err(err.into()),
+        Some(Err(err)) => return Err(crate::errors::os_error(err)),
         Some(Ok(())) => {
             let mut st = core.state.borrow_mut(py)?;
             let st = &mut *st;
@@ -148,16 +154,16 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
         }
         None => drop(poller_slot),
     }
+    if core.state.borrow(py)?.timers.is_empty() {
+        // No clock read needed (it is a measurable part of a busy
+        // iteration without timers).
+        drop(discarded);
+        return Ok(());
+    }
+    let now = core.time(slf)?;
     {
         let mut st = core.state.borrow_mut(py)?;
         let st = &mut *st;
-        if st.timers.is_empty() {
-            // No clock read needed (it is a measurable part of a busy
-            // iteration without timers).
-            drop(discarded);
-            return Ok(());
-        }
-        let now = clock::monotonic();
         let ready = &mut st.ready;
         st.timers.pop_due(
             now,
@@ -214,7 +220,7 @@ fn queue_ready_io(
             continue;
         }
         match io.get(fd, direction) {
-            Some(Watcher::Callback(handle)) => {
+            Some(Watcher::Callback { handle, .. }) => {
                 level_triggered = true;
                 if handle.is_cancelled() {
                     discarded.extend(io.remove(fd, direction));

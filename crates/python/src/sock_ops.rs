@@ -16,11 +16,12 @@ use ferroloop_engine::Direction;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::buffers::{WritableBuffer, WriteData};
+use crate::buffers::WritableBuffer;
 use crate::gil_cell::GilCell;
 use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
 use crate::queue_items::Watcher;
-use crate::sys_io::{self, os_error, Io};
+use crate::errors::os_error;
+use crate::sys_io::{self, Io};
 
 enum Operation {
     /// Only wait for readiness (the Python caller retries its own call).
@@ -59,22 +60,24 @@ fn recv_bytes(
     fd: RawFd,
     max: usize,
 ) -> PyResult<Option<Py<PyAny>>> {
-    let mut buf = if max <= RECV_BUFFER_SIZE {
-        core.take_recv_buffer(py)?
+    let (received, data) = if max > RECV_BUFFER_SIZE {
+        // As Python's recv(max): a bytes of that size, received into.
+        crate::buffers::recv_new_bytes(py, fd, max)?
     } else {
-        vec![0; max]
-    };
-    let limit = max.min(buf.len());
-    let received = sys_io::recv(fd, &mut buf[..limit]);
-    let data = match &received {
-        Ok(Io::Done(n)) => Some(PyBytes::new(py, &buf[..*n]).into_any().unbind()),
-        _ => None,
-    };
-    if buf.len() == RECV_BUFFER_SIZE {
+        let mut buf = core.take_recv_buffer(py)?;
+        let received = sys_io::recv(fd, &mut buf[..max]);
+        let data = match &received {
+            Ok(Io::Done(n)) if *n > 0 => Some(PyBytes::new(py, &buf[..*n])),
+            _ => None,
+        };
         core.return_recv_buffer(py, buf)?;
-    }
+        (received, data)
+    };
     match received {
-        Ok(_) => Ok(data),
+        Ok(Io::Done(_)) => Ok(Some(
+            data.unwrap_or_else(|| PyBytes::new(py, b"")).into_any().unbind(),
+        )),
+        Ok(Io::WouldBlock) => Ok(None),
         Err(err) => Err(os_error(err)),
     }
 }
@@ -170,7 +173,8 @@ impl SockOp {
 
     /// Tries `operation` now (unless the caller just did); if the socket is
     /// not ready, returns a future and leaves the operation waiting for
-    /// readiness.
+    /// readiness (unless a transport owns the socket: asyncio's
+    /// `_ensure_fd_no_transport`).
     fn start(
         slf: &Bound<'_, LoopCore>,
         fd: RawFd,
@@ -193,6 +197,7 @@ impl SockOp {
                 Attempt::Pending => {}
             }
         }
+        crate::io_watch::ensure_no_transport(slf, fd.into_pyobject(py)?.as_any())?;
         let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
         let op = Bound::new(
             py,
@@ -204,7 +209,7 @@ impl SockOp {
         let replaced =
             slf.get()
                 .watch_fd(py, fd, direction, Watcher::SockOp(op.clone().unbind()))?;
-        if let Some(Watcher::Callback(handle)) = replaced {
+        if let Some(Watcher::Callback { handle, .. }) = replaced {
             handle
                 .object()
                 .bind(py)
@@ -249,12 +254,36 @@ impl LoopCore {
     }
 
     /// `recv(n)` on socket descriptor `fd`: the bytes, or a future of them.
-    fn _sock_recv(slf: &Bound<'_, Self>, fd: RawFd, n: usize) -> PyResult<Py<PyAny>> {
-        SockOp::start(slf, fd, Direction::Read, Operation::Recv { max: n }, true)
+    /// `n` is read as Python's `socket.recv` reads it.
+    fn _sock_recv(slf: &Bound<'_, Self>, fd: RawFd, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        // As the "n" argument format of socket.recv reads it: an index,
+        // then a C ssize_t (with Python's own OverflowError message).
+        // SAFETY: `n` is a live object; PyNumber_Index returns a new
+        // reference or NULL with an exception set, which the Bound takes.
+        let index = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyNumber_Index(n.as_ptr()))? };
+        // SAFETY: `index` is a live int; PyLong_AsSsize_t sets an exception
+        // exactly when it fails, which -1 alone cannot tell.
+        let n = unsafe { pyo3::ffi::PyLong_AsSsize_t(index.as_ptr()) };
+        if n == -1 {
+            if let Some(err) = PyErr::take(py) {
+                return Err(err);
+            }
+        }
+        let max = usize::try_from(n)
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("negative buffersize in recv"))?;
+        if max == 0 {
+            return Ok(PyBytes::new(py, b"").into_any().unbind());
+        }
+        SockOp::start(slf, fd, Direction::Read, Operation::Recv { max }, true)
     }
 
     /// `recv_into(buffer)`: the byte count, or a future of it.
     fn _sock_recv_into(slf: &Bound<'_, Self>, fd: RawFd, buffer: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if WritableBuffer::get(buffer.bind(py))?.len() == 0 {
+            return Ok(0_i32.into_pyobject(py)?.into_any().unbind());
+        }
         SockOp::start(
             slf,
             fd,
@@ -270,8 +299,8 @@ impl LoopCore {
         fd: RawFd,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let data = WriteData::extract(data)?;
-        let bytes = data.as_slice();
+        let data = crate::buffers::send_data(data)?;
+        let bytes = data.bytes();
         let sent = match sys_io::send(fd, bytes).map_err(os_error)? {
             Io::Done(n) => n,
             Io::WouldBlock => 0,

@@ -27,7 +27,7 @@ use std::os::raw::{c_char, c_int, c_void};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::sys_io::os_error;
+use crate::errors::os_error;
 
 /// Signal numbers are below this on Linux (the kernel's `_NSIG` + 1).
 const NSIG: c_int = 65;

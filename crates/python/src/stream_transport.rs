@@ -25,7 +25,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -38,22 +38,14 @@ use crate::gil_cell::GilCell;
 use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
+use crate::errors::os_error;
 use crate::stream_kind::StreamKind;
-use crate::sys_io::{self, os_error, Io};
+use crate::sys_io::{self, Io};
 use crate::write_buffer::WriteBuffer;
 
 /// A read at least this large makes the next one ask the kernel how much is
 /// waiting and read it straight into a `bytes` of that size (`recv_exact`).
 const LARGE_READ: usize = 32 * 1024;
-
-extern "C" {
-    /// CPython's in-place resize of a `bytes` object with one reference; not
-    /// exported by pyo3-ffi.
-    fn _PyBytes_Resize(
-        bytes: *mut *mut ffi::PyObject,
-        new_size: ffi::Py_ssize_t,
-    ) -> std::os::raw::c_int;
-}
 
 /// How the protocol takes data.
 pub enum Reader {
@@ -117,10 +109,6 @@ fn buffered_protocol_type(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyT
     Ok(TYPE.import(py, "asyncio", "BufferedProtocol")?.clone())
 }
 
-pub fn is_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
-}
-
 struct StreamState {
     /// The Python `asyncio.Transport` this core works for; `None` once the
     /// connection is lost and the core has let go of everything.
@@ -137,6 +125,16 @@ struct StreamState {
     eof: bool,
     /// A sendfile in progress waits for the buffer to drain on this future.
     empty_waiter: Option<Py<PyAny>>,
+    /// The protocol's read callbacks (`data_received`, `eof_received`, ...)
+    /// run in this context: a copy of the one current when the transport
+    /// started reading, as asyncio's reader handle copies it (and again at
+    /// each `resume_reading()`, which in asyncio adds a new reader).
+    read_context: Option<Py<PyAny>>,
+    /// The write side's callbacks (`resume_writing`, `connection_lost` once
+    /// drained) run in a copy of the context current when buffered data made
+    /// the transport start watching for writability (asyncio's writer
+    /// handle); `None` while nothing is buffered.
+    write_context: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen)]
@@ -178,11 +176,14 @@ impl StreamCore {
         writable: bool,
         hangup: bool,
     ) -> PyResult<()> {
+        let py = slf.py();
         if writable {
-            StreamCore::write_ready(slf)?;
+            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf))?;
         }
         if readable {
-            StreamCore::read_ready(slf, hangup)?;
+            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup))?;
         }
         Ok(())
     }
@@ -251,14 +252,15 @@ impl StreamCore {
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(_)) => {
                 if let Err(err) = data_received.call1((data.expect("data of a non-empty read"),)) {
-                    if self.kind.is_pipe() {
-                        return self.callback_failed(py, err);
+                    if !self.kind.is_pipe() {
+                        return self.protocol_failed(
+                            py,
+                            err,
+                            "Fatal error: protocol.data_received() call failed.",
+                        );
                     }
-                    return self.protocol_failed(
-                        py,
-                        err,
-                        "Fatal error: protocol.data_received() call failed.",
-                    );
+                    // A pipe reads on (what is left, or its end, still comes).
+                    self.callback_failed(py, err)?;
                 }
                 if filled || hangup {
                     self.retry_read(slf, hangup)?;
@@ -297,38 +299,14 @@ impl StreamCore {
         pending: usize,
     ) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let size = pending.min(crate::loop_core::RECV_BUFFER_SIZE);
-        // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of
-        // n uninitialised bytes that only we see until we hand it out; recv
-        // writes at most `size` bytes into it; if fewer arrive (another reader
-        // raced us), _PyBytes_Resize shrinks our only reference in place, or
-        // fails, freeing it and setting an exception.
-        // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
-        unsafe {
-            let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
-            if obj.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            let received = self
-                .kind
-                .receive_raw(self.fd, ffi::PyBytes_AsString(obj).cast(), size);
-            match received {
-                Ok(Io::Done(n)) if n > 0 => {
-                    if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {
-                        return Err(PyErr::fetch(py));
-                    }
-                    let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
-                    Ok((
-                        received,
-                        Some(data),
-                        n == crate::loop_core::RECV_BUFFER_SIZE,
-                    ))
-                }
-                _ => {
-                    ffi::Py_DECREF(obj);
-                    Ok((received, None, false))
-                }
-            }
-        }
+        let kind = self.kind;
+        let fd = self.fd;
+        let (received, data) = crate::buffers::new_bytes_from(py, size, |ptr, len| {
+            // SAFETY: new_bytes_from passes memory valid for `len` bytes.
+            unsafe { kind.receive_raw(fd, ptr, len) }
+        })?;
+        let filled = matches!(received, Ok(Io::Done(n)) if n == crate::loop_core::RECV_BUFFER_SIZE);
+        Ok((received, data, filled))
     }
 
     fn read_into_protocol_buffer(
@@ -454,7 +432,7 @@ impl StreamCore {
     /// A pipe's protocol raised: asyncio's pipe transports let the error out
     /// of their reader callback, to the loop's exception handler, and go on.
     fn callback_failed(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
-        if is_stopping_exception(py, &err) {
+        if crate::errors::is_loop_stopping(py, &err) {
             return Err(err);
         }
         if let Some(transport) = self.transport_object(py) {
@@ -467,7 +445,7 @@ impl StreamCore {
     }
 
     fn protocol_failed(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
-        if is_stopping_exception(py, &err) {
+        if crate::errors::is_loop_stopping(py, &err) {
             return Err(err);
         }
         self.fatal_error(py, err, message)
@@ -539,16 +517,22 @@ impl StreamCore {
             return Ok(());
         }
         this.flow_notify(py, FlowControl::resume_notice)?;
-        let (empty, closing, eof, waiter) = {
-            let st = this.state.borrow(py)?;
+        let (empty, closing, eof, waiter, writer_context) = {
+            let mut st = this.state.borrow_mut(py)?;
             let empty = st.buffer.is_empty();
-            let waiter = if empty {
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
+            let (waiter, writer_context) = if empty {
+                // Drained: asyncio removes its writer (and with it the
+                // writer's context) here.
+                (
+                    st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                    st.write_context.take(),
+                )
             } else {
-                None
+                (None, None)
             };
-            (empty, st.life.closing, st.eof, waiter)
+            (empty, st.life.closing, st.eof, waiter, writer_context)
         };
+        drop(writer_context);
         if empty {
             if let Some(waiter) = waiter {
                 waiter
@@ -643,7 +627,7 @@ impl StreamCore {
             }
             Err(err) => return Err(err),
         };
-        let failure = {
+        let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
             if this.kind.is_pipe() && st.life.closing && !data.as_slice().is_empty() {
                 // A closing pipe drops writes, as a lost connection does.
@@ -678,23 +662,31 @@ impl StreamCore {
             }
             let mut sent = 0;
             let mut failure = None;
-            if st.buffer.is_empty() {
+            let was_empty = st.buffer.is_empty();
+            if was_empty {
                 match this.kind.send(this.fd, bytes) {
                     Ok(Io::Done(n)) => sent = n,
                     Ok(Io::WouldBlock) => {}
                     Err(err) => failure = Some(os_error(err)),
                 }
             }
-            if failure.is_none() && sent < bytes.len() {
+            let buffering = failure.is_none() && sent < bytes.len();
+            if buffering {
                 match &data {
                     WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
                     WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
                 }
             }
-            failure
+            (failure, was_empty && buffering)
         };
         if let Some(err) = failure {
             return this.fatal_error(py, err, this.kind.write_error());
+        }
+        if started_buffering {
+            // Where asyncio adds its writer, whose handle copies the context.
+            let context = crate::context::copy_current(py)?;
+            let previous = this.state.borrow_mut(py)?.write_context.replace(context);
+            drop(previous);
         }
         this.flow_notify(py, FlowControl::pause_notice)
     }
@@ -785,6 +777,8 @@ impl StreamCore {
                 life: Lifecycle::default(),
                 eof: false,
                 empty_waiter: None,
+                read_context: None,
+                write_context: None,
             }),
         };
         core.set_protocol_impl(protocol)?;
@@ -798,6 +792,9 @@ impl StreamCore {
         if !this.state.borrow_mut(py)?.life.begin_watching() {
             return Ok(());
         }
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         let me = slf.clone().unbind();
         let core = this.loop_core(py).get();
         if this.kind.is_pipe() {
@@ -826,7 +823,12 @@ impl StreamCore {
         let removed = match (registered, this.kind.is_pipe()) {
             (false, _) => (None, Vec::new()),
             (true, true) => (None, StreamCore::unwatch_pipe(slf)?),
-            (true, false) => (Some(this.loop_core(py).get().unwatch_fd_both(py, this.fd)?), Vec::new()),
+            (true, false) => (
+                Some(this.loop_core(py).get().unwatch_fd_both(py, this.fd, |w| {
+                    matches!(w, Watcher::Stream(t) if t.is(slf))
+                })?),
+                Vec::new(),
+            ),
         };
         let released = {
             let mut st = this.state.borrow_mut(py)?;
@@ -836,6 +838,8 @@ impl StreamCore {
                 st.reader.take(),
                 st.buffer.clear(),
                 st.empty_waiter.take(),
+                st.read_context.take(),
+                st.write_context.take(),
             )
         };
         drop((removed, released));
@@ -914,6 +918,11 @@ impl StreamCore {
             }
             st.reading_paused = false;
         }
+        // asyncio adds a new reader here, whose handle copies the context of
+        // the caller.
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         // Data (or the end) may have arrived while paused, and its edge is
         // gone: look, until a read comes back empty-handed.
         this.retry_read(slf, true)?;
@@ -957,7 +966,9 @@ impl StreamCore {
     fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         if registered {
-            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd)?;
+            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
+            })?;
             drop(removed);
         }
         Ok(())
@@ -1019,6 +1030,8 @@ impl StreamCore {
             }
             st.buffer.traverse(&visit)?;
             visit.call(&st.empty_waiter)?;
+            visit.call(&st.read_context)?;
+            visit.call(&st.write_context)?;
         }
         Ok(())
     }
@@ -1032,6 +1045,8 @@ impl StreamCore {
                     st.reader.take(),
                     st.buffer.clear(),
                     st.empty_waiter.take(),
+                    st.read_context.take(),
+                    st.write_context.take(),
                 )
             });
             drop(released);
@@ -1053,7 +1068,7 @@ unsafe extern "C" fn raw_write(
             let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StreamCore>();
             StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))
         }));
-        match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
+        match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
             Ok(()) => py.None().into_ptr(),
             Err(err) => {
                 err.restore(py);

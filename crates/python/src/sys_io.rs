@@ -9,8 +9,6 @@
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::PyOSError;
-use pyo3::PyErr;
 
 /// Never block, never raise SIGPIPE (a closed peer gives EPIPE instead).
 const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
@@ -126,22 +124,4 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// `OSError(errno, strerror)`: Python picks the subclass from the errno
-/// (ConnectionResetError, BrokenPipeError, ...), exactly as its socket
-/// module's own errors do.
-pub fn os_error(err: io::Error) -> PyErr {
-    match err.raw_os_error() {
-        Some(errno) => {
-            // SAFETY: strerror returns a pointer to a NUL-terminated static or
-            // thread-local message, valid until the next strerror call on this
-            // thread; we copy it at once.
-            let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }
-                .to_string_lossy()
-                .into_owned();
-            PyOSError::new_err((errno, text))
-        }
-        None => PyOSError::new_err(err.to_string()),
-    }
 }
