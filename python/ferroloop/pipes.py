@@ -110,20 +110,11 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         if self._core.resume_reading():
             self._log_debug("%r resumes reading")
 
-    def _fatal_error(self, exc, message='Fatal error on pipe transport'):
+    @staticmethod
+    def _is_quiet_error(exc):
         # A pty's master reads EIO once the other side is closed: that is
-        # its end of file, reported in debug mode only.
-        if isinstance(exc, OSError) and exc.errno == errno.EIO:
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self,
-                'protocol': self._protocol,
-            })
-        self._core._force_close(exc)
+        # its end of file. Other read errors go to the exception handler.
+        return isinstance(exc, OSError) and exc.errno == errno.EIO
 
     def _eof_from_peer(self):
         """The writer closed: tell the protocol and close, as asyncio does

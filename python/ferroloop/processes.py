@@ -55,9 +55,9 @@ def _child_failure_text(failed_errno, step):
 
 
 def child_exception(data, orig_executable, cwd):
-    """The exception ``subprocess.Popen`` raises for what a failed child
-    reported, worded as this version words it (``Popen._execute_child``
-    parses the report inline, so it cannot be reused)."""
+    """A copy of the end of ``Popen._execute_child`` (which parses the
+    report inline, so it cannot be reused): the exception ``subprocess.Popen``
+    raises for what a failed child reported, worded as this version words it."""
     try:
         exception_name, hex_errno, err_msg = bytes(data).split(b':', 2)
         err_msg = err_msg.decode()
@@ -105,8 +105,9 @@ class NativePopen(subprocess.Popen):
                        p2cread, p2cwrite, c2pread, c2pwrite, errread,
                        errwrite, restore_signals, gid, gids, uid, umask,
                        start_new_session, process_group):
-        # Up to the call that starts the child, what CPython's own
-        # _execute_child does (the same checks and errors).
+        """A copy of CPython's own ``_execute_child`` up to the call that
+        starts the child (the same checks and errors; it cannot be called
+        for them alone), then the native spawn."""
         if isinstance(args, (str, bytes)):
             args = [args]
         elif isinstance(args, os.PathLike):

@@ -56,7 +56,7 @@ class CoreTransport:
     def _fatal_error(self, exc, message='Fatal error on transport'):
         """Report ``exc`` (OSErrors only in debug mode, others to the
         exception handler, as asyncio does) and drop the connection."""
-        if isinstance(exc, OSError):
+        if self._is_quiet_error(exc):
             if self._loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
         else:
@@ -67,6 +67,11 @@ class CoreTransport:
                 'protocol': self._protocol,
             })
         self._core._force_close(exc)
+
+    @staticmethod
+    def _is_quiet_error(exc):
+        """Whether asyncio reports this fatal error in debug mode only."""
+        return isinstance(exc, OSError)
 
     def _report_protocol_error(self, message, exc):
         self._loop.call_exception_handler({
