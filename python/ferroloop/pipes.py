@@ -13,7 +13,6 @@ import errno
 import os
 import stat
 import sys
-import warnings
 from asyncio import futures, transports
 from asyncio.log import logger
 
@@ -22,10 +21,9 @@ from .transports import CoreTransport, CoreWriting
 
 
 class _PipeTransport(CoreTransport):
-    """What both ends share: the pipe object, the file checks, the repr and
-    the end of the connection."""
+    """What both ends share: the pipe object, the file checks, the repr."""
 
-    # Read by __del__, which may run even if __init__ failed early.
+    _file_attribute = '_pipe'
     _pipe = None
 
     def _setup(self, loop, pipe, kind_error):
@@ -63,23 +61,6 @@ class _PipeTransport(CoreTransport):
         else:
             info.append('closed')
         return '<{}>'.format(' '.join(info))
-
-    def __del__(self, _warn=warnings.warn):
-        if self._pipe is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._core._detach()
-            self._pipe.close()
-
-    def _call_connection_lost(self, exc):
-        protocol = self._core.get_protocol()
-        try:
-            if protocol is not None:
-                protocol.connection_lost(exc)
-        finally:
-            self._core._detach()
-            self._pipe.close()
-            self._pipe = None
-            self._loop = None
 
 
 class ReadPipeTransport(_PipeTransport, transports.ReadTransport):

@@ -32,7 +32,36 @@ def _set_nodelay(sock):
 
 class CoreTransport:
     """What every transport over a native core shares (socket, datagram and
-    pipe transports): the core's state, the protocol, error reporting."""
+    pipe transports): the core's state, the protocol, error reporting, the
+    end of the connection."""
+
+    # The attribute holding the socket or pipe object, by asyncio's name for
+    # it (code reads it); None once released. Read by __del__, which may run
+    # even if __init__ failed early.
+    _file_attribute = '_sock'
+    _sock = None
+
+    def __del__(self, _warn=warnings.warn):
+        file = getattr(self, self._file_attribute)
+        if file is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._core._detach()
+            file.close()
+
+    def _call_connection_lost(self, exc):
+        protocol = self._core.get_protocol()
+        try:
+            if protocol is not None:
+                protocol.connection_lost(exc)
+        finally:
+            self._core._detach()
+            getattr(self, self._file_attribute).close()
+            setattr(self, self._file_attribute, None)
+            self._loop = None
+            self._connection_ended()
+
+    def _connection_ended(self):
+        """After ``connection_lost``: what else the transport lets go of."""
 
     def is_closing(self):
         return self._core.is_closing()
@@ -112,11 +141,8 @@ class CoreWriting:
 
 
 class _TransportBase(CoreTransport, CoreWriting):
-    """What stream and datagram transports share: the socket, extra info,
-    the server link and the end of the connection."""
-
-    # Read by __del__, which may run even if __init__ failed early.
-    _sock = None
+    """What stream and datagram transports share: the socket, extra info
+    and the server link."""
 
     def _setup(self, loop, sock, server):
         self._extra['socket'] = trsock.TransportSocket(sock)
@@ -150,29 +176,14 @@ class _TransportBase(CoreTransport, CoreWriting):
             info.append(f'bufsize={self.get_write_buffer_size()}')
         return '<{}>'.format(' '.join(info))
 
-    def __del__(self, _warn=warnings.warn):
-        if self._sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._core._detach()
-            self._sock.close()
-
-    def _call_connection_lost(self, exc):
-        protocol = self._core.get_protocol()
-        try:
-            if protocol is not None:
-                protocol.connection_lost(exc)
-        finally:
-            self._core._detach()
-            self._sock.close()
-            self._sock = None
-            self._loop = None
-            server = self._server
-            if server is not None:
-                if _SERVER_TRACKS_TRANSPORTS:
-                    server._detach(self)
-                else:
-                    server._detach()
-                self._server = None
+    def _connection_ended(self):
+        server = self._server
+        if server is not None:
+            if _SERVER_TRACKS_TRANSPORTS:
+                server._detach(self)
+            else:
+                server._detach()
+            self._server = None
 
 
 class SocketTransport(_TransportBase, transports.Transport):
