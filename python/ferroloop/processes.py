@@ -137,22 +137,22 @@ class NativePopen(subprocess.Popen):
         else:
             env_list = None
         executable = os.fsencode(executable)
-        if os.path.dirname(executable):
-            executable_list = (executable,)
-        else:
-            executable_list = tuple(
-                os.path.join(os.fsencode(dir), executable)
-                for dir in os.get_exec_path(env))
         stdio = (p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
         if preexec_fn is not None:
+            if os.path.dirname(executable):
+                executable_list = (executable,)
+            else:
+                executable_list = tuple(
+                    os.path.join(os.fsencode(dir), executable)
+                    for dir in os.get_exec_path(env))
             self._fork_exec_with_preexec(
                 args, executable_list, close_fds, pass_fds, cwd, env_list,
                 stdio, restore_signals, start_new_session, process_group,
                 gid, gids, uid, umask, preexec_fn, orig_executable)
             return
+        # The search along PATH is built natively (the same list).
         pid, pidfd, failed_errno, step = spawn(
-            list(executable_list), [os.fsencode(a) for a in args], env_list,
-            None if cwd is None else os.fsencode(cwd), stdio,
+            executable, os.get_exec_path(env), args, env_list, cwd, stdio,
             sorted(set(map(int, pass_fds))), close_fds, restore_signals,
             start_new_session, process_group, gid, gids, uid, umask,
             self._reaper.uses_pidfd)

@@ -73,6 +73,44 @@ fn c_string(bytes: Vec<u8>) -> PyResult<CString> {
     CString::new(bytes).map_err(|_| PyValueError::new_err("embedded null byte"))
 }
 
+/// A `str`, `bytes` or path-like object as the bytes `_posixsubprocess`
+/// would pass to the kernel (`PyUnicode_FSConverter`: the file system
+/// encoding, its TypeError and "embedded null byte" ValueError).
+fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<CString> {
+    let py = obj.py();
+    let mut converted: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: attached (`py`); on success PyUnicode_FSConverter stores a new
+    // reference to a bytes object in `converted`, which we own; on failure
+    // it returns 0 with an exception set.
+    let bytes = unsafe {
+        if pyo3::ffi::PyUnicode_FSConverter(obj.as_ptr(), (&mut converted as *mut *mut pyo3::ffi::PyObject).cast()) == 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Bound::from_owned_ptr(py, converted).cast_into_unchecked::<pyo3::types::PyBytes>()
+    };
+    c_string(bytes.as_bytes().to_vec())
+}
+
+/// The paths to try for `executable`, as `Popen` lists them for
+/// `_posixsubprocess`: itself if it names a directory, otherwise itself
+/// joined to each directory of the search path (`os.path.join`'s rule).
+fn candidate_paths(executable: &[u8], search_path: Option<Vec<CString>>) -> PyResult<Vec<CString>> {
+    let Some(directories) = search_path.filter(|_| !executable.contains(&b'/')) else {
+        return Ok(vec![c_string(executable.to_vec())?]);
+    };
+    directories
+        .into_iter()
+        .map(|dir| {
+            let mut path = dir.into_bytes();
+            if !path.is_empty() && !path.ends_with(b"/") {
+                path.push(b'/');
+            }
+            path.extend_from_slice(executable);
+            c_string(path)
+        })
+        .collect()
+}
+
 fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
     strings
         .iter()
@@ -417,20 +455,22 @@ fn clone_on(
     Ok((pid, if want_pidfd { pidfd } else { -1 }))
 }
 
-/// `spawn(executables, argv, env, cwd, stdio, fds_to_keep, close_fds,
-/// restore_signals, start_new_session, process_group, gid, gids, uid, umask,
-/// want_pidfd)`, with the arguments `Popen._execute_child` prepares for
-/// `_posixsubprocess.fork_exec` (the candidate paths of the program, bytes
-/// arguments and environment, `-1` for "not set"). Returns
+/// `spawn(executable, search_path, argv, env, cwd, stdio, fds_to_keep,
+/// close_fds, restore_signals, start_new_session, process_group, gid, gids,
+/// uid, umask, want_pidfd)`, with the arguments `Popen._execute_child`
+/// prepares for `_posixsubprocess.fork_exec` (`search_path`: the
+/// directories of `os.get_exec_path(env)`, tried in turn when `executable`
+/// names none; bytes environment entries; `-1` for "not set"). Returns
 /// `(pid, pidfd, failed_errno, failed_step)`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     py: Python<'_>,
-    executables: Vec<Vec<u8>>,
-    argv: Vec<Vec<u8>>,
+    executable: Bound<'_, PyAny>,
+    search_path: Option<Vec<Bound<'_, PyAny>>>,
+    argv: Vec<Bound<'_, PyAny>>,
     env: Option<Vec<Vec<u8>>>,
-    cwd: Option<Vec<u8>>,
+    cwd: Option<Bound<'_, PyAny>>,
     stdio: [c_int; 6],
     fds_to_keep: Vec<c_int>,
     close_fds: bool,
@@ -443,7 +483,11 @@ pub fn spawn(
     umask: c_int,
     want_pidfd: bool,
 ) -> PyResult<Spawned> {
-    let argv: Vec<CString> = argv.into_iter().map(c_string).collect::<PyResult<_>>()?;
+    let argv: Vec<CString> = argv.iter().map(fs_path).collect::<PyResult<_>>()?;
+    let search_path = search_path
+        .map(|dirs| dirs.iter().map(fs_path).collect::<PyResult<Vec<_>>>())
+        .transpose()?;
+    let executables = candidate_paths(fs_path(&executable)?.as_bytes(), search_path)?;
     let env: Option<Vec<CString>> = env
         .map(|env| env.into_iter().map(c_string).collect::<PyResult<_>>())
         .transpose()?;
@@ -452,10 +496,10 @@ pub fn spawn(
     // SAFETY: sysconf only reads a configuration value.
     let max_fd = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
     let mut plan = ChildPlan {
-        executables: executables.into_iter().map(c_string).collect::<PyResult<_>>()?,
+        executables,
         argv: null_terminated(&argv),
         envp: env.as_deref().map(null_terminated),
-        cwd: cwd.map(c_string).transpose()?,
+        cwd: cwd.as_ref().map(fs_path).transpose()?,
         stdio,
         fds_to_keep,
         close_fds,
