@@ -5,14 +5,10 @@ wait has a timeout."""
 
 import asyncio
 import contextvars
-import errno
 import gc
-import io
 import os
 import socket
-import sys
 import tempfile
-import warnings
 
 import pytest
 

@@ -284,16 +284,17 @@ unsafe fn run_child(plan: &ChildPlan) -> (c_int, u8) {
                 libc::close(fd);
             }
         }
-        // Keep the child's ends from being overwritten by the dup2s below.
+        // Keep the child's ends from being overwritten by the dup2s below
+        // (the copies are close-on-exec: only their dup2 targets survive).
         if c2pwrite == 0 {
-            c2pwrite = libc::dup(c2pwrite);
-            if c2pwrite < 0 || !set_inheritable(c2pwrite) {
+            c2pwrite = libc::fcntl(c2pwrite, libc::F_DUPFD_CLOEXEC, 0);
+            if c2pwrite < 0 {
                 return (errno(), FAILED_BEFORE_EXEC);
             }
         }
         while errwrite == 0 || errwrite == 1 {
-            errwrite = libc::dup(errwrite);
-            if errwrite < 0 || !set_inheritable(errwrite) {
+            errwrite = libc::fcntl(errwrite, libc::F_DUPFD_CLOEXEC, 0);
+            if errwrite < 0 {
                 return (errno(), FAILED_BEFORE_EXEC);
             }
         }
