@@ -716,3 +716,286 @@ def test_all_errors_is_refused_before_312():
         except TypeError as exc:
             return 'TypeError', str(exc).split('create_connection()')[1]
     assert assert_same_on_both(attempt)[0] == 'TypeError'
+
+
+# Same exception types, same messages (issue 7, part 3).
+
+class _Buffered(asyncio.BufferedProtocol):
+    def __init__(self, make_buffer, lost):
+        self.make_buffer = make_buffer
+        self.lost = lost
+
+    def get_buffer(self, sizehint):
+        return self.make_buffer()
+
+    def buffer_updated(self, nbytes):
+        pass
+
+    def connection_lost(self, exc):
+        self.lost.set_result(None if exc is None else (type(exc).__name__, str(exc)))
+
+
+@pytest.mark.parametrize('make_buffer', [
+    lambda: b'read-only', lambda: memoryview(bytearray(16))[::2], lambda: bytearray(0),
+    lambda: 5, _released,
+], ids=['readonly', 'noncontiguous', 'empty', 'int', 'released'])
+def test_get_buffer_returning_an_unusable_buffer(make_buffer):
+    def attempt(loop):
+        async def main():
+            reports = []
+            loop.set_exception_handler(lambda loop, context: reports.append(
+                (context['message'], type(context.get('exception')).__name__)))
+            a, b = socket.socketpair()
+            lost = loop.create_future()
+            await loop.connect_accepted_socket(lambda: _Buffered(make_buffer, lost), a)
+            b.send(b'hello')
+            result = await asyncio.wait_for(lost, TIMEOUT)
+            b.close()
+            return result, reports
+        return loop.run_until_complete(main())
+    assert_same_on_both(attempt)
+
+
+@pytest.mark.parametrize('limits', [
+    dict(high=1.5), dict(high=2**100), dict(high=float('inf')), dict(low=3.5),
+    dict(high=10, low=20), dict(high=-1), dict(high='x'), dict(high=None, low=None),
+    dict(high=0), dict(low=float('inf')), dict(high=float('nan')),
+])
+@pytest.mark.parametrize('kind', ['stream', 'datagram'])
+def test_write_buffer_limits_take_what_asyncio_takes(kind, limits):
+    def attempt(loop):
+        async def main():
+            if kind == 'stream':
+                a, b = socket.socketpair()
+                tr, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            else:
+                b = None
+                tr, _ = await loop.create_datagram_endpoint(
+                    asyncio.DatagramProtocol, local_addr=('127.0.0.1', 0))
+            result = (outcome(lambda: tr.set_write_buffer_limits(**limits)),
+                      tr.get_write_buffer_limits())
+            tr.close()
+            if b is not None:
+                b.close()
+            await asyncio.sleep(0)
+            return result
+        return loop.run_until_complete(main())
+    assert_same_on_both(attempt)
+
+
+def test_set_protocol_takes_any_object():
+    def attempt(loop):
+        async def main():
+            import re
+            reports = []
+            # The transport's class is named in asyncio's report.
+            loop.set_exception_handler(lambda loop, context: reports.append(
+                (re.sub(r'callback \w+\.', 'callback <transport>.', context['message']),
+                 type(context.get('exception')).__name__)))
+            a, b = socket.socketpair()
+            tr, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            stand_in = object()
+            tr.set_protocol(stand_in)
+            same = tr.get_protocol() is stand_in
+            b.send(b'data')
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                if tr.is_closing():
+                    break
+            tr.abort()
+            b.close()
+            await asyncio.sleep(0)
+            return same, reports
+        return loop.run_until_complete(main())
+    assert_same_on_both(attempt)
+
+
+@pytest.mark.parametrize('lines', [[], (), None, 0, [b'a', bytearray(b'b'), memoryview(b'c')],
+                                   [b'a', 'text'], [5], 'abc', [memoryview(bytearray(8))[::2]]],
+                         ids=['list', 'tuple', 'none', 'zero', 'mixed', 'text-item', 'int-item',
+                              'str', 'noncontiguous'])
+def test_writelines_arguments(lines):
+    def attempt(loop):
+        async def main():
+            a, b = socket.socketpair()
+            b.setblocking(False)
+            tr, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            result = outcome(tr.writelines, lines)
+            await asyncio.sleep(0.01)
+            try:
+                received = b.recv(100)
+            except BlockingIOError:
+                received = None
+            tr.close()
+            b.close()
+            await asyncio.sleep(0)
+            return result, received
+        return loop.run_until_complete(main())
+    assert_same_on_both(attempt)
+
+
+def test_writelines_after_write_eof():
+    def attempt(loop):
+        async def main():
+            a, b = socket.socketpair()
+            tr, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            tr.write_eof()
+            result = outcome(tr.writelines, [b'x'])
+            tr.close()
+            b.close()
+            await asyncio.sleep(0)
+            return result
+        return loop.run_until_complete(main())
+    assert_same_on_both(attempt)
+
+
+@pytest.mark.parametrize('sock_type', [socket.SOCK_STREAM, socket.SOCK_SEQPACKET])
+def test_datagram_endpoint_refuses_other_sockets(sock_type):
+    def attempt(loop):
+        sock = socket.socket(socket.AF_UNIX, sock_type)
+        try:
+            result = loop.run_until_complete(async_outcome(
+                loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)))
+        finally:
+            sock.close()
+        if result[0] == 'ok':
+            return 'accepted'
+        return result[0], result[1].split(', got')[0]
+    assert_same_on_both(attempt)
+
+
+@pytest.mark.parametrize('count', [2**64, 2**63, -1, 0, 1.5])
+def test_sock_sendfile_counts(count, tmp_path):
+    path = tmp_path / 'data'
+    path.write_bytes(b'x' * 1000)
+
+    def attempt(loop):
+        a, b = _sock_pair()
+        try:
+            with open(path, 'rb') as f:
+                return loop.run_until_complete(async_outcome(loop.sock_sendfile(a, f, 0, count)))
+        finally:
+            a.close()
+            b.close()
+    assert_same_on_both(attempt)
+
+
+def test_exceptions_in_datagram_received_are_reported_not_fatal():
+    def attempt(loop):
+        async def main():
+            reports = []
+            loop.set_exception_handler(lambda loop, context: reports.append(
+                type(context.get('exception')).__name__))
+            got = []
+            done = loop.create_future()
+
+            class Fragile(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr):
+                    got.append(data)
+                    if len(got) == 3:
+                        done.set_result(None)
+                    if data == b'bad':
+                        raise ValueError('bad datagram')
+
+            tr, _ = await loop.create_datagram_endpoint(Fragile, local_addr=('127.0.0.1', 0))
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for data in (b'one', b'bad', b'three'):
+                sender.sendto(data, tr.get_extra_info('sockname'))
+            await asyncio.wait_for(done, TIMEOUT)
+            closing = tr.is_closing()
+            tr.close()
+            sender.close()
+            await asyncio.sleep(0)
+            return got, reports, closing
+        return loop.run_until_complete(main())
+    assert_same_on_both(attempt)
+
+
+# A socket closed while an operation on it is pending.
+
+@pytest.mark.parametrize('operation', ['recv', 'recv_into', 'accept', 'sendall'])
+def test_closing_a_socket_with_a_pending_operation(operation, loop_name, loop):
+    """The descriptor stays open until the operation ends, which then
+    completes normally (uvloop's behaviour; stock asyncio's waits forever)."""
+    if loop_name == 'asyncio':
+        pytest.skip('stock asyncio leaves the operation waiting forever')
+
+    async def main():
+        if operation == 'accept':
+            listener = socket.socket()
+            listener.bind(('127.0.0.1', 0))
+            listener.listen()
+            listener.setblocking(False)
+            pending = asyncio.ensure_future(loop.sock_accept(listener))
+            await asyncio.sleep(0)
+            listener_address = listener.getsockname()
+            listener.close()
+            client = socket.create_connection(listener_address)
+            conn, _ = await asyncio.wait_for(pending, TIMEOUT)
+            conn.close()
+            client.close()
+            return listener.fileno()
+        a, b = _sock_pair()
+        if operation == 'sendall':
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            data = b'x' * 2_000_000
+            pending = asyncio.ensure_future(loop.sock_sendall(a, data))
+        elif operation == 'recv':
+            pending = asyncio.ensure_future(loop.sock_recv(a, 100))
+        else:
+            pending = asyncio.ensure_future(loop.sock_recv_into(a, bytearray(100)))
+        await asyncio.sleep(0)
+        a.close()
+        assert '[closed]' in repr(a)    # as far as Python is concerned
+        if operation == 'sendall':
+            got = 0
+            while got < len(data):
+                try:
+                    got += len(b.recv(1 << 20))
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+        else:
+            b.send(b'hello')
+        result = await asyncio.wait_for(pending, TIMEOUT)
+        b.close()
+        return result
+
+    import os
+    before = len(os.listdir('/proc/self/fd'))
+    result = loop.run_until_complete(main())
+    assert result in (b'hello', 5, None, -1)   # -1: the listener, closed at last
+    assert len(os.listdir('/proc/self/fd')) <= before
+
+
+@pytest.mark.parametrize('operation', ['recv', 'recv_into', 'sendall', 'accept'])
+def test_cancelled_operations_leave_no_registration(operation, loop):
+    async def main():
+        a, b = _sock_pair()
+        if operation == 'accept':
+            a.close()
+            a = socket.socket()
+            a.bind(('127.0.0.1', 0))
+            a.listen()
+            a.setblocking(False)
+            coro = loop.sock_accept(a)
+        elif operation == 'recv_into':
+            coro = loop.sock_recv_into(a, bytearray(10))
+        elif operation == 'sendall':
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            coro = loop.sock_sendall(a, b'x' * 2_000_000)
+        else:
+            coro = loop.sock_recv(a, 100)
+        task = asyncio.ensure_future(coro)
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        fd = a.fileno()
+        a.close()
+        b.close()
+        # Nothing is registered for the old number any more: watching a new
+        # descriptor that reuses it works, and removing it finds nothing.
+        return fd, loop.remove_reader(fd), loop.remove_writer(fd)
+
+    fd, removed_reader, removed_writer = loop.run_until_complete(main())
+    assert (removed_reader, removed_writer) == (False, False)

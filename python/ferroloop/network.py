@@ -416,9 +416,12 @@ class NetworkLoop(SocketLoop):
                                        flags=0, reuse_port=None,
                                        allow_broadcast=None, sock=None):
         if sock is not None:
-            if sock.type == socket.SOCK_STREAM:
-                kind = 'datagram' if sys.version_info >= (3, 13) else 'UDP'
-                raise ValueError(f'A {kind} socket was expected, got {sock!r}')
+            if sys.version_info >= (3, 13):
+                if sock.type == socket.SOCK_STREAM:
+                    raise ValueError(
+                        f'A datagram socket was expected, got {sock!r}')
+            elif sock.type != socket.SOCK_DGRAM:
+                raise ValueError(f'A UDP Socket was expected, got {sock!r}')
             if (local_addr or remote_addr or family or proto or flags
                     or reuse_port or allow_broadcast):
                 opts = dict(local_addr=local_addr, remote_addr=remote_addr,

@@ -144,9 +144,6 @@ class WritePipeTransport(_PipeTransport, CoreWriting,
     def write(self, data):
         self._core.write(data)
 
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
-
     def write_eof(self):
         self._core.write_eof()
 

@@ -243,6 +243,16 @@ mod raw {
     }
 }
 
+/// The protocol's `datagram_received`, bound once; `None` for an object
+/// without one (asyncio's `set_protocol` takes any object): it is then looked
+/// up at each datagram, and its absence is an error of that call.
+fn bound_datagram_received(protocol: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    protocol
+        .getattr(pyo3::intern!(protocol.py(), "datagram_received"))
+        .ok()
+        .map(Bound::unbind)
+}
+
 /// How one send attempt ended.
 enum Sent {
     Done,
@@ -281,9 +291,12 @@ impl DatagramCore {
             if st.life.is_lost() || st.life.closing {
                 return Ok(());
             }
-            match (&st.datagram_received, &st.protocol) {
-                (Some(cb), Some(p)) => (cb.clone_ref(py), p.clone_ref(py)),
-                _ => return Ok(()),
+            match &st.protocol {
+                Some(p) => (
+                    st.datagram_received.as_ref().map(|cb| cb.clone_ref(py)),
+                    p.clone_ref(py),
+                ),
+                None => return Ok(()),
             }
         };
         let core = this.loop_.bind(py).get();
@@ -320,25 +333,30 @@ impl DatagramCore {
         };
         let delivered = match datagram {
             Ok(None) => return Ok(()),
-            Ok(Some((data, address))) => received.bind(py).call1((data, address)),
+            Ok(Some((data, address))) => match &received {
+                Some(method) => method.bind(py).call1((data, address)),
+                None => protocol.bind(py).call_method1(
+                    pyo3::intern!(py, "datagram_received"),
+                    (data, address),
+                ),
+            },
             Err(err) => {
                 return this.io_error(py, &protocol, err, "Fatal read error on datagram transport")
             }
         };
-        match delivered {
-            Ok(_) => {
-                let me = slf.clone().unbind();
-                core.push_ready(
-                    py,
-                    Ready::Datagram {
-                        transport: me,
-                        readable: true,
-                        writable: false,
-                    },
-                )
-            }
-            Err(err) => this.fatal_or_propagate(py, err, "Fatal read error on datagram transport"),
-        }
+        // More datagrams may be waiting, and no edge will announce them.
+        let me = slf.clone().unbind();
+        core.push_ready(
+            py,
+            Ready::Datagram {
+                transport: me,
+                readable: true,
+                writable: false,
+            },
+        )?;
+        // An exception from datagram_received leaves asyncio's reader handle
+        // (it is not a fatal error of the transport): the loop reports it.
+        delivered.map(drop)
     }
 
     /// asyncio's rule for datagram errors: an OSError goes to the protocol's
@@ -532,11 +550,7 @@ impl DatagramCore {
             header_size,
             state: GilCell::new(DatagramState {
                 transport: Some(transport),
-                datagram_received: Some(
-                    protocol
-                        .getattr(pyo3::intern!(py, "datagram_received"))?
-                        .unbind(),
-                ),
+                datagram_received: bound_datagram_received(protocol),
                 protocol: Some(protocol.clone().unbind()),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
@@ -698,31 +712,22 @@ impl DatagramCore {
         Ok(self.state.borrow(py)?.buffer_size)
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
-        Ok(self.state.borrow(py)?.flow.limits())
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
-    ) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
+    /// Python transport does asyncio's arithmetic and checks, and keeps the
+    /// values it was given for `get_write_buffer_limits`.
+    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low);
         self.flow_notify(py, FlowControl::pause_notice)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
-        let received = protocol
-            .getattr(pyo3::intern!(py, "datagram_received"))?
-            .unbind();
+        let received = bound_datagram_received(protocol);
         let previous = {
             let mut st = self.state.borrow_mut(py)?;
             (
                 st.protocol.replace(protocol.clone().unbind()),
-                st.datagram_received.replace(received),
+                std::mem::replace(&mut st.datagram_received, received),
             )
         };
         drop(previous);

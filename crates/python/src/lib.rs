@@ -18,6 +18,7 @@
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
+//! - [`fs`]: the file system calls of Unix socket set-up;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
 //! - [`context`]: copying and entering `contextvars` contexts;
 //! - [`python_helpers`]: the Python functions used on cold paths.
@@ -27,6 +28,7 @@ mod context;
 mod datagram_transport;
 mod errors;
 mod flow_control;
+mod fs;
 mod gil_cell;
 mod handles;
 mod io_watch;
@@ -50,6 +52,8 @@ use pyo3::prelude::*;
 mod _ferroloop {
     #[pymodule_export]
     use crate::datagram_transport::DatagramCore;
+    #[pymodule_export]
+    use crate::fs::{stat_mode_and_inode, unlink};
     #[pymodule_export]
     use crate::loop_core::LoopCore;
     #[pymodule_export]

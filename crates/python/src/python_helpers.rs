@@ -55,6 +55,20 @@ pub fn report_callback_error(
     Ok(())
 }
 
+/// Sends an exception raised by a transport's (or socket operation's) work
+/// to the loop's exception handler, as asyncio reports one from its
+/// reader/writer handles.
+pub fn report_io_error(
+    loop_obj: &Bound<'_, PyAny>,
+    transport: Option<Py<PyAny>>,
+    err: PyErr,
+) -> PyResult<()> {
+    let py = loop_obj.py();
+    let exc = err.into_value(py);
+    helper_fn!(py, "report_io_error")?.call1((loop_obj, transport, exc))?;
+    Ok(())
+}
+
 /// asyncio's debug-mode `_check_callback`: rejects coroutines and
 /// coroutine functions (including wrapped ones) with its messages.
 pub fn check_callback_fully(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {

@@ -286,13 +286,38 @@ fn run_item(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult
             readable,
             writable,
             hangup,
-        } => StreamCore::on_ready(transport.bind(py), readable, writable, hangup),
+        } => report_io_error(
+            slf,
+            StreamCore::on_ready(transport.bind(py), readable, writable, hangup),
+            || transport.get().transport_object(py),
+        ),
         Ready::Datagram {
             transport,
             readable,
             writable,
-        } => DatagramCore::on_ready(transport.bind(py), readable, writable),
-        Ready::SockOp(op) => SockOp::on_ready(op.bind(py)),
+        } => report_io_error(
+            slf,
+            DatagramCore::on_ready(transport.bind(py), readable, writable),
+            || transport.get().transport_object(py),
+        ),
+        Ready::SockOp(op) => report_io_error(slf, SockOp::on_ready(op.bind(py)), || None),
+    }
+}
+
+/// An exception that escapes a transport's or socket operation's work (a
+/// protocol's `datagram_received` or `error_received` that raises, say) is
+/// what asyncio's reader or writer handle would have raised: the loop
+/// reports it and goes on. Only `KeyboardInterrupt`/`SystemExit` stop it.
+fn report_io_error(
+    slf: &Bound<'_, LoopCore>,
+    result: PyResult<()>,
+    transport: impl FnOnce() -> Option<Py<PyAny>>,
+) -> PyResult<()> {
+    match result {
+        Err(err) if !crate::errors::is_loop_stopping(slf.py(), &err) => {
+            python_helpers::report_io_error(slf.as_any(), transport(), err)
+        }
+        other => other,
     }
 }
 

@@ -51,6 +51,10 @@ const LARGE_READ: usize = 32 * 1024;
 pub enum Reader {
     /// `data_received(bytes)`, bound once.
     Data(Py<PyAny>),
+    /// A protocol without a `data_received` (asyncio's `set_protocol` takes
+    /// any object): it is looked up at each read, and failing that is the
+    /// protocol's error, reported as asyncio reports it.
+    Unresolved(Py<PyAny>),
     /// `BufferedProtocol`: `get_buffer(-1)`, then `buffer_updated(n)`.
     Buffered {
         get_buffer: Py<PyAny>,
@@ -69,17 +73,22 @@ impl Reader {
                     .unbind(),
             })
         } else {
-            Ok(Reader::Data(
-                protocol
-                    .getattr(pyo3::intern!(py, "data_received"))?
-                    .unbind(),
-            ))
+            Ok(Reader::for_data(protocol))
+        }
+    }
+
+    /// `data_received`, looked up at each read if the protocol lacks it now.
+    fn for_data(protocol: &Bound<'_, PyAny>) -> Reader {
+        match protocol.getattr(pyo3::intern!(protocol.py(), "data_received")) {
+            Ok(method) => Reader::Data(method.unbind()),
+            Err(_) => Reader::Unresolved(protocol.clone().unbind()),
         }
     }
 
     fn clone_ref(&self, py: Python<'_>) -> Reader {
         match self {
             Reader::Data(f) => Reader::Data(f.clone_ref(py)),
+            Reader::Unresolved(p) => Reader::Unresolved(p.clone_ref(py)),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -92,7 +101,7 @@ impl Reader {
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Reader::Data(f) => visit.call(f),
+            Reader::Data(f) | Reader::Unresolved(f) => visit.call(f),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -145,6 +154,13 @@ pub struct StreamCore {
     state: GilCell<StreamState>,
     /// The last read was large: size the next one by what is pending.
     large_reads: AtomicBool,
+}
+
+/// Which method is writing (their messages and rules differ slightly).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteCall {
+    Write,
+    Writelines,
 }
 
 /// What to do once the state borrow is released.
@@ -213,8 +229,17 @@ impl StreamCore {
         };
         match reader {
             Reader::Data(data_received) => {
-                this.read_into_bytes(slf, data_received.bind(py), hangup)
+                this.read_into_bytes(slf, |data| data_received.bind(py).call1((data,)), hangup)
             }
+            Reader::Unresolved(protocol) => this.read_into_bytes(
+                slf,
+                |data| {
+                    protocol
+                        .bind(py)
+                        .call_method1(pyo3::intern!(py, "data_received"), (data,))
+                },
+                hangup,
+            ),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -227,10 +252,10 @@ impl StreamCore {
         }
     }
 
-    fn read_into_bytes(
+    fn read_into_bytes<'py>(
         &self,
-        slf: &Bound<'_, StreamCore>,
-        data_received: &Bound<'_, PyAny>,
+        slf: &Bound<'py, StreamCore>,
+        data_received: impl FnOnce(Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyAny>>,
         hangup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
@@ -251,7 +276,7 @@ impl StreamCore {
             Ok(Io::WouldBlock) => Ok(()),
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(_)) => {
-                if let Err(err) = data_received.call1((data.expect("data of a non-empty read"),)) {
+                if let Err(err) = data_received(data.expect("data of a non-empty read")) {
                     if !self.kind.is_pipe() {
                         return self.protocol_failed(
                             py,
@@ -327,22 +352,20 @@ impl StreamCore {
                 )
             }
         };
+        // asyncio checks len(buf) (a failure is get_buffer()'s), then
+        // recv_into(buf) takes it (a refusal is a read error).
+        let sized = match target.len() {
+            Ok(0) => Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer")),
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sized {
+            return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed.");
+        }
         let view = match WritableBuffer::get(&target) {
-            Ok(view) if view.len() > 0 => view,
-            Ok(_) => {
-                let err = PyRuntimeError::new_err("get_buffer() returned an empty buffer");
-                return self.protocol_failed(
-                    py,
-                    err,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                );
-            }
+            Ok(view) => view,
             Err(err) => {
-                return self.protocol_failed(
-                    py,
-                    err,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                )
+                return self.protocol_failed(py, err, "Fatal read error on socket transport")
             }
         };
         // SAFETY: `view` holds the exported buffer for the duration of the
@@ -615,17 +638,27 @@ impl StreamCore {
     /// `transport.write(data)`: send at once what the socket takes, buffer
     /// the rest. Installed as a raw one-argument method (see `install`).
     pub fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
         let data = match WriteData::extract(data) {
             Ok(data) => data,
             // asyncio's pipes assert the type.
-            Err(_) if this.kind.is_pipe() => {
+            Err(_) if slf.get().kind.is_pipe() => {
                 return Err(pyo3::exceptions::PyAssertionError::new_err(
                     data.repr()?.unbind(),
                 ))
             }
             Err(err) => return Err(err),
+        };
+        StreamCore::write_data(slf, data, WriteCall::Write)
+    }
+
+    /// What `write()` and 3.12's `writelines()` share: send at once what the
+    /// socket takes, buffer the rest.
+    fn write_data(slf: &Bound<'_, StreamCore>, data: WriteData<'_>, call: WriteCall) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let method = match call {
+            WriteCall::Write => "write",
+            WriteCall::Writelines => "writelines",
         };
         let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
@@ -639,20 +672,24 @@ impl StreamCore {
                 return Ok(());
             }
             if st.eof {
-                return Err(PyRuntimeError::new_err(
-                    "Cannot call write() after write_eof()",
-                ));
+                return Err(PyRuntimeError::new_err(format!(
+                    "Cannot call {method}() after write_eof()"
+                )));
             }
             if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err(
-                    "unable to write; sendfile is in progress",
-                ));
+                return Err(PyRuntimeError::new_err(format!(
+                    "unable to {method}; sendfile is in progress"
+                )));
             }
             let bytes = data.as_slice();
             if bytes.is_empty() {
                 return Ok(());
             }
             if st.life.is_lost() {
+                if call == WriteCall::Writelines {
+                    // asyncio's writelines() drops it without a word.
+                    return Ok(());
+                }
                 let warn = st.life.write_after_loss();
                 drop(st);
                 if warn {
@@ -718,11 +755,7 @@ impl StreamCore {
         let reader = match self.kind {
             StreamKind::Socket => Some(Reader::for_protocol(protocol)?),
             // asyncio's read pipes call `data_received` whatever the protocol.
-            StreamKind::ReadPipe => Some(Reader::Data(
-                protocol
-                    .getattr(pyo3::intern!(py, "data_received"))?
-                    .unbind(),
-            )),
+            StreamKind::ReadPipe => Some(Reader::for_data(protocol)),
             StreamKind::WritePipe { .. } => None,
         };
         let previous = {
@@ -846,11 +879,34 @@ impl StreamCore {
         Ok(())
     }
 
+    /// 3.12's `writelines()`: its own checks and messages, any falsy
+    /// argument is nothing to write, and every item is taken as a
+    /// `memoryview` (so its errors are memoryview's). (3.11's is the base
+    /// class's `write(b''.join(list_of_data))`.)
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let joined =
-            PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (list_of_data,))?;
-        StreamCore::write(slf, &joined)
+        {
+            let st = slf.get().state.borrow(py)?;
+            if st.eof {
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call writelines() after write_eof()",
+                ));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err(
+                    "unable to writelines; sendfile is in progress",
+                ));
+            }
+        }
+        if !list_of_data.is_truthy()? {
+            return Ok(());
+        }
+        let mut joined = Vec::new();
+        for item in list_of_data.try_iter()? {
+            let view = pyo3::types::PyMemoryView::from(&item?)?;
+            joined.extend_from_slice(WriteData::extract(view.as_any())?.as_slice());
+        }
+        StreamCore::write_data(slf, WriteData::Copied(joined), WriteCall::Writelines)
     }
 
     fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -933,18 +989,11 @@ impl StreamCore {
         Ok(self.state.borrow(py)?.buffer.len())
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
-        Ok(self.state.borrow(py)?.flow.limits())
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
-    ) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
+    /// Python transport does asyncio's arithmetic and checks, and keeps the
+    /// values it was given for `get_write_buffer_limits`.
+    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low);
         self.flow_notify(py, FlowControl::pause_notice)
     }
 
