@@ -681,8 +681,7 @@ impl StreamCore {
                     "unable to {method}; sendfile is in progress"
                 )));
             }
-            let bytes = data.as_slice();
-            if bytes.is_empty() {
+            if data.is_empty() {
                 return Ok(());
             }
             if st.life.is_lost() {
@@ -697,6 +696,13 @@ impl StreamCore {
                 }
                 return Ok(());
             }
+            let bytes = match data.bytes(py) {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    drop(st);
+                    return this.fatal_error(py, err, "Fatal write error on socket transport");
+                }
+            };
             let mut sent = 0;
             let mut failure = None;
             let was_empty = st.buffer.is_empty();
@@ -711,7 +717,7 @@ impl StreamCore {
             if buffering {
                 match &data {
                     WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
-                    WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
+                    _ => st.buffer.push_copy(&bytes[sent..]),
                 }
             }
             (failure, was_empty && buffering)
@@ -901,10 +907,22 @@ impl StreamCore {
         if !list_of_data.is_truthy()? {
             return Ok(());
         }
-        let mut joined = Vec::new();
+        let mut views = Vec::new();
         for item in list_of_data.try_iter()? {
-            let view = pyo3::types::PyMemoryView::from(&item?)?;
-            joined.extend_from_slice(WriteData::extract(view.as_any())?.as_slice());
+            views.push(pyo3::types::PyMemoryView::from(&item?)?);
+        }
+        let mut joined = Vec::new();
+        for view in &views {
+            match crate::buffers::send_data(view.as_any()) {
+                Ok(buffer) => joined.extend_from_slice(buffer.bytes()),
+                // asyncio queues the views and fails when sendmsg() takes
+                // them (a non-contiguous one): a fatal write error.
+                Err(err) => {
+                    return slf
+                        .get()
+                        .fatal_error(py, err, "Fatal write error on socket transport")
+                }
+            }
         }
         StreamCore::write_data(slf, WriteData::Copied(joined), WriteCall::Writelines)
     }
