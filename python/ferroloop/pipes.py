@@ -17,7 +17,7 @@ from asyncio import futures, transports
 from asyncio.log import logger
 
 from ._ferroloop import StreamCore
-from .transports import CoreTransport, CoreWriting
+from .transports import CoreReading, CoreTransport, CoreWriting
 
 
 class _PipeTransport(CoreTransport):
@@ -63,7 +63,7 @@ class _PipeTransport(CoreTransport):
         return '<{}>'.format(' '.join(info))
 
 
-class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
+class ReadPipeTransport(_PipeTransport, CoreReading, transports.ReadTransport):
     """The read end of a pipe, FIFO, socket, pty or character device."""
 
     max_size = 256 * 1024  # asyncio's largest read; the core reads as much
@@ -79,17 +79,6 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
 
     def _state_info(self):
         return ['polling' if self.is_reading() else 'idle']
-
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        if self._core.pause_reading():
-            self._log_debug("%r pauses reading")
-
-    def resume_reading(self):
-        if self._core.resume_reading():
-            self._log_debug("%r resumes reading")
 
     @staticmethod
     def _is_quiet_error(exc):

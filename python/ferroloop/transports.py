@@ -165,6 +165,21 @@ class CoreWriting:
         return self._core._conn_lost
 
 
+class CoreReading:
+    """The reading side of a stream transport over a native core."""
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        if self._core.pause_reading():
+            self._log_debug("%r pauses reading")
+
+    def resume_reading(self):
+        if self._core.resume_reading():
+            self._log_debug("%r resumes reading")
+
+
 class _TransportBase(CoreTransport, CoreWriting):
     """What stream and datagram transports share: the socket, extra info
     and the server link."""
@@ -211,7 +226,7 @@ class _TransportBase(CoreTransport, CoreWriting):
             self._server = None
 
 
-class SocketTransport(_TransportBase, transports.Transport):
+class SocketTransport(_TransportBase, CoreReading, transports.Transport):
     """A TCP or Unix stream socket transport."""
 
     _start_tls_compatible = True
@@ -246,17 +261,6 @@ class SocketTransport(_TransportBase, transports.Transport):
 
     def can_write_eof(self):
         return True
-
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        if self._core.pause_reading():
-            self._log_debug("%r pauses reading")
-
-    def resume_reading(self):
-        if self._core.resume_reading():
-            self._log_debug("%r resumes reading")
 
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()

@@ -662,7 +662,7 @@ impl StreamCore {
         };
         let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
-            if this.kind.is_pipe() && st.life.closing && !data.as_slice().is_empty() {
+            if this.kind.is_pipe() && st.life.closing && !data.is_empty() {
                 // A closing pipe drops writes, as a lost connection does.
                 let warn = st.life.write_after_loss();
                 drop(st);
