@@ -321,8 +321,19 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
             **kwargs)
         reaper.watch(self._proc, self._process_exited)
 
+    # A signal is likely to end the child: look for its exit soon (the
+    # polling path; 3.11 and 3.12 kill and terminate through Popen, not
+    # through send_signal).
     def send_signal(self, signal):
         super().send_signal(signal)
+        self._loop._child_reaper().quicken()
+
+    def terminate(self):
+        super().terminate()
+        self._loop._child_reaper().quicken()
+
+    def kill(self):
+        super().kill()
         self._loop._child_reaper().quicken()
 
     def _process_exited(self, returncode):
