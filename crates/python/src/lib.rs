@@ -10,9 +10,11 @@
 //! - [`io_watch`]: `add_reader`/`add_writer` and their removal;
 //! - [`handles`]: `Handle` and `TimerHandle`;
 //! - [`queue_items`]: what the ready queue and fd registry hold;
-//! - [`stream_transport`], [`datagram_transport`]: the native transports,
-//!   with [`write_buffer`], [`flow_control`], [`lifecycle`] and [`buffers`];
+//! - [`stream_transport`], [`datagram_transport`]: the native transports
+//!   (pipes are streams of a [`stream_kind`]), with [`write_buffer`],
+//!   [`flow_control`], [`lifecycle`] and [`buffers`];
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
+//! - [`spawn`]: starting and reaping child processes;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
@@ -37,6 +39,8 @@ mod queue_items;
 mod run;
 mod scheduling;
 mod sock_ops;
+mod spawn;
+mod stream_kind;
 mod stream_transport;
 mod sys_io;
 mod tasks;
@@ -54,6 +58,8 @@ mod _ferroloop {
     use crate::loop_core::LoopCore;
     #[pymodule_export]
     use crate::sock_ops::SockOp;
+    #[pymodule_export]
+    use crate::spawn::{reap, spawn};
     #[pymodule_export]
     use crate::stream_transport::StreamCore;
 

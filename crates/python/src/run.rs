@@ -232,6 +232,12 @@ fn queue_ready_io(
                 }
             }
             Some(Watcher::SockOp(op)) => ready.push(Ready::SockOp(op.clone_ref(py))),
+            Some(Watcher::Pipe(transport)) => ready.push(Ready::Stream {
+                transport: transport.clone_ref(py),
+                readable: direction == Direction::Read,
+                writable: direction == Direction::Write,
+                hangup: readiness.hangup,
+            }),
             _ => {}
         }
     }
