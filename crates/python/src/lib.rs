@@ -15,6 +15,7 @@
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
+//! - [`observe`]: the blocking detector, task steps, `loop.stats()`;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
 //! - [`python_helpers`]: the Python functions used on cold paths.
 
@@ -26,6 +27,7 @@ mod handles;
 mod io_watch;
 mod lifecycle;
 mod loop_core;
+mod observe;
 mod python_helpers;
 mod queue_items;
 mod run;

@@ -26,6 +26,7 @@ use pyo3::{ffi, PyTraverseError};
 
 use crate::gil_cell::GilCell;
 use crate::handles::{HandleRef, TimerSpec};
+use crate::observe::{Instrument, Observation};
 use crate::python_helpers;
 use crate::queue_items::{Ready, Watcher};
 
@@ -72,6 +73,8 @@ pub struct LoopCore {
     /// `threading.get_ident()` of the thread running the loop, 0 if none.
     thread_id: AtomicU64,
     pub(crate) observed: AtomicBool,
+    /// The blocking detector, task steps and the loop's counters.
+    pub(crate) observation: Observation,
 }
 
 pub fn current_thread_ident() -> u64 {
@@ -102,6 +105,14 @@ impl LoopCore {
 
     pub(crate) fn set_thread(&self, ident: u64) {
         self.thread_id.store(ident, Ordering::Relaxed);
+    }
+
+    /// The thread running the loop, if it runs.
+    pub(crate) fn running_thread(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            ident => Some(ident),
+        }
     }
 
     /// asyncio's debug-mode `_check_thread`.
@@ -346,6 +357,7 @@ impl LoopCore {
             stopping: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             observed: AtomicBool::new(false),
+            observation: Observation::new(),
         })
     }
 
@@ -374,6 +386,7 @@ impl LoopCore {
     /// Sets the flag only; `Loop.set_debug` adds coroutine origin tracking.
     fn _set_debug_flag(&self, enabled: bool) {
         self.debug.store(enabled, Ordering::Relaxed);
+        self.observation.set(Instrument::Debug, enabled);
     }
 
     fn is_running(&self) -> bool {
@@ -443,6 +456,8 @@ impl LoopCore {
             Some((begin, end))
         };
         self.observed.store(observer.is_some(), Ordering::Relaxed);
+        self.observation
+            .set(Instrument::CallbackObserver, observer.is_some());
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.observer, observer);
         drop(previous);
         Ok(())
@@ -462,6 +477,11 @@ impl LoopCore {
             (ready, timers, watchers, waker)
         };
         let poller = self.poller.borrow_mut(py)?.take();
+        let watchdog = self.observation.watchdog.borrow_mut(py)?.take();
+        if let Some(watchdog) = watchdog {
+            self.observation.set(Instrument::Detector, false);
+            watchdog.stop(py);
+        }
         release_handles(
             py,
             &released.0,

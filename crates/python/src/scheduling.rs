@@ -226,6 +226,7 @@ fn soon(
         !threadsafe,
         false,
     )?;
+    slf.get().observation.stamp_queued(&handle);
     let mut st = slf.get().state.borrow_mut(py)?;
     st.ready.push(Ready::Callback(handle.clone_ref(py)));
     if threadsafe {
@@ -370,6 +371,7 @@ unsafe fn soon_shortcut(
                 None,
                 private_context,
             )?;
+            core.observation.stamp_queued(&handle);
             let mut st = core.state.borrow_mut(py)?;
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
             if threadsafe {

@@ -132,6 +132,7 @@ pub fn create_task(
             task
         }
     };
+    core.observation.task_created(py, &task)?;
     Ok(task.unbind())
 }
 
