@@ -110,6 +110,7 @@ class Session:
 def open_session(session, loops=None):
     """Starts ``session`` on ``loops`` (default: every live loop and every
     loop made while it is open)."""
+    from . import _trace  # noqa: F401  (imported now, not during the first step)
     targets = live_loops() if loops is None else loops
     for loop in targets:
         session.loops.add(loop)

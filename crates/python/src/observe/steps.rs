@@ -69,6 +69,8 @@ struct TaskEntry {
     task: Py<PyWeakrefReference>,
     name: Py<PyAny>,
     coroutine: Py<PyAny>,
+    /// The coroutine is library code (asyncio's, ferroloop's own tasks).
+    library: bool,
     parent: u32,
     created_ns: i64,
     steps: u64,
@@ -82,6 +84,17 @@ struct TaskEntry {
     last_end_ns: i64,
     done: bool,
     cancelled: bool,
+}
+
+impl TaskEntry {
+    /// Takes the task's current name, while it is alive.
+    fn refresh_name(&mut self, py: Python<'_>) {
+        if let Some(task) = self.task.bind(py).upgrade() {
+            if let Ok(name) = task.call_method0(pyo3::intern!(py, "get_name")) {
+                self.name = name.unbind();
+            }
+        }
+    }
 }
 
 pub struct StepRecorder {
@@ -156,13 +169,26 @@ impl StepRecorder {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1).max(1);
             let name = task.call_method0(pyo3::intern!(py, "get_name"))?.unbind();
-            let coroutine = coroutine_name(py, task)?;
+            let (coroutine, code) = coroutine_name(py, task)?;
+            let library = match &code {
+                Some(code) => !self.is_user_code(py, code)?,
+                None => false,
+            };
+            // The first step starts at the top of the coroutine.
+            let resumes_at = match code {
+                Some(code) => {
+                    let line = code.getattr(pyo3::intern!(py, "co_firstlineno"))?.extract()?;
+                    Some(Place { code: code.unbind(), line })
+                }
+                None => None,
+            };
             let parent = self.running;
             let entry = TaskEntry {
                 id,
                 task: PyWeakrefReference::new(task)?.unbind(),
                 name,
                 coroutine,
+                library,
                 parent,
                 created_ns: at_ns,
                 steps: 0,
@@ -171,7 +197,7 @@ impl StepRecorder {
                 idle_ns: 0,
                 slowest_ns: -1,
                 slowest_at: None,
-                resumes_at: None,
+                resumes_at,
                 last_end_ns: at_ns,
                 done: false,
                 cancelled: false,
@@ -182,7 +208,10 @@ impl StepRecorder {
         Ok(self.tasks.get_mut(&key).expect("inserted above"))
     }
 
-    fn retire(&mut self, entry: TaskEntry) {
+    fn retire(&mut self, mut entry: TaskEntry) {
+        // A name set after creation (asyncio.create_task's `name=` on 3.11
+        // is set after the task is made) is taken now.
+        Python::attach(|py| entry.refresh_name(py));
         if self.finished.len() < MAX_FINISHED {
             self.finished.push(entry);
         } else {
@@ -231,12 +260,17 @@ fn task_types(py: Python<'_>) -> PyResult<&Bound<'_, PyTuple>> {
         .bind(py))
 }
 
-fn coroutine_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+/// The qualified name of a task's coroutine, and its code object.
+fn coroutine_name<'py>(
+    py: Python<'py>,
+    task: &Bound<'py, PyAny>,
+) -> PyResult<(Py<PyAny>, Option<Bound<'py, PyAny>>)> {
     let coro = task.call_method0(pyo3::intern!(py, "get_coro"))?;
-    Ok(match coro.getattr(pyo3::intern!(py, "__qualname__")) {
+    let name = match coro.getattr(pyo3::intern!(py, "__qualname__")) {
         Ok(name) => name.unbind(),
         Err(_) => coro.get_type().name()?.into_any().unbind(),
-    })
+    };
+    Ok((name, code_and_frame(py, &coro)?.map(|(code, _)| code)))
 }
 
 /// The task a callback steps, if it is a task step.
@@ -479,10 +513,16 @@ fn secs(ns: i64) -> f64 {
 
 fn entry_to_py<'py>(py: Python<'py>, entry: &TaskEntry) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
+    let task = entry.task.bind(py).upgrade();
+    let name = match &task {
+        Some(task) => task.call_method0(pyo3::intern!(py, "get_name"))?,
+        None => entry.name.bind(py).clone(),
+    };
     dict.set_item("id", entry.id)?;
-    dict.set_item("task", entry.task.bind(py).upgrade())?;
-    dict.set_item("name", entry.name.bind(py))?;
+    dict.set_item("task", task)?;
+    dict.set_item("name", name)?;
     dict.set_item("coroutine", entry.coroutine.bind(py))?;
+    dict.set_item("library", entry.library)?;
     dict.set_item("parent", entry.parent)?;
     dict.set_item("created", secs(entry.created_ns))?;
     dict.set_item("steps", entry.steps)?;
