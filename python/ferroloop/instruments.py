@@ -81,6 +81,7 @@ def attach(loop):
             loop._record_steps(session.traces)
     if os.environ.get('FERROLOOP_CONSOLE', '') not in ('', '0'):
         from . import console
+        loop._record_steps(False)  # steps and busy time for `ps`
         console.serve()
 
 
