@@ -157,6 +157,7 @@ def _run_module(name, args):
     sys.argv = [name, *args]
     sys.path[0] = os.getcwd()
     _fresh_main_module()
+    # python -m shows runpy's frames in tracebacks too: keep them.
     return _run_reporting_exceptions(lambda: runpy._run_module_as_main(name, alter_argv=True))
 
 
@@ -182,8 +183,8 @@ def _run_script(path, args):
     )
     try:
         code = compile(source, full_path, 'exec', dont_inherit=True)
-    except SyntaxError:
-        _print_exception(sys.exc_info()[1], skip=0)
+    except SyntaxError as exc:
+        _print_exception(exc)
         return 1
     return _run_reporting_exceptions(lambda: exec(code, main.__dict__))
 
@@ -196,25 +197,21 @@ def _run_reporting_exceptions(run):
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001  (shown as the interpreter would)
-        _print_exception(exc, skip=2)
+        _print_exception(exc)
         if isinstance(exc, KeyboardInterrupt):
             _exit_as_interrupted()
         return 1
     return 0
 
 
-def _print_exception(exc, skip):
+def _print_exception(exc):
     """Hands the exception to sys.excepthook, as the interpreter does, with
-    the traceback of our own frames (and runpy's) removed."""
+    the frames of this module removed from its traceback."""
     tb = exc.__traceback__
-    while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
     exc.__traceback__ = tb
     sys.excepthook(type(exc), exc, tb)
-
-
-def _is_ours(filename):
-    return filename in (__file__, runpy.__file__) or filename.startswith('<frozen runpy')
 
 
 def _exit_as_interrupted():
