@@ -110,7 +110,10 @@ def connect_as(uid, path):
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
                     client.settimeout(10)
                     client.connect(path)
-                    client.sendall(b'{"command": "ps"}\n')
+                    try:
+                        client.sendall(b'{"command": "ps"}\n')
+                    except BrokenPipeError:
+                        pass  # a refusal can come before the request is read
                     result = client.recv(65536).decode()
             except OSError as exc:
                 result = type(exc).__name__
