@@ -21,7 +21,7 @@ use ferroloop_engine::clock;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyWeakrefMethods, PyWeakrefReference};
 
 use super::Observation;
 use crate::queue_items::Ready;
@@ -33,15 +33,37 @@ const MAX_FINISHED: usize = 100_000;
 /// How deep an await chain is followed.
 const MAX_AWAIT_DEPTH: usize = 64;
 
-/// Where a task is suspended: a code object and a line.
+/// Where a task is suspended: a code object and the offset of the
+/// instruction (its line is looked up when the recording is read, as
+/// computing it costs more than the rest of a step's bookkeeping), or
+/// [`Place::FIRST_LINE`] for a coroutine not started yet.
 struct Place {
     code: Py<PyAny>,
-    line: i32,
+    offset: i32,
 }
 
 impl Place {
+    const FIRST_LINE: i32 = -1;
+
+    fn clone_ref(&self, py: Python<'_>) -> Place {
+        Place {
+            code: self.code.clone_ref(py),
+            offset: self.offset,
+        }
+    }
+
+    fn line(&self, py: Python<'_>) -> PyResult<i32> {
+        let code = self.code.bind(py);
+        if self.offset == Self::FIRST_LINE {
+            return code.getattr(pyo3::intern!(py, "co_firstlineno"))?.extract();
+        }
+        // SAFETY: `code` is a code object (only code objects are kept in a
+        // Place, checked when it is made); the call only reads it.
+        Ok(unsafe { ffi::PyCode_Addr2Line(code.as_ptr().cast(), self.offset) })
+    }
+
     fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, [self.code.bind(py).clone(), self.line.into_pyobject(py)?.into_any()])
+        PyTuple::new(py, [self.code.bind(py).clone(), self.line(py)?.into_pyobject(py)?.into_any()])
     }
 }
 
@@ -67,8 +89,15 @@ enum Event {
 struct TaskEntry {
     id: u32,
     task: Py<PyWeakrefReference>,
-    name: Py<PyAny>,
+    /// Read from the task when it ends (names are formatted lazily, and
+    /// may be set after the task is made).
+    name: Option<Py<PyAny>>,
+    /// The coroutine's code object (or its type, for other awaitables).
     coroutine: Py<PyAny>,
+    /// The coroutine itself, for what it awaits after each step, and its
+    /// frame if it is user code; dropped when the task ends.
+    coroutine_object: Py<PyAny>,
+    frame: Option<Py<PyAny>>,
     /// The coroutine is library code (asyncio's, ferroloop's own tasks).
     library: bool,
     parent: u32,
@@ -91,7 +120,7 @@ impl TaskEntry {
     fn refresh_name(&mut self, py: Python<'_>) {
         if let Some(task) = self.task.bind(py).upgrade() {
             if let Ok(name) = task.call_method0(pyo3::intern!(py, "get_name")) {
-                self.name = name.unbind();
+                self.name = Some(name.unbind());
             }
         }
     }
@@ -168,26 +197,33 @@ impl StepRecorder {
         if !self.tasks.contains_key(&key) {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1).max(1);
-            let name = task.call_method0(pyo3::intern!(py, "get_name"))?.unbind();
-            let (coroutine, code) = coroutine_name(py, task)?;
+            let coroutine_object = task.call_method0(pyo3::intern!(py, "get_coro"))?;
+            let (coroutine, code) = coroutine_of(py, &coroutine_object)?;
             let library = match &code {
                 Some(code) => !self.is_user_code(py, code)?,
                 None => false,
             };
             // The first step starts at the top of the coroutine.
-            let resumes_at = match code {
-                Some(code) => {
-                    let line = code.getattr(pyo3::intern!(py, "co_firstlineno"))?.extract()?;
-                    Some(Place { code: code.unbind(), line })
+            let resumes_at = code.as_ref().map(|code| Place {
+                code: code.clone().unbind(),
+                offset: Place::FIRST_LINE,
+            });
+            // Its frame, kept: every step looks at it.
+            let frame = match (&code, library) {
+                (Some(_), false) => {
+                    let frame = coroutine_object.getattr(pyo3::intern!(py, "cr_frame"))?;
+                    is_frame(&frame).then(|| frame.unbind())
                 }
-                None => None,
+                _ => None,
             };
             let parent = self.running;
             let entry = TaskEntry {
                 id,
                 task: PyWeakrefReference::new(task)?.unbind(),
-                name,
+                name: None,
                 coroutine,
+                coroutine_object: coroutine_object.unbind(),
+                frame,
                 library,
                 parent,
                 created_ns: at_ns,
@@ -260,32 +296,52 @@ fn task_types(py: Python<'_>) -> PyResult<&Bound<'_, PyTuple>> {
         .bind(py))
 }
 
-/// The qualified name of a task's coroutine, and its code object.
-fn coroutine_name<'py>(
+/// What names a task's coroutine (its code object, or its type), and the
+/// code object if it has one.
+fn coroutine_of<'py>(
     py: Python<'py>,
-    task: &Bound<'py, PyAny>,
+    coro: &Bound<'py, PyAny>,
 ) -> PyResult<(Py<PyAny>, Option<Bound<'py, PyAny>>)> {
-    let coro = task.call_method0(pyo3::intern!(py, "get_coro"))?;
-    let name = match coro.getattr(pyo3::intern!(py, "__qualname__")) {
-        Ok(name) => name.unbind(),
-        Err(_) => coro.get_type().name()?.into_any().unbind(),
-    };
-    Ok((name, code_and_frame(py, &coro)?.map(|(code, _)| code)))
+    Ok(match awaitable_names(py, coro) {
+        Some([code, _, _]) => {
+            let code = coro.getattr(code)?;
+            (code.clone().unbind(), Some(code))
+        }
+        None => (coro.get_type().into_any().unbind(), None),
+    })
 }
 
-/// The task a callback steps, if it is a task step.
+/// The qualified name of what [`coroutine_of`] kept.
+fn coroutine_name<'py>(py: Python<'py>, coroutine: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    match coroutine.getattr(pyo3::intern!(py, "co_qualname")) {
+        Ok(name) => Ok(name),
+        Err(_) => coroutine.getattr(pyo3::intern!(py, "__qualname__")),
+    }
+}
+
+/// The task a callback steps, if it is a task step: the C `Task`
+/// schedules its `__wakeup` (a builtin method) and `TaskStepMethWrapper`
+/// objects. Types are checked before any attribute is looked up: a failed
+/// lookup costs an exception.
 fn task_of<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     // SAFETY: PyCFunction_Check only inspects the type; for a builtin
-    // method PyCFunction_GET_SELF returns its borrowed `self` (or NULL).
+    // method PyCFunction_GET_SELF returns its borrowed `self` (or NULL);
+    // the tp_name of a live object's type is a valid C string.
     let owner = unsafe {
-        if ffi::PyCFunction_Check(callback.as_ptr()) != 0 {
-            let owner = ffi::PyCFunction_GET_SELF(callback.as_ptr());
+        let ptr = callback.as_ptr();
+        if ffi::PyCFunction_Check(ptr) != 0 {
+            let owner = ffi::PyCFunction_GET_SELF(ptr);
             if owner.is_null() {
                 return None;
             }
             Bound::from_borrowed_ptr(py, owner)
-        } else {
+        } else if std::ffi::CStr::from_ptr((*ffi::Py_TYPE(ptr)).tp_name)
+            .to_bytes()
+            .ends_with(b"TaskStepMethWrapper")
+        {
             callback.getattr(pyo3::intern!(py, "__self__")).ok()?
+        } else {
+            return None;
         }
     };
     let types = task_types(py).ok()?;
@@ -326,10 +382,15 @@ pub fn begin(
 pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
     let end_ns = clock::monotonic_ns();
     let task = step.task.bind(py);
-    let done = task
-        .call_method0(pyo3::intern!(py, "done"))
-        .and_then(|d| d.is_truthy())
-        .unwrap_or(true);
+    // A task awaiting a future is not done: done() is asked only otherwise.
+    let future = task
+        .getattr(pyo3::intern!(py, "_fut_waiter"))
+        .unwrap_or_else(|_| py.None().into_bound(py));
+    let done = future.is_none()
+        && task
+            .call_method0(pyo3::intern!(py, "done"))
+            .and_then(|d| d.is_truthy())
+            .unwrap_or(true);
     let Ok(mut slot) = observation.steps.borrow_mut(py) else {
         return;
     };
@@ -337,10 +398,15 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
         return;
     };
     recorder.running = 0;
+    let coroutine = recorder.tasks.get(&step.key).map(|e| Top {
+        coroutine: e.coroutine_object.clone_ref(py),
+        code: e.coroutine.clone_ref(py),
+        frame: e.frame.as_ref().map(|f| f.clone_ref(py)),
+    });
     let wait = if done {
         None
     } else {
-        match waits_on(py, recorder, task) {
+        match waits_on(py, recorder, &future, coroutine) {
             Ok(wait) => Some(wait),
             Err(err) => {
                 err.write_unraisable(py, Some(task));
@@ -369,25 +435,22 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
     entry.idle_ns += (queued_ns - entry.last_end_ns).max(0);
     if busy > entry.slowest_ns {
         entry.slowest_ns = busy;
-        entry.slowest_at = entry.resumes_at.as_ref().map(|p| Place {
-            code: p.code.clone_ref(py),
-            line: p.line,
-        });
-        if entry.slowest_at.is_none() {
-            entry.slowest_at = wait.as_ref().and_then(|w| w.at.as_ref()).map(|p| Place {
-                code: p.code.clone_ref(py),
-                line: p.line,
-            });
-        }
+        entry.slowest_at = entry
+            .resumes_at
+            .as_ref()
+            .or_else(|| wait.as_ref().and_then(|w| w.at.as_ref()))
+            .map(|p| p.clone_ref(py));
     }
     entry.last_end_ns = end_ns;
-    entry.resumes_at = wait.as_ref().and_then(|w| w.at.as_ref()).map(|p| Place {
-        code: p.code.clone_ref(py),
-        line: p.line,
-    });
+    entry.resumes_at = wait
+        .as_ref()
+        .and_then(|w| w.at.as_ref())
+        .map(|p| p.clone_ref(py));
     if done {
         entry.done = true;
         entry.cancelled = cancelled;
+        entry.coroutine_object = py.None();
+        entry.frame = None;
         if let Some(entry) = recorder.tasks.remove(&step.key) {
             recorder.retire(entry);
         }
@@ -402,40 +465,57 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
     });
 }
 
-/// What a suspended task waits on (see the module docs).
-fn waits_on(py: Python<'_>, recorder: &mut StepRecorder, task: &Bound<'_, PyAny>) -> PyResult<Wait> {
-    let future = task.getattr(pyo3::intern!(py, "_fut_waiter"))?;
+/// A task's own coroutine, with what its entry keeps of it.
+struct Top {
+    coroutine: Py<PyAny>,
+    code: Py<PyAny>,
+    frame: Option<Py<PyAny>>,
+}
+
+/// What a suspended task waits on (see the module docs). The chain is
+/// followed through user code down to the first library coroutine (what is
+/// below that is the library's own business).
+fn waits_on(
+    py: Python<'_>,
+    recorder: &mut StepRecorder,
+    future: &Bound<'_, PyAny>,
+    top: Option<Top>,
+) -> PyResult<Wait> {
     let (future_type, future_task) = if future.is_none() {
         (None, 0)
     } else if future.is_instance(task_types(py)?.as_any())? {
-        let id = recorder.entry(py, &future, clock::monotonic_ns())?.id;
+        let id = recorder.entry(py, future, clock::monotonic_ns())?.id;
         (Some(future.get_type().into_any().unbind()), id)
     } else {
         (Some(future.get_type().into_any().unbind()), 0)
     };
-    let mut awaiting = task.call_method0(pyo3::intern!(py, "get_coro"))?;
     let mut at = None;
     let mut inner = None;
+    let Some(top) = top else {
+        return Ok(Wait { at, inner, future_type, future_task });
+    };
+    let mut awaiting = top.coroutine.into_bound(py);
+    let mut known = Some((top.code.into_bound(py), top.frame));
     for _ in 0..MAX_AWAIT_DEPTH {
-        let Some((code, frame)) = code_and_frame(py, &awaiting)? else {
+        let Some([code_name, frame_name, awaits]) = awaitable_names(py, &awaiting) else {
             break;
         };
-        if recorder.is_user_code(py, &code)? {
-            if !frame.is_none() {
-                let line: i32 = frame.getattr(pyo3::intern!(py, "f_lineno"))?.extract().unwrap_or(0);
-                at = Some(Place { code: code.clone().unbind(), line });
-            }
-            inner = None;
-        } else if inner.is_none() {
-            inner = Some(code.clone().unbind());
-        }
-        let next = match awaiting.getattr(pyo3::intern!(py, "cr_await")) {
-            Ok(next) => next,
-            Err(_) => match awaiting.getattr(pyo3::intern!(py, "gi_yieldfrom")) {
-                Ok(next) => next,
-                Err(_) => break,
-            },
+        let (code, frame) = match known.take() {
+            Some((code, frame)) => (code, frame.map(|f| f.into_bound(py))),
+            None => (awaiting.getattr(code_name)?, None),
         };
+        if !recorder.is_user_code(py, &code)? {
+            inner = Some(code.unbind());
+            break;
+        }
+        let frame = match frame {
+            Some(frame) => frame,
+            None => awaiting.getattr(frame_name)?,
+        };
+        if let Some(offset) = frame_offset(&frame) {
+            at = Some(Place { code: code.unbind(), offset });
+        }
+        let next = awaiting.getattr(awaits)?;
         if next.is_none() {
             break;
         }
@@ -444,19 +524,48 @@ fn waits_on(py: Python<'_>, recorder: &mut StepRecorder, task: &Bound<'_, PyAny>
     Ok(Wait { at, inner, future_type, future_task })
 }
 
-/// The code object and frame of a coroutine or generator (None for
-/// anything else, such as a future's iterator).
-fn code_and_frame<'py>(
+fn is_frame(frame: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: PyFrame_Check inspects the type of a live object only.
+    unsafe { ffi::PyFrame_Check(frame.as_ptr()) != 0 }
+}
+
+/// The instruction offset a frame object is at (None for anything else,
+/// such as the `None` of a finished coroutine).
+fn frame_offset(frame: &Bound<'_, PyAny>) -> Option<i32> {
+    // SAFETY: PyFrame_GetLasti reads a live frame object (checked to be
+    // one, and kept alive by `frame`).
+    is_frame(frame).then(|| unsafe { ffi::PyFrame_GetLasti(frame.as_ptr().cast()) })
+}
+
+/// The attribute names of a coroutine or a generator (code, frame, what
+/// it awaits), interned once.
+type AwaitableNames<'py> = [&'py Bound<'py, PyString>; 3];
+
+/// Which kind of awaitable this is, by its type (None for anything else,
+/// such as a future's iterator): a failed attribute lookup would cost an
+/// exception.
+fn awaitable_names<'py>(
     py: Python<'py>,
     awaitable: &Bound<'py, PyAny>,
-) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-    if let Ok(code) = awaitable.getattr(pyo3::intern!(py, "cr_code")) {
-        return Ok(Some((code, awaitable.getattr(pyo3::intern!(py, "cr_frame"))?)));
+) -> Option<AwaitableNames<'py>> {
+    // SAFETY: the checks only inspect the type of a live object.
+    unsafe {
+        if ffi::PyCoro_CheckExact(awaitable.as_ptr()) != 0 {
+            Some([
+                pyo3::intern!(py, "cr_code"),
+                pyo3::intern!(py, "cr_frame"),
+                pyo3::intern!(py, "cr_await"),
+            ])
+        } else if ffi::PyGen_Check(awaitable.as_ptr()) != 0 {
+            Some([
+                pyo3::intern!(py, "gi_code"),
+                pyo3::intern!(py, "gi_frame"),
+                pyo3::intern!(py, "gi_yieldfrom"),
+            ])
+        } else {
+            None
+        }
     }
-    if let Ok(code) = awaitable.getattr(pyo3::intern!(py, "gi_code")) {
-        return Ok(Some((code, awaitable.getattr(pyo3::intern!(py, "gi_frame"))?)));
-    }
-    Ok(None)
 }
 
 impl Observation {
@@ -514,14 +623,15 @@ fn secs(ns: i64) -> f64 {
 fn entry_to_py<'py>(py: Python<'py>, entry: &TaskEntry) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let task = entry.task.bind(py).upgrade();
-    let name = match &task {
-        Some(task) => task.call_method0(pyo3::intern!(py, "get_name"))?,
-        None => entry.name.bind(py).clone(),
+    let name = match (&task, &entry.name) {
+        (Some(task), _) => task.call_method0(pyo3::intern!(py, "get_name"))?,
+        (None, Some(name)) => name.bind(py).clone(),
+        (None, None) => format!("task {}", entry.id).into_pyobject(py)?.into_any(),
     };
     dict.set_item("id", entry.id)?;
     dict.set_item("task", task)?;
     dict.set_item("name", name)?;
-    dict.set_item("coroutine", entry.coroutine.bind(py))?;
+    dict.set_item("coroutine", coroutine_name(py, entry.coroutine.bind(py))?)?;
     dict.set_item("library", entry.library)?;
     dict.set_item("parent", entry.parent)?;
     dict.set_item("created", secs(entry.created_ns))?;
