@@ -242,5 +242,16 @@ def test_the_timeline_renders_in_chromium(browser, tmp_path):
         assert names[0] == 'event loop 1'
         assert coroutines.count('work') == 3
         assert shot.stat().st_size > 1000
-        shots.append(shot)
-    assert all(s.exists() for s in shots)
+        shots.append(html_path)
+    # Both lessons on one page: the picture in the README (docs/timelines.png).
+    both = tmp_path / 'lessons.html'
+    both.write_text('<!DOCTYPE html><html><body style="margin:0">' + ''.join(
+        f'<iframe src="{page.name}" style="width:1100px;height:330px;border:0;display:block">'
+        '</iframe>' for page in shots) + '</body></html>')
+    page = browser.new_page(viewport={'width': 1100, 'height': 660})
+    page.goto(both.as_uri())
+    for frame in page.frames[1:]:
+        frame.wait_for_selector('.lane-label')
+    page.screenshot(path=str(ARTEFACTS / 'lessons.png'))
+    page.close()
+    assert (ARTEFACTS / 'lessons.png').stat().st_size > 1000

@@ -63,7 +63,7 @@ fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     };
     if detecting {
         if let Some(claim) = observation.monitor.loop_stopped() {
-            observe::blocking::report(slf, claim, None);
+            observe::blocking::report(slf, claim, None, 0);
         }
     }
     core.stopping.store(false, Ordering::Relaxed);

@@ -364,15 +364,16 @@ fn helper<'py>(
 
 /// Hands a claim to `ferroloop._blocking.report` (on the loop thread, after
 /// the item ended). `subject` is the item's, when the claim is about the
-/// item that just ended. Errors are reported as unraisable: a detector must
-/// not break the loop.
-pub fn report(slf: &Bound<'_, LoopCore>, claim: Claim, subject: Option<&Py<PyAny>>) {
+/// item that just ended, and `task` the number the step recorder gave its
+/// task (0: none). Errors are reported as unraisable: a detector must not
+/// break the loop.
+pub fn report(slf: &Bound<'_, LoopCore>, claim: Claim, subject: Option<&Py<PyAny>>, task: u32) {
     let py = slf.py();
     let started = clock::ns_to_secs(claim.start_ns);
     let ended = clock::ns_to_secs(claim.end_ns);
     slf.get()
         .observation
-        .record_blocking(py, claim.start_ns, claim.end_ns);
+        .record_blocking(py, task, claim.start_ns, claim.end_ns);
     let result = helper(py, &REPORT, "report").and_then(|report| {
         report.call1((
             slf,

@@ -119,14 +119,16 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
         0
     };
     let result = crate::run::run_item_hooked(slf, core, item);
-    if sequence != 0 {
-        if let Some(claim) = observation.monitor.end_item(sequence) {
-            let own = claim.is_about(sequence).then_some(subject.as_ref()).flatten();
-            blocking::report(slf, claim, own);
-        }
-    }
-    if let Some(step) = step {
-        steps::end(py, observation, step);
+    let claim = if sequence != 0 {
+        observation.monitor.end_item(sequence)
+    } else {
+        None
+    };
+    // The step ends before its blocking report is made (which takes time).
+    let task = step.map_or(0, |step| steps::end(py, observation, step));
+    if let Some(claim) = claim {
+        let own = claim.is_about(sequence).then_some(subject.as_ref()).flatten();
+        blocking::report(slf, claim, own, task);
     }
     drop(subject);
     result

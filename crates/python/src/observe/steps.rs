@@ -379,7 +379,8 @@ pub fn begin(
 }
 
 /// At the end of a task step: its duration, and what the task waits on.
-pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
+/// Returns the task's number (0 if it is no longer known).
+pub fn end(py: Python<'_>, observation: &Observation, step: Step) -> u32 {
     let end_ns = clock::monotonic_ns();
     let task = step.task.bind(py);
     // A task awaiting a future is not done: done() is asked only otherwise.
@@ -392,10 +393,10 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
             .and_then(|d| d.is_truthy())
             .unwrap_or(true);
     let Ok(mut slot) = observation.steps.borrow_mut(py) else {
-        return;
+        return 0;
     };
     let Some(recorder) = slot.as_mut() else {
-        return;
+        return 0;
     };
     recorder.running = 0;
     let coroutine = recorder.tasks.get(&step.key).map(|e| Top {
@@ -420,7 +421,7 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
             .and_then(|c| c.is_truthy())
             .unwrap_or(false);
     let Some(entry) = recorder.tasks.get_mut(&step.key) else {
-        return;
+        return 0;
     };
     let id = entry.id;
     let busy = end_ns - step.start_ns;
@@ -463,6 +464,7 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) {
         wait,
         done,
     });
+    id
 }
 
 /// A task's own coroutine, with what its entry keeps of it.
@@ -590,14 +592,14 @@ impl Observation {
         Ok(())
     }
 
-    /// A blocking episode, for the timeline.
-    pub fn record_blocking(&self, py: Python<'_>, start_ns: i64, end_ns: i64) {
+    /// A blocking episode (of task step `task`, 0 if not one), for the
+    /// timeline.
+    pub fn record_blocking(&self, py: Python<'_>, task: u32, start_ns: i64, end_ns: i64) {
         if !self.is_on(super::Instrument::Steps) {
             return;
         }
         if let Ok(mut slot) = self.steps.borrow_mut(py) {
             if let Some(recorder) = slot.as_mut() {
-                let task = recorder.running;
                 recorder.push(Event::Blocking { task, start_ns, end_ns });
             }
         }
