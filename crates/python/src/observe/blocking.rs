@@ -179,7 +179,9 @@ impl Monitor {
 
 /// A poisoned lock only means a panic elsewhere; the data is plain values.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The watchdog thread of one loop.

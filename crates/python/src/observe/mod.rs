@@ -80,7 +80,8 @@ impl Observation {
         if on {
             self.active.fetch_or(instrument as u8, Ordering::Relaxed);
         } else {
-            self.active.fetch_and(!(instrument as u8), Ordering::Relaxed);
+            self.active
+                .fetch_and(!(instrument as u8), Ordering::Relaxed);
         }
     }
 }
@@ -127,7 +128,10 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
     // The step ends before its blocking report is made (which takes time).
     let task = step.map_or(0, |step| steps::end(py, observation, step));
     if let Some(claim) = claim {
-        let own = claim.is_about(sequence).then_some(subject.as_ref()).flatten();
+        let own = claim
+            .is_about(sequence)
+            .then_some(subject.as_ref())
+            .flatten();
         blocking::report(slf, claim, own, task);
     }
     drop(subject);

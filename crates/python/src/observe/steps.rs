@@ -63,7 +63,13 @@ impl Place {
     }
 
     fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, [self.code.bind(py).clone(), self.line(py)?.into_pyobject(py)?.into_any()])
+        PyTuple::new(
+            py,
+            [
+                self.code.bind(py).clone(),
+                self.line(py)?.into_pyobject(py)?.into_any(),
+            ],
+        )
     }
 }
 
@@ -80,10 +86,28 @@ struct Wait {
 }
 
 enum Event {
-    Created { task: u32, parent: u32, at_ns: i64 },
-    Step { task: u32, queued_ns: i64, start_ns: i64, end_ns: i64, wait: Option<Wait>, done: bool },
-    Blocking { task: u32, start_ns: i64, end_ns: i64 },
-    Poll { start_ns: i64, end_ns: i64 },
+    Created {
+        task: u32,
+        parent: u32,
+        at_ns: i64,
+    },
+    Step {
+        task: u32,
+        queued_ns: i64,
+        start_ns: i64,
+        end_ns: i64,
+        wait: Option<Wait>,
+        done: bool,
+    },
+    Blocking {
+        task: u32,
+        start_ns: i64,
+        end_ns: i64,
+    },
+    Poll {
+        start_ns: i64,
+        end_ns: i64,
+    },
 }
 
 struct TaskEntry {
@@ -183,7 +207,12 @@ impl StepRecorder {
 
     /// The entry of `task`, made on first sight. A dead entry under the same
     /// address (the task was collected and the memory reused) is retired.
-    fn entry(&mut self, py: Python<'_>, task: &Bound<'_, PyAny>, at_ns: i64) -> PyResult<&mut TaskEntry> {
+    fn entry(
+        &mut self,
+        py: Python<'_>,
+        task: &Bound<'_, PyAny>,
+        at_ns: i64,
+    ) -> PyResult<&mut TaskEntry> {
         let key = task.as_ptr() as usize;
         let stale = self
             .tasks
@@ -239,7 +268,11 @@ impl StepRecorder {
                 cancelled: false,
             };
             self.tasks.insert(key, entry);
-            self.push(Event::Created { task: id, parent, at_ns });
+            self.push(Event::Created {
+                task: id,
+                parent,
+                at_ns,
+            });
         }
         Ok(self.tasks.get_mut(&key).expect("inserted above"))
     }
@@ -274,7 +307,11 @@ fn helper<'py>(
     name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     Ok(cell
-        .get_or_try_init(py, || py.import("ferroloop._trace")?.getattr(name).map(Bound::unbind))?
+        .get_or_try_init(py, || {
+            py.import("ferroloop._trace")?
+                .getattr(name)
+                .map(Bound::unbind)
+        })?
         .bind(py)
         .clone())
 }
@@ -312,7 +349,10 @@ fn coroutine_of<'py>(
 }
 
 /// The qualified name of what [`coroutine_of`] kept.
-fn coroutine_name<'py>(py: Python<'py>, coroutine: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+fn coroutine_name<'py>(
+    py: Python<'py>,
+    coroutine: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     match coroutine.getattr(pyo3::intern!(py, "co_qualname")) {
         Ok(name) => Ok(name),
         Err(_) => coroutine.getattr(pyo3::intern!(py, "__qualname__")),
@@ -494,7 +534,12 @@ fn waits_on(
     let mut at = None;
     let mut inner = None;
     let Some(top) = top else {
-        return Ok(Wait { at, inner, future_type, future_task });
+        return Ok(Wait {
+            at,
+            inner,
+            future_type,
+            future_task,
+        });
     };
     let mut awaiting = top.coroutine.into_bound(py);
     let mut known = Some((top.code.into_bound(py), top.frame));
@@ -515,7 +560,10 @@ fn waits_on(
             None => awaiting.getattr(frame_name)?,
         };
         if let Some(offset) = frame_offset(&frame) {
-            at = Some(Place { code: code.unbind(), offset });
+            at = Some(Place {
+                code: code.unbind(),
+                offset,
+            });
         }
         let next = awaiting.getattr(awaits)?;
         if next.is_none() {
@@ -523,7 +571,12 @@ fn waits_on(
         }
         awaiting = next;
     }
-    Ok(Wait { at, inner, future_type, future_task })
+    Ok(Wait {
+        at,
+        inner,
+        future_type,
+        future_task,
+    })
 }
 
 fn is_frame(frame: &Bound<'_, PyAny>) -> bool {
@@ -600,7 +653,11 @@ impl Observation {
         }
         if let Ok(mut slot) = self.steps.borrow_mut(py) {
             if let Some(recorder) = slot.as_mut() {
-                recorder.push(Event::Blocking { task, start_ns, end_ns });
+                recorder.push(Event::Blocking {
+                    task,
+                    start_ns,
+                    end_ns,
+                });
             }
         }
     }
@@ -671,10 +728,21 @@ impl StepRecorder {
         let events = PyList::empty(py);
         for event in &self.events {
             let item = match event {
-                Event::Created { task, parent, at_ns } => {
-                    ("created", *task, secs(*at_ns), *parent).into_pyobject(py)?.into_any()
-                }
-                Event::Step { task, queued_ns, start_ns, end_ns, wait, done } => {
+                Event::Created {
+                    task,
+                    parent,
+                    at_ns,
+                } => ("created", *task, secs(*at_ns), *parent)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Event::Step {
+                    task,
+                    queued_ns,
+                    start_ns,
+                    end_ns,
+                    wait,
+                    done,
+                } => {
                     let wait = match wait {
                         None => py.None().into_bound(py),
                         Some(w) => (
@@ -698,12 +766,16 @@ impl StepRecorder {
                         .into_pyobject(py)?
                         .into_any()
                 }
-                Event::Blocking { task, start_ns, end_ns } => {
-                    ("blocking", *task, secs(*start_ns), secs(*end_ns)).into_pyobject(py)?.into_any()
-                }
-                Event::Poll { start_ns, end_ns } => {
-                    ("poll", 0u32, secs(*start_ns), secs(*end_ns)).into_pyobject(py)?.into_any()
-                }
+                Event::Blocking {
+                    task,
+                    start_ns,
+                    end_ns,
+                } => ("blocking", *task, secs(*start_ns), secs(*end_ns))
+                    .into_pyobject(py)?
+                    .into_any(),
+                Event::Poll { start_ns, end_ns } => ("poll", 0u32, secs(*start_ns), secs(*end_ns))
+                    .into_pyobject(py)?
+                    .into_any(),
             };
             events.append(item)?;
         }
