@@ -337,7 +337,8 @@ fn capture(monitor: &Monitor, sequence: u64, thread_ident: u64) {
             // we are attached (checked `running` above, attached).
             unsafe { Bound::from_borrowed_ptr(py, subject_ptr) }
         };
-        let captured = helper(py, &CAPTURE, "capture")
+        let captured = CAPTURE
+            .import(py, "ferroloop._blocking", "capture")
             .and_then(|capture| capture.call1((subject, thread_ident)));
         match captured {
             Ok(captured) => *lock(&monitor.captured) = Some((sequence, captured.unbind())),
@@ -348,21 +349,6 @@ fn capture(monitor: &Monitor, sequence: u64, thread_ident: u64) {
 
 static CAPTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static REPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-fn helper<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    name: &str,
-) -> PyResult<Bound<'py, PyAny>> {
-    Ok(cell
-        .get_or_try_init(py, || {
-            py.import("ferroloop._blocking")?
-                .getattr(name)
-                .map(Bound::unbind)
-        })?
-        .bind(py)
-        .clone())
-}
 
 /// Hands a claim to `ferroloop._blocking.report` (on the loop thread, after
 /// the item ended). `subject` is the item's, when the claim is about the
@@ -376,15 +362,17 @@ pub fn report(slf: &Bound<'_, LoopCore>, claim: Claim, subject: Option<&Py<PyAny
     slf.get()
         .observation
         .record_blocking(py, task, claim.start_ns, claim.end_ns);
-    let result = helper(py, &REPORT, "report").and_then(|report| {
-        report.call1((
-            slf,
-            subject.map(|s| s.bind(py).clone()),
-            claim.captured,
-            started,
-            ended,
-        ))
-    });
+    let result = REPORT
+        .import(py, "ferroloop._blocking", "report")
+        .and_then(|report| {
+            report.call1((
+                slf,
+                subject.map(|s| s.bind(py).clone()),
+                claim.captured,
+                started,
+                ended,
+            ))
+        });
     if let Err(err) = result {
         err.write_unraisable(py, Some(slf.as_any()));
     }

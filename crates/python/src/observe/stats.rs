@@ -187,12 +187,8 @@ impl LoopStats {
 pub fn record_longest(py: Python<'_>, stats: &LoopStats, took: i64, subject: Option<Py<PyAny>>) {
     static DESCRIBE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let described = DESCRIBE
-        .get_or_try_init(py, || {
-            py.import("ferroloop._blocking")?
-                .getattr("describe_subject")
-                .map(Bound::unbind)
-        })
-        .and_then(|describe| describe.bind(py).call1((subject,)))
+        .import(py, "ferroloop._blocking", "describe_subject")
+        .and_then(|describe| describe.call1((subject,)))
         .and_then(|description| stats.set_longest(py, took, description.unbind()));
     if let Err(err) = described {
         err.write_unraisable(py, None);

@@ -293,27 +293,13 @@ impl StepRecorder {
         if let Some((_, user)) = self.user_code.get(&key) {
             return Ok(*user);
         }
-        let user = helper(py, &IS_USER_CODE, "is_user_code")?
+        let user = IS_USER_CODE
+            .import(py, "ferroloop._trace", "is_user_code")?
             .call1((code,))?
             .is_truthy()?;
         self.user_code.insert(key, (code.clone().unbind(), user));
         Ok(user)
     }
-}
-
-fn helper<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    name: &str,
-) -> PyResult<Bound<'py, PyAny>> {
-    Ok(cell
-        .get_or_try_init(py, || {
-            py.import("ferroloop._trace")?
-                .getattr(name)
-                .map(Bound::unbind)
-        })?
-        .bind(py)
-        .clone())
 }
 
 static IS_USER_CODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
