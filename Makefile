@@ -23,7 +23,7 @@ $(VENV)/.ready: Makefile
 	@test -n "$(PYTHON_EXE)" || { echo "cannot find $(PYTHON)"; exit 1; }
 	$(PYTHON_EXE) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "maturin>=1.7,<2" pytest uvloop aiohttp uvicorn
+	$(VPY) -m pip install -q "maturin>=1.7,<2" pytest uvloop aiohttp uvicorn blockbuster
 	touch $@
 
 build: $(VENV)/.ready

@@ -54,6 +54,17 @@ def report_callback_error(loop, handle, exc):
     loop.call_exception_handler(context)
 
 
+def report_io_error(loop, transport, exc):
+    """Hands an exception raised while a transport (or a pending sock_*
+    call: ``transport`` None) handled readiness to the loop's handler,
+    worded as asyncio words one from its reader or writer handle."""
+    name = type(transport).__name__ if transport is not None else 'sock_op'
+    loop.call_exception_handler({
+        'message': f'Exception in callback {name}._read_ready()',
+        'exception': exc,
+    })
+
+
 def check_callback(callback, method):
     """asyncio's debug-mode check of what is passed as a callback."""
     if (coroutines.iscoroutine(callback) or
@@ -83,8 +94,3 @@ def format_handle(handle):
 def warn_slow_callback(handle, seconds):
     logger.warning('Executing %s took %.3f seconds',
                    format_handle(handle), seconds)
-
-
-def trim_task_traceback(task):
-    if task._source_traceback:
-        del task._source_traceback[-1]

@@ -53,6 +53,21 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
         self.slow_callback_duration = 0.1
         self._clock_resolution = time.get_clock_info('monotonic').resolution
         self.set_debug(coroutines._is_debug_mode())
+        self._set_time_overridden(type(self).time is not LoopCore.time)
+
+    # A replaced ``time`` (``loop.time = fake``, ``mock.patch.object(loop,
+    # 'time')``, as clock-faking test tools do) is what the native timers
+    # read from then on, as asyncio's do.
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == 'time':
+            self._set_time_overridden(True)
+
+    def __delattr__(self, name):
+        object.__delattr__(self, name)
+        if name == 'time':
+            self._set_time_overridden(type(self).time is not LoopCore.time)
 
     def __repr__(self):
         return (f'<{self.__class__.__name__} running={self.is_running()} '

@@ -12,7 +12,6 @@ supported Python version. The server object is asyncio's own
 
 import collections.abc
 import errno
-import functools
 import socket
 import sys
 from asyncio import base_events, constants, exceptions, sslproto, staggered, tasks
@@ -27,6 +26,9 @@ except ImportError:  # pragma: no cover
     ssl = None
 
 _HAS_KEEP_ALIVE = sys.version_info >= (3, 13)
+_HAS_ALL_ERRORS = sys.version_info >= (3, 12)
+# Stands for an argument that was not passed.
+_UNSET = object()
 
 
 def _check_ssl_socket(sock):
@@ -49,19 +51,6 @@ def _bind_error_text(err):
     if sys.version_info >= (3, 13):
         return str(err).lower()
     return err.strerror.lower()
-
-
-def _raise_connect_errors(exceptions_, all_errors):
-    """The error create_connection raises when every address failed."""
-    if all_errors:
-        raise ExceptionGroup("create_connection failed", exceptions_)
-    if len(exceptions_) == 1:
-        raise exceptions_[0]
-    model = str(exceptions_[0])
-    if all(str(exc) == model for exc in exceptions_):
-        raise exceptions_[0]
-    raise OSError('Multiple exceptions: {}'.format(
-        ', '.join(str(exc) for exc in exceptions_)))
 
 
 class _SendfileFallback:
@@ -159,6 +148,8 @@ class NetworkLoop(SocketLoop):
             if sock is not None:
                 sock.close()
             raise
+        finally:
+            exceptions_ = mine = None
 
     async def create_connection(self, protocol_factory, host=None, port=None,
                                 *, ssl=None, family=0, proto=0, flags=0,
@@ -167,7 +158,12 @@ class NetworkLoop(SocketLoop):
                                 ssl_handshake_timeout=None,
                                 ssl_shutdown_timeout=None,
                                 happy_eyeballs_delay=None, interleave=None,
-                                all_errors=False):
+                                all_errors=_UNSET):
+        if all_errors is _UNSET:
+            all_errors = False
+        elif not _HAS_ALL_ERRORS:
+            raise TypeError("create_connection() got an unexpected keyword "
+                            "argument 'all_errors'")
         if server_hostname is not None and not ssl:
             raise ValueError('server_hostname is only meaningful with ssl')
         if server_hostname is None and ssl:
@@ -203,23 +199,48 @@ class NetworkLoop(SocketLoop):
             if interleave:
                 infos = resolver.interleave_addrinfos(infos, interleave)
 
-            errors = []
+            # As in asyncio, nothing may keep the per-attempt exceptions
+            # alive once they are raised: each is raised here, in this frame,
+            # and the lists are dropped in `finally` (a helper's frame, a
+            # functools.partial or a tuple unpacking would keep a cycle
+            # through them).
+            exceptions = []
             if happy_eyeballs_delay is None:
                 for addr_info in infos:
                     try:
-                        sock = await self._connect_sock(errors, addr_info,
+                        sock = await self._connect_sock(exceptions, addr_info,
                                                         laddr_infos)
                         break
                     except OSError:
                         continue
             else:
-                sock, _, _ = await staggered.staggered_race(
-                    (functools.partial(self._connect_sock, errors, addr_info,
-                                       laddr_infos) for addr_info in infos),
+                race = await staggered.staggered_race(
+                    (lambda addr_info=addr_info: self._connect_sock(
+                        exceptions, addr_info, laddr_infos)
+                     for addr_info in infos),
                     happy_eyeballs_delay, loop=self)
+                sock = race[0]
+                # staggered_race's own list of the attempts' exceptions stays
+                # reachable from their tracebacks (through its coroutines'
+                # frames): empty it; each exception is in ours as well.
+                race[2].clear()
+                race = None
             if sock is None:
-                _raise_connect_errors([e for sub in errors for e in sub],
-                                      all_errors)
+                exceptions = [exc for sub in exceptions for exc in sub]
+                try:
+                    if all_errors:
+                        raise ExceptionGroup("create_connection failed",
+                                             exceptions)
+                    if len(exceptions) == 1:
+                        raise exceptions[0]
+                    # If they all have the same str(), raise one.
+                    model = str(exceptions[0])
+                    if all(str(exc) == model for exc in exceptions):
+                        raise exceptions[0]
+                    raise OSError('Multiple exceptions: {}'.format(
+                        ', '.join(str(exc) for exc in exceptions)))
+                finally:
+                    exceptions = None
         else:
             if sock is None:
                 raise ValueError(
@@ -395,9 +416,12 @@ class NetworkLoop(SocketLoop):
                                        flags=0, reuse_port=None,
                                        allow_broadcast=None, sock=None):
         if sock is not None:
-            if sock.type == socket.SOCK_STREAM:
-                kind = 'datagram' if sys.version_info >= (3, 13) else 'UDP'
-                raise ValueError(f'A {kind} socket was expected, got {sock!r}')
+            if sys.version_info >= (3, 13):
+                if sock.type == socket.SOCK_STREAM:
+                    raise ValueError(
+                        f'A datagram socket was expected, got {sock!r}')
+            elif sock.type != socket.SOCK_DGRAM:
+                raise ValueError(f'A UDP Socket was expected, got {sock!r}')
             if (local_addr or remote_addr or family or proto or flags
                     or reuse_port or allow_broadcast):
                 opts = dict(local_addr=local_addr, remote_addr=remote_addr,

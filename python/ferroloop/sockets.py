@@ -10,7 +10,6 @@ socket object, which knows every address family.
 import concurrent.futures
 import errno
 import io
-import os
 import socket
 import stat
 import sys
@@ -18,6 +17,7 @@ from asyncio import constants, exceptions, futures, sslproto, trsock
 from asyncio.log import logger
 
 from . import resolver
+from ._ferroloop import stat_mode_and_inode, unlink
 from .base_loop import BaseLoop
 from .transports import DatagramTransport, SocketTransport
 
@@ -38,6 +38,30 @@ def _check_socket(sock):
         raise TypeError("Socket cannot be of type SSLSocket")
     if sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
+
+
+def _hold(sock):
+    """Holds ``sock`` open while an operation on it is pending: a
+    ``close()`` meanwhile only marks it closed, and the descriptor goes when
+    the operation ends (the socket's ``_io_refs``, as its makefile() objects
+    hold it; ``_decref_socketios()`` lets go). So the operation completes
+    normally, as on uvloop, instead of waiting forever on a descriptor that
+    is gone. False for objects that are not Python sockets."""
+    try:
+        sock._io_refs += 1
+    except (AttributeError, TypeError):   # TypeError: a Mock standing in
+        return False
+    return True
+
+
+async def _wait_holding(sock, future):
+    """Awaits ``future`` while holding ``sock`` (see ``_hold``)."""
+    held = _hold(sock)
+    try:
+        return await future
+    finally:
+        if held:
+            sock._decref_socketios()
 
 
 class SocketLoop(BaseLoop):
@@ -93,21 +117,39 @@ class SocketLoop(BaseLoop):
         _check_socket(sock)
         result = self._sock_recv(sock.fileno(), n)
         if isinstance(result, futures.Future):
-            return await result
+            # The hot path: _wait_holding inlined.
+            held = _hold(sock)
+            try:
+                return await result
+            finally:
+                if held:
+                    sock._decref_socketios()
         return result
 
     async def sock_recv_into(self, sock, buf):
         _check_socket(sock)
         result = self._sock_recv_into(sock.fileno(), buf)
         if isinstance(result, futures.Future):
-            return await result
+            # The hot path: _wait_holding inlined.
+            held = _hold(sock)
+            try:
+                return await result
+            finally:
+                if held:
+                    sock._decref_socketios()
         return result
 
     async def sock_sendall(self, sock, data):
         _check_socket(sock)
         result = self._sock_sendall(sock.fileno(), data)
         if isinstance(result, futures.Future):
-            return await result
+            # The hot path: _wait_holding inlined.
+            held = _hold(sock)
+            try:
+                return await result
+            finally:
+                if held:
+                    sock._decref_socketios()
         return result
 
     async def _retry_when_ready(self, sock, writable, method, *args):
@@ -115,13 +157,19 @@ class SocketLoop(BaseLoop):
         waiting for the socket between attempts. The method is looked up
         for each attempt, as asyncio does (tests swap it on the fly)."""
         fd = sock.fileno()
-        while True:
-            try:
-                return getattr(sock, method)(*args)
-            except (BlockingIOError, InterruptedError):
-                pass
-            self._ensure_fd_no_transport(fd)
-            await self._wait_fd(fd, writable)
+        held = False
+        try:
+            while True:
+                try:
+                    return getattr(sock, method)(*args)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                # Held from the first wait to the last attempt (see _hold).
+                held = held or _hold(sock)
+                await self._wait_fd(fd, writable)
+        finally:
+            if held:
+                sock._decref_socketios()
 
     async def sock_recvfrom(self, sock, bufsize):
         _check_socket(sock)
@@ -158,14 +206,18 @@ class SocketLoop(BaseLoop):
         except (BlockingIOError, InterruptedError):
             pass
         fd = sock.fileno()
-        while True:
-            self._ensure_fd_no_transport(fd)
-            await self._wait_fd(fd, True)
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err == 0:
-                return
-            if err not in (errno.EINPROGRESS, errno.EALREADY):
-                raise OSError(err, f'Connect call failed {address}')
+        held = _hold(sock)
+        try:
+            while True:
+                await self._wait_fd(fd, True)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err == 0:
+                    return
+                if err not in (errno.EINPROGRESS, errno.EALREADY):
+                    raise OSError(err, f'Connect call failed {address}')
+        finally:
+            if held:
+                sock._decref_socketios()
 
     # sendfile on a socket.
 
@@ -181,48 +233,23 @@ class SocketLoop(BaseLoop):
         return await self._sock_sendfile_fallback(sock, file, offset, count)
 
     async def _sock_sendfile_native(self, sock, file, offset, count):
-        """Zero-copy ``os.sendfile`` from a regular file to the socket."""
+        """Zero-copy ``sendfile(2)`` from a regular file to the socket, made
+        natively (the loop's Python code makes no file system call)."""
         try:
             fileno = file.fileno()
         except (AttributeError, io.UnsupportedOperation):
             raise exceptions.SendfileNotAvailableError("not a regular file")
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError:
+        fsize = self._file_size(fileno)
+        if fsize is None:
             raise exceptions.SendfileNotAvailableError("not a regular file")
-        blocksize = min(count if count else fsize, sys.maxsize // 2 + 1)
+        blocksize = count if count else fsize
         if not blocksize:
-            return 0
-        fd = sock.fileno()
-        total_sent = 0
-        try:
-            while True:
-                if count:
-                    blocksize = min(blocksize, count - total_sent)
-                    if blocksize <= 0:
-                        return total_sent
-                try:
-                    sent = os.sendfile(fd, fileno, offset + total_sent,
-                                       blocksize)
-                except (BlockingIOError, InterruptedError):
-                    await self._wait_fd(fd, True)
-                    continue
-                except OSError as exc:
-                    if total_sent == 0:
-                        # Not a mmap-able file, or not a plain socket:
-                        # the fallback can still do it.
-                        raise exceptions.SendfileNotAvailableError(
-                            "os.sendfile call failed") from exc
-                    if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
-                        raise ConnectionError(
-                            "socket is not connected", errno.ENOTCONN) from exc
-                    raise
-                if sent == 0:
-                    return total_sent
-                total_sent += sent
-        finally:
-            if total_sent > 0:
-                os.lseek(fileno, offset + total_sent, os.SEEK_SET)
+            return 0  # An empty file.
+        result = self._sock_sendfile(sock.fileno(), fileno, offset, count or 0,
+                                     blocksize)
+        if isinstance(result, futures.Future):
+            return await _wait_holding(sock, result)
+        return result
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
         if offset:
@@ -252,7 +279,6 @@ class SocketLoop(BaseLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
-        self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
@@ -261,7 +287,6 @@ class SocketLoop(BaseLoop):
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
         """TLS is CPython's own ``sslproto`` over a native transport."""
-        self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
@@ -272,7 +297,6 @@ class SocketLoop(BaseLoop):
 
     def _make_datagram_transport(self, sock, protocol, address=None,
                                  waiter=None, extra=None):
-        self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     # Serving: asyncio.Server calls these for each listening socket.
@@ -371,12 +395,14 @@ async def wait_for_transport(waiter, transport):
 
 def remove_stale_unix_socket(path):
     """A socket file left by an earlier server is removed before binding;
-    abstract names (leading NUL) have no file."""
+    abstract names (leading NUL) have no file. (Native calls: see
+    ``_ferroloop.stat_mode_and_inode``.)"""
     if path[0] in (0, '\x00'):
         return
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
+        mode, _ = stat_mode_and_inode(path)
+        if stat.S_ISSOCK(mode):
+            unlink(path)
     except FileNotFoundError:
         pass
     except OSError as err:

@@ -21,6 +21,9 @@ from asyncio.log import logger
 from ._ferroloop import DatagramCore, StreamCore
 
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
+# 3.12 gave socket transports a writelines() of their own; before, it was
+# the base class's write(b''.join(list_of_data)).
+_OWN_WRITELINES = sys.version_info >= (3, 12)
 
 
 def _set_nodelay(sock):
@@ -30,12 +33,23 @@ def _set_nodelay(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _as_float(limit):
+    """A water mark as the float the native core compares with: a number
+    too large for a float is beyond any buffer size."""
+    try:
+        return float(limit)
+    except OverflowError:
+        return float('inf')
+
+
 class _TransportBase:
     """What stream and datagram transports share: the socket, extra info,
     the server link, error reporting and the end of the connection."""
 
     # Read by __del__, which may run even if __init__ failed early.
     _sock = None
+    # (low, high), as set_write_buffer_limits() was given them.
+    _write_buffer_limits = (16 * 1024, 64 * 1024)
 
     def _setup(self, loop, sock, server):
         self._extra['socket'] = trsock.TransportSocket(sock)
@@ -94,10 +108,20 @@ class _TransportBase:
         return self._core.get_write_buffer_size()
 
     def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
+        return self._write_buffer_limits
 
     def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
+        """asyncio's arithmetic and check, on whatever numbers it is given
+        (floats, huge ints, inf); the native core compares sizes with them."""
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(
+                f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self._write_buffer_limits = (low, high)
+        self._core._set_write_buffer_limits(_as_float(high), _as_float(low))
 
     @property
     def _protocol(self):
@@ -175,7 +199,8 @@ class SocketTransport(_TransportBase, transports.Transport):
         # The hot path: protocol and stream code call these directly on the
         # core, with no Python frame of ours in between.
         self.write = self._core.write
-        self.writelines = self._core.writelines
+        if _OWN_WRITELINES:
+            self.writelines = self._core.writelines
         self.is_closing = self._core.is_closing
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._core._start)
@@ -185,8 +210,9 @@ class SocketTransport(_TransportBase, transports.Transport):
     def write(self, data):
         self._core.write(data)
 
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
+    if _OWN_WRITELINES:
+        def writelines(self, list_of_data):
+            self._core.writelines(list_of_data)
 
     def write_eof(self):
         self._core.write_eof()

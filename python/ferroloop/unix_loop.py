@@ -23,7 +23,7 @@ import warnings
 from asyncio import base_events, coroutines, events, tasks, unix_events
 from asyncio.log import logger
 
-from ._ferroloop import Handle
+from ._ferroloop import Handle, stat_mode_and_inode, unlink
 from .network import NetworkLoop
 from .sockets import remove_stale_unix_socket, wait_for_transport
 
@@ -241,7 +241,7 @@ class UnixLoop(NetworkLoop):
             name = sock.getsockname()
             if name and name[0] not in (0, '\x00'):
                 try:
-                    self._unix_server_sockets[sock] = os.stat(name).st_ino
+                    self._unix_server_sockets[sock] = stat_mode_and_inode(name)[1]
                 except FileNotFoundError:
                     pass
         sock.setblocking(False)
@@ -277,8 +277,8 @@ class UnixLoop(NetworkLoop):
         if path is None:
             return
         try:
-            if os.stat(path).st_ino == inode:
-                os.unlink(path)
+            if stat_mode_and_inode(path)[1] == inode:
+                unlink(path)
         except FileNotFoundError:
             pass
         except OSError as err:

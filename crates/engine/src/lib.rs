@@ -5,6 +5,8 @@
 //! - [`timers`]: the heap of scheduled callbacks, earliest and then oldest first;
 //! - [`poller`]: the epoll wait, with millisecond timeouts rounded up;
 //! - [`registry`]: which descriptor is watched by whom, level-triggered;
+//! - [`fd_table`]: values found by descriptor number, in memory bounded by
+//!   the descriptors held;
 //! - [`waker`]: how another thread wakes a sleeping loop without lost wake-ups;
 //! - [`clock`]: `CLOCK_MONOTONIC`, read and rounded as `time.monotonic()` is.
 //!
@@ -15,6 +17,7 @@
 //! register descriptors.
 
 pub mod clock;
+pub mod fd_table;
 pub mod poller;
 pub mod ready;
 pub mod registry;

@@ -18,15 +18,18 @@
 //! number may then come back for a new file. Registration therefore falls back
 //! between add and modify when the kernel's view differs from ours.
 //!
-//! Watches are found by descriptor number in a table indexed by it (the
-//! kernel hands out the lowest free numbers, so the table stays dense): every
-//! readiness report looks one up, and an index is cheaper than a hash.
+//! Watches are found by descriptor number in an [`FdTable`]. A descriptor
+//! enters the table only once the kernel has accepted its registration, so a
+//! number that names no open file (`add_reader(2**31 - 1)`) costs nothing
+//! and fails with the kernel's `EBADF`.
 
 use std::io;
 use std::os::fd::RawFd;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+
+use crate::fd_table::FdTable;
 
 /// Which side of a descriptor a watcher is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,16 @@ struct Watch<R> {
     reader: Option<R>,
     writer: Option<R>,
     registered: Option<Interest>,
+}
+
+impl<R> Default for Watch<R> {
+    fn default() -> Self {
+        Watch {
+            reader: None,
+            writer: None,
+            registered: None,
+        }
+    }
 }
 
 impl<R> Watch<R> {
@@ -59,71 +72,6 @@ impl<R> Watch<R> {
     }
 }
 
-/// A map from descriptor numbers to values, stored by index.
-struct FdTable<T> {
-    slots: Vec<Option<T>>,
-    count: usize,
-}
-
-impl<T> FdTable<T> {
-    fn new() -> Self {
-        FdTable {
-            slots: Vec::new(),
-            count: 0,
-        }
-    }
-
-    fn get(&self, fd: &RawFd) -> Option<&T> {
-        self.slots.get(usize::try_from(*fd).ok()?)?.as_ref()
-    }
-
-    fn get_mut(&mut self, fd: &RawFd) -> Option<&mut T> {
-        self.slots.get_mut(usize::try_from(*fd).ok()?)?.as_mut()
-    }
-
-    /// The value of `fd`, made with `make` if absent. Descriptors are never
-    /// negative (callers check), so the index is valid.
-    fn get_or_insert_with(&mut self, fd: RawFd, make: impl FnOnce() -> T) -> &mut T {
-        let index = fd as usize;
-        if index >= self.slots.len() {
-            self.slots.resize_with(index + 1, || None);
-        }
-        let slot = &mut self.slots[index];
-        if slot.is_none() {
-            self.count += 1;
-        }
-        slot.get_or_insert_with(make)
-    }
-
-    fn remove(&mut self, fd: &RawFd) -> Option<T> {
-        let removed = self.slots.get_mut(usize::try_from(*fd).ok()?)?.take();
-        if removed.is_some() {
-            self.count -= 1;
-        }
-        removed
-    }
-
-    fn len(&self) -> usize {
-        self.count
-    }
-
-    fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    fn drain(&mut self) -> impl Iterator<Item = (RawFd, T)> + '_ {
-        self.count = 0;
-        self.slots
-            .drain(..)
-            .enumerate()
-            .filter_map(|(fd, slot)| slot.map(|v| (fd as RawFd, v)))
-    }
-
-    fn values(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().flatten()
-    }
-}
-
 /// Watchers of descriptors, kept in step with the poller's epoll set.
 pub struct IoRegistry<R> {
     registry: Registry,
@@ -134,32 +82,41 @@ impl<R> IoRegistry<R> {
     pub fn new(registry: Registry) -> Self {
         IoRegistry {
             registry,
-            watches: FdTable::new(),
+            watches: FdTable::default(),
         }
     }
 
+    /// What `fd` is registered with now, and the interest it needs once a
+    /// reader (`reader`) and/or a writer (`writer`) is added to what it has.
+    fn interest_with(&self, fd: RawFd, reader: bool, writer: bool) -> (Option<Interest>, Interest) {
+        let watch = self.watches.get(fd);
+        let registered = watch.and_then(|w| w.registered);
+        let has_reader = reader || watch.is_some_and(|w| w.reader.is_some());
+        let has_writer = writer || watch.is_some_and(|w| w.writer.is_some());
+        let wanted = match (has_reader, has_writer) {
+            (true, true) => Interest::READABLE | Interest::WRITABLE,
+            (false, true) => Interest::WRITABLE,
+            _ => Interest::READABLE,
+        };
+        (registered, wanted)
+    }
+
     /// Sets the watcher of one side of `fd`, returning the one it replaces.
-    /// On a registration error (a closed or unpollable fd) nothing changes.
+    /// The kernel is asked first: on a registration error (a closed or
+    /// unpollable fd) nothing changes and nothing is stored.
     pub fn insert(&mut self, fd: RawFd, direction: Direction, watcher: R) -> io::Result<Option<R>> {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        let watch = self.watches.get_or_insert_with(fd, || Watch {
-            reader: None,
-            writer: None,
-            registered: None,
-        });
-        let previous = watch.slot(direction).replace(watcher);
-        let wanted = watch.wanted();
-        if let Err(err) = apply(&self.registry, fd, watch, wanted) {
-            let watch = self.watches.get_mut(&fd).expect("entry was just used");
-            let _new = std::mem::replace(watch.slot(direction), previous);
-            if watch.wanted().is_none() {
-                self.watches.remove(&fd);
-            }
-            return Err(err);
-        }
-        Ok(previous)
+        let (registered, wanted) = self.interest_with(
+            fd,
+            direction == Direction::Read,
+            direction == Direction::Write,
+        );
+        let registered = sync(&self.registry, fd, registered, Some(wanted))?;
+        let watch = self.watches.get_or_insert_with(fd, Watch::default);
+        watch.registered = registered;
+        Ok(watch.slot(direction).replace(watcher))
     }
 
     /// Sets both watchers of `fd` at once (one registration call), for an
@@ -174,28 +131,16 @@ impl<R> IoRegistry<R> {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        let watch = self.watches.get_or_insert_with(fd, || Watch {
-            reader: None,
-            writer: None,
-            registered: None,
-        });
-        let previous = (watch.reader.replace(reader), watch.writer.replace(writer));
-        let wanted = watch.wanted();
-        if let Err(err) = apply(&self.registry, fd, watch, wanted) {
-            let watch = self.watches.get_mut(&fd).expect("entry was just used");
-            watch.reader = previous.0;
-            watch.writer = previous.1;
-            if watch.wanted().is_none() {
-                self.watches.remove(&fd);
-            }
-            return Err(err);
-        }
-        Ok(previous)
+        let (registered, wanted) = self.interest_with(fd, true, true);
+        let registered = sync(&self.registry, fd, registered, Some(wanted))?;
+        let watch = self.watches.get_or_insert_with(fd, Watch::default);
+        watch.registered = registered;
+        Ok((watch.reader.replace(reader), watch.writer.replace(writer)))
     }
 
     /// Removes both watchers of `fd` and its registration.
     pub fn remove_pair(&mut self, fd: RawFd) -> (Option<R>, Option<R>) {
-        let Some(mut watch) = self.watches.remove(&fd) else {
+        let Some(mut watch) = self.watches.remove(fd) else {
             return (None, None);
         };
         if watch.registered.is_some() {
@@ -206,21 +151,25 @@ impl<R> IoRegistry<R> {
 
     /// Removes the watcher of one side of `fd` and returns it.
     pub fn remove(&mut self, fd: RawFd, direction: Direction) -> Option<R> {
-        let watch = self.watches.get_mut(&fd)?;
+        let watch = self.watches.get_mut(fd)?;
         let removed = watch.slot(direction).take()?;
         let wanted = watch.wanted();
         // Deregistering a descriptor that was closed behind our back fails;
         // the kernel already dropped it, which is all removal has to achieve.
-        let _ = apply(&self.registry, fd, watch, wanted);
+        match sync(&self.registry, fd, watch.registered, wanted) {
+            Ok(registered) => watch.registered = registered,
+            Err(_) if wanted.is_none() => watch.registered = None,
+            Err(_) => {}
+        }
         if wanted.is_none() {
-            self.watches.remove(&fd);
+            self.watches.remove(fd);
         }
         Some(removed)
     }
 
     /// The watcher of one side of `fd`, if any.
     pub fn get(&self, fd: RawFd, direction: Direction) -> Option<&R> {
-        let watch = self.watches.get(&fd)?;
+        let watch = self.watches.get(fd)?;
         match direction {
             Direction::Read => watch.reader.as_ref(),
             Direction::Write => watch.writer.as_ref(),
@@ -230,7 +179,7 @@ impl<R> IoRegistry<R> {
     /// Asks the kernel to report `fd` again at the next wait if it is still
     /// ready: level-triggered behaviour on an edge-triggered registration.
     pub fn rearm(&self, fd: RawFd) {
-        if let Some(interest) = self.watches.get(&fd).and_then(|w| w.registered) {
+        if let Some(interest) = self.watches.get(fd).and_then(|w| w.registered) {
             let _ = self
                 .registry
                 .reregister(&mut SourceFd(&fd), Token(fd as usize), interest);
@@ -259,6 +208,18 @@ impl<R> IoRegistry<R> {
         out
     }
 
+    /// The descriptor whose `direction` watcher satisfies `matches`: a scan,
+    /// for the rare lookups by something other than the number.
+    pub fn find(&self, direction: Direction, matches: impl Fn(&R) -> bool) -> Option<RawFd> {
+        self.watches.iter().find_map(|(fd, watch)| {
+            let watcher = match direction {
+                Direction::Read => watch.reader.as_ref(),
+                Direction::Write => watch.writer.as_ref(),
+            }?;
+            matches(watcher).then_some(fd)
+        })
+    }
+
     /// Visits every watcher.
     pub fn iter(&self) -> impl Iterator<Item = &R> {
         self.watches
@@ -267,43 +228,34 @@ impl<R> IoRegistry<R> {
     }
 }
 
-/// Brings the epoll registration of `fd` to `wanted`.
-fn apply<R>(
+/// Brings the epoll registration of `fd` from `registered` to `wanted` and
+/// returns the new state; on error the registration is as it was.
+fn sync(
     registry: &Registry,
     fd: RawFd,
-    watch: &mut Watch<R>,
+    registered: Option<Interest>,
     wanted: Option<Interest>,
-) -> io::Result<()> {
+) -> io::Result<Option<Interest>> {
     let token = Token(fd as usize);
     let source = &mut SourceFd(&fd);
-    match (watch.registered, wanted) {
-        (None, None) => Ok(()),
-        (Some(_), None) => {
-            watch.registered = None;
-            registry.deregister(source)
-        }
-        (None, Some(interest)) => {
-            match registry.register(source, token, interest) {
-                // Still in the epoll set from a registration we dropped
-                // without deregistering (the fd was closed and reused).
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    registry.reregister(source, token, interest)?
-                }
-                other => other?,
+    match (registered, wanted) {
+        (None, None) => {}
+        (Some(_), None) => registry.deregister(source)?,
+        (None, Some(interest)) => match registry.register(source, token, interest) {
+            // Still in the epoll set from a registration we dropped
+            // without deregistering (the fd was closed and reused).
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                registry.reregister(source, token, interest)?
             }
-            watch.registered = Some(interest);
-            Ok(())
-        }
-        (Some(_), Some(interest)) => {
-            match registry.reregister(source, token, interest) {
-                // The old file was closed, which removed it from the epoll set.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    registry.register(source, token, interest)?
-                }
-                other => other?,
+            other => other?,
+        },
+        (Some(_), Some(interest)) => match registry.reregister(source, token, interest) {
+            // The old file was closed, which removed it from the epoll set.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                registry.register(source, token, interest)?
             }
-            watch.registered = Some(interest);
-            Ok(())
-        }
+            other => other?,
+        },
     }
+    Ok(wanted)
 }

@@ -201,3 +201,50 @@ fn a_pair_of_watchers_registers_and_leaves_together() {
     poller.poll(Some(Duration::ZERO)).unwrap();
     assert!(ready_fds(&poller).is_empty());
 }
+
+#[test]
+fn a_number_that_names_no_file_is_refused_and_not_stored() {
+    let poller = Poller::new().unwrap();
+    let mut registry = IoRegistry::new(poller.registry().unwrap());
+    for fd in [i32::MAX, 10_000_000, 65_536] {
+        let err = registry.insert(fd, Direction::Read, 1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(EBADF));
+        let err = registry.insert_pair(fd, 1, 2).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(EBADF));
+    }
+    assert!(registry.is_empty());
+    assert_eq!(registry.iter().count(), 0);
+}
+
+#[test]
+fn a_descriptor_closed_and_reused_can_be_watched_again() {
+    // A fixed high number, so that the threads of other tests (which open
+    // descriptors too) cannot take it in between.
+    const FD: i32 = 900;
+    let mut poller = Poller::new().unwrap();
+    let mut registry = IoRegistry::new(poller.registry().unwrap());
+    let (_a, b) = UnixStream::pair().unwrap();
+    // SAFETY: dup2 onto a number this test owns; b stays open meanwhile.
+    assert_eq!(unsafe { libc::dup2(b.as_raw_fd(), FD) }, FD);
+    drop(b);
+    registry.insert(FD, Direction::Read, "old").unwrap();
+    // Closed behind the registry's back: epoll forgets the descriptor.
+    // SAFETY: FD is this test's own descriptor.
+    assert_eq!(unsafe { libc::close(FD) }, 0);
+    let (mut writer, reader) = UnixStream::pair().unwrap();
+    // SAFETY: as above; the number is free again.
+    assert_eq!(unsafe { libc::dup2(reader.as_raw_fd(), FD) }, FD);
+    assert_eq!(
+        registry.insert(FD, Direction::Read, "new").unwrap(),
+        Some("old")
+    );
+    writer.write_all(b"x").unwrap();
+    poller.poll(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(ready_fds(&poller), vec![(FD, true, false)]);
+    registry.remove(FD, Direction::Read);
+    // SAFETY: as above.
+    unsafe { libc::close(FD) };
+}
+
+/// Linux's "bad file descriptor".
+const EBADF: i32 = 9;

@@ -1,5 +1,13 @@
 //! Python buffers handed to socket calls: data to write (bytes-like, as
-//! asyncio accepts it) and memory to receive into.
+//! asyncio accepts it), memory to receive into, and `bytes` received into
+//! directly.
+//!
+//! The errors are those of Python's socket methods, since asyncio's
+//! `sock_*` methods and transports call those: `send()` takes any
+//! C-contiguous buffer, `recv_into()` any writable one, each with its own
+//! TypeError for what it refuses.
+
+use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -54,8 +62,24 @@ impl Drop for ExportedBuffer {
 pub struct WritableBuffer(ExportedBuffer);
 
 impl WritableBuffer {
+    /// The memory of `obj`, or the TypeError `socket.recv_into(obj)` raises
+    /// for an object that is not a writable, contiguous buffer.
     pub fn get(obj: &Bound<'_, PyAny>) -> PyResult<WritableBuffer> {
-        ExportedBuffer::export(obj, ffi::PyBUF_WRITABLE).map(WritableBuffer)
+        ExportedBuffer::export(obj, ffi::PyBUF_WRITABLE)
+            .map(WritableBuffer)
+            .map_err(|_| {
+                let name = if obj.is_none() {
+                    "None".to_string()
+                } else {
+                    obj.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                };
+                PyTypeError::new_err(format!(
+                    "recv_into() argument 1 must be read-write bytes-like object, not {name}"
+                ))
+            })
     }
 
     pub fn ptr(&self) -> *mut u8 {
@@ -101,6 +125,72 @@ impl<'py> WriteData<'py> {
         match self {
             WriteData::Shared(b) => b.as_bytes(),
             WriteData::Copied(v) => v,
+        }
+    }
+}
+
+/// The bytes of any C-contiguous buffer, as `socket.send(data)` takes them:
+/// an object without the buffer protocol gets send()'s TypeError, a buffer
+/// that cannot be exported (non-contiguous, released) its own error.
+pub fn send_data(data: &Bound<'_, PyAny>) -> PyResult<ExportedBuffer> {
+    // SAFETY: PyObject_CheckBuffer only inspects the type of a live object.
+    if unsafe { ffi::PyObject_CheckBuffer(data.as_ptr()) } == 0 {
+        return Err(PyTypeError::new_err(format!(
+            "a bytes-like object is required, not {}",
+            data.get_type().name()?.repr()?
+        )));
+    }
+    ExportedBuffer::export(data, ffi::PyBUF_SIMPLE)
+}
+
+extern "C" {
+    /// CPython's in-place resize of a `bytes` object with one reference; not
+    /// exported by pyo3-ffi.
+    fn _PyBytes_Resize(
+        bytes: *mut *mut ffi::PyObject,
+        new_size: ffi::Py_ssize_t,
+    ) -> std::os::raw::c_int;
+}
+
+/// Receives at most `size` bytes from `fd` straight into a new `bytes` of
+/// that size, shrunk to what arrived: no copy, and a size that cannot be
+/// allocated fails with MemoryError, as Python's own `recv(size)` does,
+/// instead of aborting. `None` unless some data arrived.
+pub fn recv_new_bytes(
+    py: Python<'_>,
+    fd: RawFd,
+    size: usize,
+) -> PyResult<(
+    std::io::Result<crate::sys_io::Io>,
+    Option<Bound<'_, PyBytes>>,
+)> {
+    use crate::sys_io::{recv_raw, Io};
+    let Ok(length) = ffi::Py_ssize_t::try_from(size) else {
+        return Err(pyo3::exceptions::PyMemoryError::new_err(()));
+    };
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of n
+    // uninitialised bytes that nothing else can see until it is handed out;
+    // recv writes at most `size` bytes into it. If fewer arrive,
+    // _PyBytes_Resize shrinks our only reference in place, or fails, freeing
+    // it and setting an exception; otherwise the reference is ours to own.
+    unsafe {
+        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), length);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let received = recv_raw(fd, ffi::PyBytes_AsString(obj).cast(), size);
+        match received {
+            Ok(Io::Done(n)) if n > 0 => {
+                if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {
+                    return Err(PyErr::fetch(py));
+                }
+                let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
+                Ok((received, Some(data)))
+            }
+            _ => {
+                ffi::Py_DECREF(obj);
+                Ok((received, None))
+            }
         }
     }
 }

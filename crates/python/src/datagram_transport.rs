@@ -20,13 +20,13 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::PyTraverseError;
 
 use crate::buffers::WriteData;
+use crate::errors::{is_loop_stopping, os_error};
 use crate::flow_control::{notify_protocol, FlowControl};
 use crate::gil_cell::GilCell;
 use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
-use crate::stream_transport::is_stopping_exception;
-use crate::sys_io::{os_error, Io};
+use crate::sys_io::Io;
 
 struct DatagramState {
     transport: Option<Py<PyAny>>,
@@ -37,6 +37,12 @@ struct DatagramState {
     buffer_size: usize,
     flow: FlowControl,
     life: Lifecycle,
+    /// The contexts the protocol's callbacks run in, as in the stream
+    /// transport: a copy of the one current when reading started, and of the
+    /// one current when a datagram had to wait for the socket (`None` while
+    /// none waits).
+    read_context: Option<Py<PyAny>>,
+    write_context: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "DatagramCore", frozen)]
@@ -46,6 +52,9 @@ pub struct DatagramCore {
     sock: Py<PyAny>,
     /// The connected peer (`remote_addr`), if any: sends use `send()`.
     address: Option<Py<PyAny>>,
+    /// The socket's addresses are IPv4 or IPv6 ones, which are read and
+    /// written natively; other families go through Python's socket.
+    ip_addresses: bool,
     /// 3.13 sends empty datagrams and counts 8 header bytes per buffered one;
     /// earlier versions drop empty writes and count payload only.
     send_empty: bool,
@@ -234,6 +243,16 @@ mod raw {
     }
 }
 
+/// The protocol's `datagram_received`, bound once; `None` for an object
+/// without one (asyncio's `set_protocol` takes any object): it is then looked
+/// up at each datagram, and its absence is an error of that call.
+fn bound_datagram_received(protocol: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    protocol
+        .getattr(pyo3::intern!(protocol.py(), "datagram_received"))
+        .ok()
+        .map(Bound::unbind)
+}
+
 /// How one send attempt ended.
 enum Sent {
     Done,
@@ -252,11 +271,26 @@ impl DatagramCore {
     }
 
     pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {
+        let py = slf.py();
         if writable {
-            slf.get().sendto_ready(slf.py())?;
+            let context = slf
+                .get()
+                .state
+                .borrow(py)?
+                .write_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || slf.get().sendto_ready(py))?;
         }
         if readable {
-            DatagramCore::read_ready(slf)?;
+            let context = slf
+                .get()
+                .state
+                .borrow(py)?
+                .read_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || DatagramCore::read_ready(slf))?;
         }
         Ok(())
     }
@@ -269,65 +303,73 @@ impl DatagramCore {
             if st.life.is_lost() || st.life.closing {
                 return Ok(());
             }
-            match (&st.datagram_received, &st.protocol) {
-                (Some(cb), Some(p)) => (cb.clone_ref(py), p.clone_ref(py)),
-                _ => return Ok(()),
+            match &st.protocol {
+                Some(p) => (
+                    st.datagram_received.as_ref().map(|cb| cb.clone_ref(py)),
+                    p.clone_ref(py),
+                ),
+                None => return Ok(()),
             }
         };
         let core = this.loop_.bind(py).get();
-        let mut buf = core.take_recv_buffer(py)?;
-        let result = raw::recv_from(this.fd, &mut buf);
-        let datagram = match &result {
-            Ok((Io::Done(n), raw::From::Ip(addr))) => {
-                Some((PyBytes::new(py, &buf[..*n]), address_tuple(py, *addr)))
-            }
-            _ => None,
-        };
-        core.return_recv_buffer(py, buf)?;
-        let delivered = match (result, datagram) {
-            (Ok((Io::WouldBlock, _)), _) => return Ok(()),
-            (Ok(_), Some((data, addr))) => received.bind(py).call1((data, addr?)),
-            // A family we do not decode: let Python's socket read it.
-            (Ok(_), None) => match this.sock.bind(py).call_method1(
+        let datagram = if this.ip_addresses {
+            let mut buf = core.take_recv_buffer(py)?;
+            let result = raw::recv_from(this.fd, &mut buf);
+            let datagram = match result {
+                Ok((Io::WouldBlock, _)) => Ok(None),
+                Ok((Io::Done(n), from)) => {
+                    let address = match from {
+                        raw::From::Ip(addr) => address_tuple(py, addr)?.into_any(),
+                        raw::From::Other => py.None().into_bound(py),
+                    };
+                    Ok(Some((PyBytes::new(py, &buf[..n]).into_any(), address)))
+                }
+                Err(err) => Err(os_error(err)),
+            };
+            core.return_recv_buffer(py, buf)?;
+            datagram
+        } else {
+            // Unix datagram sockets and other families: Python's socket
+            // knows their addresses.
+            match this.sock.bind(py).call_method1(
                 pyo3::intern!(py, "recvfrom"),
                 (crate::loop_core::RECV_BUFFER_SIZE,),
             ) {
-                Ok(pair) => received.bind(py).call1(pair.cast_into::<PyTuple>()?),
+                Ok(pair) => {
+                    let pair = pair.cast_into::<PyTuple>()?;
+                    Ok(Some((pair.get_item(0)?, pair.get_item(1)?)))
+                }
                 Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
-                    return Ok(())
+                    Ok(None)
                 }
-                Err(err) => {
-                    return this.io_error(
-                        py,
-                        &protocol,
-                        err,
-                        "Fatal read error on datagram transport",
-                    )
-                }
-            },
-            (Err(err), _) => {
-                return this.io_error(
-                    py,
-                    &protocol,
-                    os_error(err),
-                    "Fatal read error on datagram transport",
-                )
+                Err(err) => Err(err),
             }
         };
-        match delivered {
-            Ok(_) => {
-                let me = slf.clone().unbind();
-                core.push_ready(
-                    py,
-                    Ready::Datagram {
-                        transport: me,
-                        readable: true,
-                        writable: false,
-                    },
-                )
+        let delivered = match datagram {
+            Ok(None) => return Ok(()),
+            Ok(Some((data, address))) => match &received {
+                Some(method) => method.bind(py).call1((data, address)),
+                None => protocol
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "datagram_received"), (data, address)),
+            },
+            Err(err) => {
+                return this.io_error(py, &protocol, err, "Fatal read error on datagram transport")
             }
-            Err(err) => this.fatal_or_propagate(py, err, "Fatal read error on datagram transport"),
-        }
+        };
+        // More datagrams may be waiting, and no edge will announce them.
+        let me = slf.clone().unbind();
+        core.push_ready(
+            py,
+            Ready::Datagram {
+                transport: me,
+                readable: true,
+                writable: false,
+            },
+        )?;
+        // An exception from datagram_received leaves asyncio's reader handle
+        // (it is not a fatal error of the transport): the loop reports it.
+        delivered.map(drop)
     }
 
     /// asyncio's rule for datagram errors: an OSError goes to the protocol's
@@ -354,7 +396,7 @@ impl DatagramCore {
         err: PyErr,
         message: &'static str,
     ) -> PyResult<()> {
-        if is_stopping_exception(py, &err) {
+        if is_loop_stopping(py, &err) {
             return Err(err);
         }
         if let Some(transport) = self.transport_object(py) {
@@ -368,10 +410,16 @@ impl DatagramCore {
 
     /// One send of `data` to `addr` (None: the connected peer).
     fn send_one(&self, py: Python<'_>, data: &[u8], addr: &Bound<'_, PyAny>) -> Sent {
-        let target = if self.address.is_some() || addr.is_none() {
+        // Connected: a plain send. Otherwise to a numeric IP address
+        // natively; anything else (a Unix path, a host name, None, which
+        // asyncio passes on to sendto() and so fails as it does) through
+        // Python's socket.
+        let target = if self.address.is_some() {
             Some(None)
-        } else {
+        } else if self.ip_addresses {
             numeric_sockaddr(addr).map(Some)
+        } else {
+            None
         };
         match target {
             Some(native) => match raw::send_to(self.fd, data, native.as_ref()) {
@@ -441,10 +489,14 @@ impl DatagramCore {
             }
         }
         self.flow_notify(py, FlowControl::resume_notice)?;
-        let (empty, closing) = {
-            let st = self.state.borrow(py)?;
-            (st.buffer.is_empty(), st.life.closing)
+        let (empty, closing, writer_context) = {
+            let mut st = self.state.borrow_mut(py)?;
+            let empty = st.buffer.is_empty();
+            // Drained: asyncio removes its writer (and its context).
+            let writer_context = if empty { st.write_context.take() } else { None };
+            (empty, st.life.closing, writer_context)
         };
+        drop(writer_context);
         if empty && closing {
             if let Some(transport) = self.transport_object(py) {
                 transport
@@ -500,8 +552,10 @@ impl DatagramCore {
     ) -> PyResult<Self> {
         let py = sock.py();
         let fd: RawFd = sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?;
+        let family: i32 = sock.getattr(pyo3::intern!(py, "family"))?.extract()?;
         Ok(DatagramCore {
             fd,
+            ip_addresses: family == libc::AF_INET || family == libc::AF_INET6,
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             sock: sock.clone().unbind(),
             address,
@@ -509,16 +563,14 @@ impl DatagramCore {
             header_size,
             state: GilCell::new(DatagramState {
                 transport: Some(transport),
-                datagram_received: Some(
-                    protocol
-                        .getattr(pyo3::intern!(py, "datagram_received"))?
-                        .unbind(),
-                ),
+                datagram_received: bound_datagram_received(protocol),
                 protocol: Some(protocol.clone().unbind()),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
                 flow: FlowControl::default(),
                 life: Lifecycle::default(),
+                read_context: None,
+                write_context: None,
             }),
         })
     }
@@ -529,6 +581,9 @@ impl DatagramCore {
         if !this.state.borrow_mut(py)?.life.begin_watching() {
             return Ok(());
         }
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         let me = slf.clone().unbind();
         let replaced = this.loop_.bind(py).get().watch_fd_both(
             py,
@@ -543,7 +598,11 @@ impl DatagramCore {
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered {
-            Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd)?)
+            Some(self.loop_.bind(py).get().unwatch_fd_both(
+                py,
+                self.fd,
+                |w| matches!(w, Watcher::Datagram(t) if std::ptr::eq(t.get(), self)),
+            )?)
         } else {
             None
         };
@@ -555,6 +614,8 @@ impl DatagramCore {
                 st.protocol.take(),
                 st.datagram_received.take(),
                 std::mem::take(&mut st.buffer),
+                st.read_context.take(),
+                st.write_context.take(),
             )
         };
         drop((removed, released));
@@ -615,6 +676,12 @@ impl DatagramCore {
             }
         }
         let owned = PyBytes::new(py, bytes).unbind();
+        if buffer_empty {
+            // Where asyncio adds its writer, whose handle copies the context.
+            let context = crate::context::copy_current(py)?;
+            let previous = self.state.borrow_mut(py)?.write_context.replace(context);
+            drop(previous);
+        }
         {
             let mut st = self.state.borrow_mut(py)?;
             st.buffer_size += bytes.len() + self.header_size;
@@ -660,31 +727,22 @@ impl DatagramCore {
         Ok(self.state.borrow(py)?.buffer_size)
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
-        Ok(self.state.borrow(py)?.flow.limits())
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
-    ) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
+    /// Python transport does asyncio's arithmetic and checks, and keeps the
+    /// values it was given for `get_write_buffer_limits`.
+    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low);
         self.flow_notify(py, FlowControl::pause_notice)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
-        let received = protocol
-            .getattr(pyo3::intern!(py, "datagram_received"))?
-            .unbind();
+        let received = bound_datagram_received(protocol);
         let previous = {
             let mut st = self.state.borrow_mut(py)?;
             (
                 st.protocol.replace(protocol.clone().unbind()),
-                st.datagram_received.replace(received),
+                std::mem::replace(&mut st.datagram_received, received),
             )
         };
         drop(previous);
@@ -713,6 +771,8 @@ impl DatagramCore {
             visit.call(&st.transport)?;
             visit.call(&st.protocol)?;
             visit.call(&st.datagram_received)?;
+            visit.call(&st.read_context)?;
+            visit.call(&st.write_context)?;
             for (data, addr) in &st.buffer {
                 visit.call(data)?;
                 visit.call(addr)?;
@@ -729,6 +789,8 @@ impl DatagramCore {
                     st.protocol.take(),
                     st.datagram_received.take(),
                     std::mem::take(&mut st.buffer),
+                    st.read_context.take(),
+                    st.write_context.take(),
                 )
             });
             drop(released);

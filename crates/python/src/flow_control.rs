@@ -1,7 +1,6 @@
 //! Write flow control shared by the transports: asyncio's high and low
 //! water marks, and the pause/resume transitions of the protocol.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 /// asyncio's defaults: pause the protocol above 64 KiB buffered, resume at
@@ -9,45 +8,29 @@ use pyo3::prelude::*;
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
 pub struct FlowControl {
-    high: usize,
-    low: usize,
+    /// The water marks, as floats: asyncio takes any numbers (`high=1.5`,
+    /// `inf`, huge ints) and compares the buffered size with them.
+    high: f64,
+    low: f64,
     paused: bool,
 }
 
 impl Default for FlowControl {
     fn default() -> Self {
         FlowControl {
-            high: DEFAULT_HIGH_WATER,
-            low: DEFAULT_HIGH_WATER / 4,
+            high: DEFAULT_HIGH_WATER as f64,
+            low: (DEFAULT_HIGH_WATER / 4) as f64,
             paused: false,
         }
     }
 }
 
 impl FlowControl {
-    /// `set_write_buffer_limits(high=None, low=None)` with asyncio's rules:
-    /// a missing high is 4 × low (or 64 KiB), a missing low is high / 4.
-    pub fn set_limits(&mut self, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let high = match (high, low) {
-            (Some(h), _) => h,
-            (None, Some(l)) => 4 * l,
-            (None, None) => DEFAULT_HIGH_WATER as i64,
-        };
-        // Python floor division: -1 // 4 is -1, as asyncio reports it.
-        let low = low.unwrap_or(high.div_euclid(4));
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!(
-                "high ({high}) must be >= low ({low}) must be >= 0"
-            )));
-        }
-        self.high = high as usize;
-        self.low = low as usize;
-        Ok(())
-    }
-
-    /// `(low, high)`, as `get_write_buffer_limits()` returns them.
-    pub fn limits(&self) -> (usize, usize) {
-        (self.low, self.high)
+    /// New water marks, already checked by the caller with asyncio's rules
+    /// (`high >= low >= 0`, defaults derived from each other).
+    pub fn set_limits(&mut self, high: f64, low: f64) {
+        self.high = high;
+        self.low = low;
     }
 
     pub fn is_paused(&self) -> bool {
@@ -57,7 +40,7 @@ impl FlowControl {
     /// `Some("pause_writing")` when a buffer grown to `size` bytes must
     /// pause the protocol now.
     pub fn pause_notice(&mut self, size: usize) -> Option<&'static str> {
-        if size > self.high && !self.paused {
+        if size as f64 > self.high && !self.paused {
             self.paused = true;
             return Some("pause_writing");
         }
@@ -67,7 +50,7 @@ impl FlowControl {
     /// `Some("resume_writing")` when a buffer drained to `size` bytes must
     /// resume the protocol now.
     pub fn resume_notice(&mut self, size: usize) -> Option<&'static str> {
-        if self.paused && size <= self.low {
+        if self.paused && size as f64 <= self.low {
             self.paused = false;
             return Some("resume_writing");
         }
@@ -84,9 +67,7 @@ pub fn notify_protocol(
 ) -> PyResult<()> {
     let py = transport.py();
     if let Err(err) = protocol.call_method0(method) {
-        if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-            || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
-        {
+        if crate::errors::is_loop_stopping(py, &err) {
             return Err(err);
         }
         transport.call_method1(

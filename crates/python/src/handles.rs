@@ -27,7 +27,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use ferroloop_engine::CancelledCount;
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -245,7 +245,7 @@ impl HandleRef {
             match run_in_context(py, (*h).context, &callback, &args) {
                 Ok(()) => Ok(RunOutcome::Done),
                 Err(err) => {
-                    let stopping = is_loop_stopping_exception(py, &err);
+                    let stopping = crate::errors::is_loop_stopping(py, &err);
                     if !keep && !stopping && (*h).callback.is_null() && !(*h).cancelled {
                         // Put them back: the error report shows them.
                         (*h).callback = callback.into_ptr();
@@ -296,7 +296,7 @@ unsafe fn release_callback(py: Python<'_>, h: *mut HandleObject) {
     }
 }
 
-/// Enters `context`, calls `callback(*args)`, and leaves the context again.
+/// Calls `callback(*args)` in `context`.
 ///
 /// # Safety
 /// `context` must stay alive for the whole call (the handle owning it is
@@ -309,32 +309,16 @@ unsafe fn run_in_context(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
-    // SAFETY: `context` is alive (this function's contract). PyContext_Enter
-    // type-checks it and fails cleanly with a Python error if it is not a
-    // Context or is already entered; the GIL is held (`py`).
-    if unsafe { ffi::PyContext_Enter(context) } < 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let called = if args.is_empty() {
-        callback.call0()
-    } else {
-        callback.call1(args)
-    };
-    // SAFETY: the same context was entered just above on this thread; a
-    // callback cannot leave it for us (PyContext_Exit of a context not on
-    // top fails with RuntimeError, reported below), so this exit pairs with
-    // our enter.
-    let exited = unsafe { ffi::PyContext_Exit(context) };
-    let called = called.map(drop);
-    if exited < 0 {
-        let exit_err = PyErr::fetch(py);
-        return called.and(Err(exit_err));
-    }
-    called
-}
-
-fn is_loop_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
+    // SAFETY: `context` is alive for the whole call (this function's
+    // contract); the borrowed Bound takes no reference of its own.
+    let context = unsafe { Bound::from_borrowed_ptr(py, context) };
+    crate::context::run_in(&context, || {
+        if args.is_empty() {
+            callback.call0().map(drop)
+        } else {
+            callback.call1(args).map(drop)
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -448,7 +432,7 @@ unsafe fn method(
     // SAFETY: `slf` is the live object the method was called on.
     let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(py, &slf)));
-    match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
+    match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
         Ok(value) => value.into_ptr(),
         Err(err) => {
             err.restore(py);
@@ -693,7 +677,7 @@ unsafe extern "C" fn new(
                 take("loop").ok_or_else(|| PyTypeError::new_err("missing argument 'loop'"))?;
             let context = match take("context") {
                 Some(c) if !c.is_none() => c.unbind(),
-                _ => python_helpers::copy_context(py)?,
+                _ => crate::context::copy_current(py)?,
             };
             let debug = python_helpers::loop_debug(&loop_obj)?;
             let source_traceback = if debug {

@@ -15,13 +15,19 @@
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
+//! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
+//! - [`fs`]: the file system calls of Unix socket set-up;
 //! - [`observe`]: the blocking detector, task steps, `loop.stats()`;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
+//! - [`context`]: copying and entering `contextvars` contexts;
 //! - [`python_helpers`]: the Python functions used on cold paths.
 
 mod buffers;
+mod context;
 mod datagram_transport;
+mod errors;
 mod flow_control;
+mod fs;
 mod gil_cell;
 mod handles;
 mod io_watch;
@@ -44,6 +50,8 @@ use pyo3::prelude::*;
 mod _ferroloop {
     #[pymodule_export]
     use crate::datagram_transport::DatagramCore;
+    #[pymodule_export]
+    use crate::fs::{stat_mode_and_inode, unlink};
     #[pymodule_export]
     use crate::loop_core::LoopCore;
     #[pymodule_export]

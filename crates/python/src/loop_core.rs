@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError};
 
+use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::handles::{HandleRef, TimerSpec};
 use crate::observe::{Instrument, Observation};
@@ -55,6 +56,9 @@ pub struct LoopState {
     pub observer: Option<(Py<PyAny>, Py<PyAny>)>,
     /// `set_task_factory()`'s factory.
     pub task_factory: Option<Py<PyAny>>,
+    /// What `set_debug()` was given when it was not a bool: asyncio stores
+    /// any value and `get_debug()` returns it as given.
+    pub debug_value: Option<Py<PyAny>>,
     /// The last code object checked for being a coroutine function, and the
     /// answer: a loop schedules the same few functions over and over.
     coroutine_check_cache: Option<(Py<PyAny>, bool)>,
@@ -75,6 +79,10 @@ pub struct LoopCore {
     pub(crate) observed: AtomicBool,
     /// The blocking detector, task steps and the loop's counters.
     pub(crate) observation: Observation,
+    /// `time` is overridden (by a subclass, or on the instance, as test
+    /// tools that fake the clock do): the loop's own reads of the clock call
+    /// it, as asyncio's do.
+    time_overridden: AtomicBool,
 }
 
 pub fn current_thread_ident() -> u64 {
@@ -87,6 +95,15 @@ fn closed_error() -> PyErr {
 }
 
 impl LoopCore {
+    /// The loop's time: `time.monotonic()`, unless `time` is overridden.
+    #[inline]
+    pub(crate) fn time(&self, slf: &Bound<'_, LoopCore>) -> PyResult<f64> {
+        if self.time_overridden.load(Ordering::Relaxed) {
+            return slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract();
+        }
+        Ok(clock::monotonic())
+    }
+
     pub fn debug(&self, _py: Python<'_>) -> PyResult<bool> {
         Ok(self.debug.load(Ordering::Relaxed))
     }
@@ -197,7 +214,7 @@ impl LoopCore {
         core.check_callback(callback, method)?;
         let (context, private_context) = match context {
             Some(c) if !c.is_none() => (c.unbind(), false),
-            _ => (python_helpers::copy_context(py)?, true),
+            _ => (crate::context::copy_current(py)?, true),
         };
         let debug = core.is_debug();
         let source_traceback = if debug {
@@ -241,7 +258,7 @@ fn release_handles(
         }
     }
     for watcher in watchers {
-        if let Watcher::Callback(handle) = watcher {
+        if let Watcher::Callback { handle, .. } = watcher {
             handle.release(py);
         }
     }
@@ -264,7 +281,7 @@ impl LoopCore {
     ) -> PyResult<Option<Watcher>> {
         let mut st = self.state.borrow_mut(py)?;
         let io = st.io.as_mut().ok_or_else(closed_error)?;
-        Ok(io.insert(fd, direction, watcher)?)
+        io.insert(fd, direction, watcher).map_err(os_error)
     }
 
     pub(crate) fn unwatch_fd(
@@ -291,21 +308,30 @@ impl LoopCore {
     ) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
         let mut st = self.state.borrow_mut(py)?;
         let io = st.io.as_mut().ok_or_else(closed_error)?;
-        Ok(io.insert_pair(fd, reader, writer)?)
+        io.insert_pair(fd, reader, writer).map_err(os_error)
     }
 
+    /// Removes the registration of a transport's descriptor, if it is still
+    /// that transport's (`owns` says whether a watcher is it): a descriptor
+    /// closed behind a transport's back may have been reused, and registered
+    /// by a newer transport, before the old one lets go.
     pub(crate) fn unwatch_fd_both(
         &self,
         py: Python<'_>,
         fd: i32,
+        owns: impl Fn(&Watcher) -> bool,
     ) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
-        Ok(self
-            .state
-            .borrow_mut(py)?
-            .io
-            .as_mut()
-            .map(|io| io.remove_pair(fd))
-            .unwrap_or((None, None)))
+        let mut st = self.state.borrow_mut(py)?;
+        let Some(io) = st.io.as_mut() else {
+            return Ok((None, None));
+        };
+        if !io
+            .get(fd, ferroloop_engine::Direction::Read)
+            .is_some_and(owns)
+        {
+            return Ok((None, None));
+        }
+        Ok(io.remove_pair(fd))
     }
 
     /// The shared receive buffer (256 KiB, asyncio's read size); give it back
@@ -333,9 +359,9 @@ impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let poller = Poller::new()?;
-        let registry = poller.registry()?;
-        let waker = Waker::new(&registry)?;
+        let poller = Poller::new().map_err(os_error)?;
+        let registry = poller.registry().map_err(os_error)?;
+        let waker = Waker::new(&registry).map_err(os_error)?;
         let timers = TimerHeap::new();
         let cancelled_timers = timers.cancelled_count().clone();
         Ok(LoopCore {
@@ -348,6 +374,7 @@ impl LoopCore {
                 current_handle: None,
                 observer: None,
                 task_factory: None,
+                debug_value: None,
                 coroutine_check_cache: None,
             }),
             poller: GilCell::new(Some(poller)),
@@ -358,12 +385,19 @@ impl LoopCore {
             thread_id: AtomicU64::new(0),
             observed: AtomicBool::new(false),
             observation: Observation::new(),
+            time_overridden: AtomicBool::new(false),
         })
     }
 
     /// `time.monotonic()`, the loop's clock.
-    fn time(&self) -> f64 {
+    #[pyo3(name = "time")]
+    fn py_time(&self) -> f64 {
         clock::monotonic()
+    }
+
+    /// Whether `time` is overridden; `BaseLoop` keeps it up to date.
+    fn _set_time_overridden(&self, overridden: bool) {
+        self.time_overridden.store(overridden, Ordering::Relaxed);
     }
 
     /// Queues an existing handle (asyncio's `_add_callback`); a cancelled
@@ -378,15 +412,23 @@ impl LoopCore {
         let mut st = self.state.borrow_mut(py)?;
         st.ready.push(Ready::Callback(handle));
         if let Some(waker) = &st.waker {
-            waker.wake()?;
+            waker.wake().map_err(os_error)?;
         }
         Ok(())
     }
 
-    /// Sets the flag only; `Loop.set_debug` adds coroutine origin tracking.
-    fn _set_debug_flag(&self, enabled: bool) {
-        self.debug.store(enabled, Ordering::Relaxed);
-        self.observation.set(Instrument::Debug, enabled);
+    /// Sets the flag (and keeps a value that is not a bool, for
+    /// `get_debug()`); `Loop.set_debug` adds coroutine origin tracking.
+    fn _set_debug_flag(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = enabled.py();
+        let flag = enabled.is_truthy()?;
+        let value =
+            (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
+        let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.debug_value, value);
+        self.debug.store(flag, Ordering::Relaxed);
+        self.observation.set(Instrument::Debug, flag);
+        drop(previous);
+        Ok(())
     }
 
     fn is_running(&self) -> bool {
@@ -509,6 +551,7 @@ impl LoopCore {
         }
         visit.call(&st.current_handle)?;
         visit.call(&st.task_factory)?;
+        visit.call(&st.debug_value)?;
         if let Some((begin, end)) = &st.observer {
             visit.call(begin)?;
             visit.call(end)?;
@@ -529,6 +572,7 @@ impl LoopCore {
                     st.current_handle.take(),
                     st.observer.take(),
                     st.task_factory.take(),
+                    st.debug_value.take(),
                 )
             });
             if let Some((ready, timers, watchers, ..)) = &released {

@@ -5,7 +5,6 @@
 //! exactly as asyncio does and are easiest to keep identical there. Each is
 //! imported once and cached.
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
@@ -24,13 +23,6 @@ macro_rules! helper_fn {
         static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         helper($py, &CELL, $name)
     }};
-}
-
-/// `contextvars.copy_context()`.
-pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    // SAFETY: attached (`py`); PyContext_CopyCurrent returns a new reference
-    // or NULL with an exception set, which `from_owned_ptr_or_err` handles.
-    unsafe { Ok(Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind()) }
 }
 
 /// `loop.get_debug()`, read natively when the loop is ours.
@@ -63,6 +55,20 @@ pub fn report_callback_error(
     Ok(())
 }
 
+/// Sends an exception raised by a transport's (or socket operation's) work
+/// to the loop's exception handler, as asyncio reports one from its
+/// reader/writer handles.
+pub fn report_io_error(
+    loop_obj: &Bound<'_, PyAny>,
+    transport: Option<Py<PyAny>>,
+    err: PyErr,
+) -> PyResult<()> {
+    let py = loop_obj.py();
+    let exc = err.into_value(py);
+    helper_fn!(py, "report_io_error")?.call1((loop_obj, transport, exc))?;
+    Ok(())
+}
+
 /// asyncio's debug-mode `_check_callback`: rejects coroutines and
 /// coroutine functions (including wrapped ones) with its messages.
 pub fn check_callback_fully(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
@@ -87,12 +93,5 @@ pub fn log_warning(py: Python<'_>, message: &str) -> PyResult<()> {
     LOGGER
         .import(py, "asyncio.log", "logger")?
         .call_method1(pyo3::intern!(py, "warning"), (message,))?;
-    Ok(())
-}
-
-/// In debug mode a new task recorded the stack where it was made; drop the
-/// loop's own frame from it, as asyncio does.
-pub fn trim_task_traceback(task: &Bound<'_, PyAny>) -> PyResult<()> {
-    helper_fn!(task.py(), "trim_task_traceback")?.call1((task,))?;
     Ok(())
 }

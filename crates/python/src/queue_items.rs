@@ -34,7 +34,13 @@ pub enum Ready {
 /// The watcher of one side of a descriptor in the fd registry.
 pub enum Watcher {
     /// `add_reader`/`add_writer`: level-triggered, re-armed after each report.
-    Callback(HandleRef),
+    /// `fileobj` is what the caller passed (a number or an object with
+    /// `fileno()`): asyncio's selector finds a registration by it when its
+    /// `fileno()` no longer answers (a closed socket's is -1).
+    Callback {
+        handle: HandleRef,
+        fileobj: Py<PyAny>,
+    },
     /// A transport owns both sides and reads until the socket is drained.
     Stream(Py<StreamCore>),
     Datagram(Py<DatagramCore>),
@@ -56,7 +62,10 @@ impl Ready {
 impl Watcher {
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Watcher::Callback(h) => visit.call(h.object()),
+            Watcher::Callback { handle, fileobj } => {
+                visit.call(handle.object())?;
+                visit.call(fileobj)
+            }
             Watcher::Stream(t) => visit.call(t),
             Watcher::Datagram(t) => visit.call(t),
             Watcher::SockOp(op) => visit.call(op),

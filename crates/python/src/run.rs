@@ -100,7 +100,7 @@ fn wait_timeout(slf: &Bound<'_, LoopCore>) -> PyResult<Wait> {
             }
         } else {
             match st.timers.next_deadline(&mut discarded) {
-                Some(when) => Wait::Poll(Some(duration_until(when))),
+                Some(when) => Wait::Until(when),
                 None => Wait::Poll(None),
             }
         }
@@ -110,16 +110,22 @@ fn wait_timeout(slf: &Bound<'_, LoopCore>) -> PyResult<Wait> {
         .timers_cancelled
         .add(discarded.len() as u64);
     release_timers(discarded);
-    Ok(wait)
+    Ok(match wait {
+        Wait::Until(when) => Wait::Poll(Some(duration_until(when, core.time(slf)?))),
+        other => other,
+    })
 }
 
 enum Wait {
     Skip,
     Poll(Option<Duration>),
+    /// Until this loop time (turned into a `Poll` once the borrow is over:
+    /// reading an overridden `loop.time()` runs Python code).
+    Until(f64),
 }
 
-fn duration_until(when: f64) -> Duration {
-    let secs = when - clock::monotonic();
+fn duration_until(when: f64, now: f64) -> Duration {
+    let secs = when - now;
     if secs > 0.0 {
         Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     } else {
@@ -137,7 +143,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
     };
     let stats = &core.observation.stats;
     let polled = match wait {
-        Wait::Skip => None,
+        Wait::Skip | Wait::Until(_) => None,
         Wait::Poll(Some(Duration::ZERO)) => Some(poller.poll(Some(Duration::ZERO))),
         Wait::Poll(timeout) => {
             let started = stats.wait_starts();
@@ -159,7 +165,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
             drop(poller_slot);
             py.check_signals()?;
         }
-        Some(Err(err)) => return Err(err.into()),
+        Some(Err(err)) => return Err(crate::errors::os_error(err)),
         Some(Ok(())) => {
             let mut st = core.state.borrow_mut(py)?;
             let st = &mut *st;
@@ -173,20 +179,19 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
         }
         None => drop(poller_slot),
     }
+    if core.state.borrow(py)?.timers.is_empty() {
+        // No clock read needed (it is a measurable part of a busy
+        // iteration without timers).
+        drop(discarded);
+        return Ok(());
+    }
+    let now = core.time(slf)?;
     {
         let mut st = core.state.borrow_mut(py)?;
         let st = &mut *st;
-        if st.timers.is_empty() {
-            // No clock read needed (it is a measurable part of a busy
-            // iteration without timers).
-            drop(discarded);
-            return Ok(());
-        }
-        let now_ns = clock::monotonic_ns();
-        stats.note_reading(now_ns);
         let ready = &mut st.ready;
         st.timers.pop_due(
-            clock::ns_to_secs(now_ns),
+            now,
             |timer| {
                 stats.timers_fired.add(1);
                 timer.0.mark_unscheduled();
@@ -242,7 +247,7 @@ fn queue_ready_io(
             continue;
         }
         match io.get(fd, direction) {
-            Some(Watcher::Callback(handle)) => {
+            Some(Watcher::Callback { handle, .. }) => {
                 level_triggered = true;
                 if handle.is_cancelled() {
                     discarded.extend(io.remove(fd, direction));
@@ -350,13 +355,38 @@ fn run_io(slf: &Bound<'_, LoopCore>, item: Ready) -> PyResult<()> {
             readable,
             writable,
             hangup,
-        } => StreamCore::on_ready(transport.bind(py), readable, writable, hangup),
+        } => report_io_error(
+            slf,
+            StreamCore::on_ready(transport.bind(py), readable, writable, hangup),
+            || transport.get().transport_object(py),
+        ),
         Ready::Datagram {
             transport,
             readable,
             writable,
-        } => DatagramCore::on_ready(transport.bind(py), readable, writable),
-        Ready::SockOp(op) => SockOp::on_ready(op.bind(py)),
+        } => report_io_error(
+            slf,
+            DatagramCore::on_ready(transport.bind(py), readable, writable),
+            || transport.get().transport_object(py),
+        ),
+        Ready::SockOp(op) => report_io_error(slf, SockOp::on_ready(op.bind(py)), || None),
+    }
+}
+
+/// An exception that escapes a transport's or socket operation's work (a
+/// protocol's `datagram_received` or `error_received` that raises, say) is
+/// what asyncio's reader or writer handle would have raised: the loop
+/// reports it and goes on. Only `KeyboardInterrupt`/`SystemExit` stop it.
+fn report_io_error(
+    slf: &Bound<'_, LoopCore>,
+    result: PyResult<()>,
+    transport: impl FnOnce() -> Option<Py<PyAny>>,
+) -> PyResult<()> {
+    match result {
+        Err(err) if !crate::errors::is_loop_stopping(slf.py(), &err) => {
+            python_helpers::report_io_error(slf.as_any(), transport(), err)
+        }
+        other => other,
     }
 }
 

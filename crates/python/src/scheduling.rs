@@ -13,7 +13,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ferroloop_engine::clock;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -21,6 +20,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
+use crate::errors::panic_error;
 use crate::handles::HandleRef;
 use crate::loop_core::{LoopCore, ScheduledTimer};
 use crate::queue_items::Ready;
@@ -190,17 +190,6 @@ unsafe fn entry(
     }
 }
 
-/// A Rust panic becomes a Python exception (pyo3's PanicException), never
-/// an abort of the interpreter.
-pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic from Rust code".to_string());
-    pyo3::panic::PanicException::new_err(message)
-}
-
 /// A float deadline or delay, refusing `None` with asyncio's message.
 fn seconds(value: Option<Bound<'_, PyAny>>, none_message: &'static str) -> PyResult<f64> {
     match value {
@@ -231,7 +220,7 @@ fn soon(
     st.ready.push(Ready::Callback(handle.clone_ref(py)));
     if threadsafe {
         if let Some(waker) = &st.waker {
-            waker.wake()?;
+            waker.wake().map_err(crate::errors::os_error)?;
         }
     }
     drop(st);
@@ -357,7 +346,7 @@ unsafe fn soon_shortcut(
                 Some(ctx) if ctx != ffi::Py_None() => {
                     (Bound::from_borrowed_ptr(py, ctx).unbind(), false)
                 }
-                _ => (crate::python_helpers::copy_context(py)?, true),
+                _ => (crate::context::copy_current(py)?, true),
             };
             let callback = Bound::from_borrowed_ptr(py, callback);
             let handle = HandleRef::new(
@@ -376,7 +365,7 @@ unsafe fn soon_shortcut(
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
             if threadsafe {
                 if let Some(waker) = &st.waker {
-                    waker.wake()?;
+                    waker.wake().map_err(crate::errors::os_error)?;
                 }
             }
             drop(st);
@@ -426,7 +415,7 @@ unsafe extern "C" fn call_soon_threadsafe(
 scheduling_method!(call_later, "call_later", Some("delay"), |slf, call| {
     let delay = seconds(call.leading.take(), "delay must not be None")?;
     // asyncio implements call_later with call_at and names that in errors.
-    at(slf, clock::monotonic() + delay, call, "call_at")
+    at(slf, slf.get().time(slf)? + delay, call, "call_at")
 });
 scheduling_method!(call_at, "call_at", Some("when"), |slf, call| {
     let when = seconds(call.leading.take(), "when cannot be None")?;
@@ -445,6 +434,34 @@ unsafe extern "C" fn create_task(
     unsafe {
         raw_entry(slf, |slf| {
             let py = slf.py();
+            let task = if crate::tasks::create_task_needs_asyncio(slf)? {
+                // CPython's vectorcall contract, forwarded (this whole
+                // function's body is under its SAFETY comment).
+                crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames)?
+            } else {
+                create_task_directly(py, slf, args, nargs, kwnames)?
+            };
+            slf.get().observation.task_created(py, task.bind(py))?;
+            Ok(task)
+        })
+    }
+}
+
+/// `create_task` without a task factory, outside debug mode.
+///
+/// # Safety
+/// CPython's vectorcall contract for `args`, `nargs` and `kwnames`.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
+unsafe fn create_task_directly(
+    py: Python<'_>,
+    slf: &Bound<'_, LoopCore>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: this function's contract is CPython's vectorcall contract.
+    unsafe {
+        {
             let [coro, name, context] = keyword_arguments(
                 py,
                 args,
@@ -458,7 +475,7 @@ unsafe extern "C" fn create_task(
                 PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
             })?;
             crate::tasks::create_task(slf, &coro, name, context)
-        })
+        }
     }
 }
 
@@ -479,7 +496,11 @@ unsafe extern "C" fn get_debug(
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
     unsafe {
         raw_entry(slf, |slf| {
-            Ok(pyo3::types::PyBool::new(slf.py(), slf.get().is_debug())
+            let py = slf.py();
+            if let Some(value) = &slf.get().state.borrow(py)?.debug_value {
+                return Ok(value.clone_ref(py));
+            }
+            Ok(pyo3::types::PyBool::new(py, slf.get().is_debug())
                 .to_owned()
                 .into_any()
                 .unbind())

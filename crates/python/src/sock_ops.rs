@@ -13,18 +13,21 @@
 use std::os::fd::RawFd;
 
 use ferroloop_engine::Direction;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::buffers::{WritableBuffer, WriteData};
+use crate::buffers::WritableBuffer;
+use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
 use crate::queue_items::Watcher;
-use crate::sys_io::{self, os_error, Io};
+use crate::sys_io::{self, Io};
 
 enum Operation {
     /// Only wait for readiness (the Python caller retries its own call).
     Wait,
+    SendFile(SendFile),
     Recv {
         max: usize,
     },
@@ -37,10 +40,141 @@ enum Operation {
     },
 }
 
+/// `os.sendfile` from a file to the socket until the file (or `count`) is
+/// done, as asyncio's `_sock_sendfile_native_impl` does it, natively: no
+/// blocking-call checker sees a file call from the loop's Python code, and
+/// no Python call per chunk.
+struct SendFile {
+    file_fd: RawFd,
+    /// The file offset of the next byte to send.
+    offset: i64,
+    /// 0: until the end of the file.
+    count: usize,
+    /// How much one call asks for when there is no `count` (the file size).
+    blocksize: usize,
+    total_sent: usize,
+    /// No call has been made yet (asyncio normalises ENOTCONN only after one).
+    first_call: bool,
+}
+
+/// At most this much is sent per loop iteration, so that one large file
+/// does not hold the loop while the socket keeps taking data.
+const SENDFILE_BYTES_PER_TURN: usize = 8 * 1024 * 1024;
+
+enum SendFileStep {
+    Done,
+    Pending,
+    /// The turn's share is sent and the socket may take more: go on next
+    /// iteration (no edge will announce it).
+    Again,
+    Failed(std::io::Error),
+}
+
+impl SendFile {
+    fn step(&mut self, sock_fd: RawFd) -> SendFileStep {
+        let mut budget = SENDFILE_BYTES_PER_TURN;
+        loop {
+            let size = if self.count > 0 {
+                self.count - self.total_sent
+            } else {
+                self.blocksize
+            };
+            if size == 0 {
+                return SendFileStep::Done;
+            }
+            let sent = sys_io::sendfile(sock_fd, self.file_fd, self.offset, size.min(budget));
+            let first = std::mem::replace(&mut self.first_call, false);
+            match sent {
+                Ok(Io::WouldBlock) => return SendFileStep::Pending,
+                Ok(Io::Done(0)) => return SendFileStep::Done,
+                Ok(Io::Done(n)) => {
+                    self.offset += n as i64;
+                    self.total_sent += n;
+                    budget -= n.min(budget);
+                    if budget == 0 {
+                        return SendFileStep::Again;
+                    }
+                }
+                Err(err) => {
+                    self.first_call = first;
+                    return SendFileStep::Failed(err);
+                }
+            }
+        }
+    }
+
+    /// The file position after the data sent, as asyncio leaves it.
+    fn update_file_position(&self) -> PyResult<()> {
+        if self.total_sent > 0 {
+            sys_io::seek_to(self.file_fd, self.offset).map_err(os_error)?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's errors: before anything was sent the native way is "not
+    /// available" (the caller may fall back); a connection lost in the
+    /// middle is a ConnectionError.
+    fn error(&self, py: Python<'_>, err: std::io::Error) -> PyResult<PyErr> {
+        let exceptions = py.import(pyo3::intern!(py, "asyncio.exceptions"))?;
+        if self.total_sent == 0 {
+            let kind = exceptions.getattr(pyo3::intern!(py, "SendfileNotAvailableError"))?;
+            return Ok(PyErr::from_value(kind.call1(("os.sendfile call failed",))?));
+        }
+        let is_enotconn = err.raw_os_error() == Some(libc::ENOTCONN);
+        let cause = os_error(err);
+        if !self.first_call && is_enotconn {
+            let normalised = pyo3::exceptions::PyConnectionError::new_err((
+                "socket is not connected",
+                libc::ENOTCONN,
+            ));
+            normalised.set_cause(py, Some(cause));
+            return Ok(normalised);
+        }
+        Ok(cause)
+    }
+}
+
+/// A C `Py_ssize_t` argument read as Python's argument parsing reads one:
+/// an index, with Python's own OverflowError message.
+fn ssize_argument(value: &Bound<'_, PyAny>) -> PyResult<isize> {
+    let py = value.py();
+    // SAFETY: `value` is a live object; PyNumber_Index returns a new
+    // reference or NULL with an exception set, which the Bound takes.
+    let index = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(value.as_ptr()))? };
+    // SAFETY: `index` is a live int; PyLong_AsSsize_t sets an exception
+    // exactly when it fails, which -1 alone cannot tell.
+    let n = unsafe { ffi::PyLong_AsSsize_t(index.as_ptr()) };
+    if n == -1 {
+        if let Some(err) = PyErr::take(py) {
+            return Err(err);
+        }
+    }
+    Ok(n)
+}
+
+/// A C `long` argument (an `off_t` here), read the same way.
+fn long_argument(value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = value.py();
+    // SAFETY: as in `ssize_argument`.
+    let index = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(value.as_ptr()))? };
+    // SAFETY: `index` is a live int; PyLong_AsLong sets an exception exactly
+    // when it fails.
+    let n = unsafe { ffi::PyLong_AsLong(index.as_ptr()) };
+    if n == -1 {
+        if let Some(err) = PyErr::take(py) {
+            return Err(err);
+        }
+    }
+    Ok(n as i64)
+}
+
 /// The result of one attempt.
 enum Attempt {
     Complete(Py<PyAny>),
     Pending,
+    /// Not done, but not waiting for readiness either: try again on the
+    /// next iteration.
+    Again,
     Failed(PyErr),
 }
 
@@ -59,22 +193,26 @@ fn recv_bytes(
     fd: RawFd,
     max: usize,
 ) -> PyResult<Option<Py<PyAny>>> {
-    let mut buf = if max <= RECV_BUFFER_SIZE {
-        core.take_recv_buffer(py)?
+    let (received, data) = if max > RECV_BUFFER_SIZE {
+        // As Python's recv(max): a bytes of that size, received into.
+        crate::buffers::recv_new_bytes(py, fd, max)?
     } else {
-        vec![0; max]
-    };
-    let limit = max.min(buf.len());
-    let received = sys_io::recv(fd, &mut buf[..limit]);
-    let data = match &received {
-        Ok(Io::Done(n)) => Some(PyBytes::new(py, &buf[..*n]).into_any().unbind()),
-        _ => None,
-    };
-    if buf.len() == RECV_BUFFER_SIZE {
+        let mut buf = core.take_recv_buffer(py)?;
+        let received = sys_io::recv(fd, &mut buf[..max]);
+        let data = match &received {
+            Ok(Io::Done(n)) if *n > 0 => Some(PyBytes::new(py, &buf[..*n])),
+            _ => None,
+        };
         core.return_recv_buffer(py, buf)?;
-    }
+        (received, data)
+    };
     match received {
-        Ok(_) => Ok(data),
+        Ok(Io::Done(_)) => Ok(Some(
+            data.unwrap_or_else(|| PyBytes::new(py, b""))
+                .into_any()
+                .unbind(),
+        )),
+        Ok(Io::WouldBlock) => Ok(None),
         Err(err) => Err(os_error(err)),
     }
 }
@@ -97,6 +235,20 @@ impl SockOp {
         let mut op = self.operation.borrow_mut(py)?;
         let result = match &mut *op {
             Operation::Wait => Ok(Some(py.None())),
+            Operation::SendFile(job) => {
+                let step = job.step(self.fd);
+                let outcome = match step {
+                    SendFileStep::Pending => return Ok(Attempt::Pending),
+                    SendFileStep::Again => return Ok(Attempt::Again),
+                    SendFileStep::Done => Ok(job.total_sent),
+                    SendFileStep::Failed(err) => Err(err),
+                };
+                job.update_file_position()?;
+                return Ok(match outcome {
+                    Ok(total) => Attempt::Complete(total.into_pyobject(py)?.into_any().unbind()),
+                    Err(err) => Attempt::Failed(job.error(py, err)?),
+                });
+            }
             Operation::Recv { max } => {
                 let max = *max;
                 drop(op);
@@ -140,6 +292,7 @@ impl SockOp {
         }
         match this.attempt(py)? {
             Attempt::Pending => Ok(()),
+            Attempt::Again => this.again(slf),
             Attempt::Complete(value) => {
                 this.unregister(slf)?;
                 future.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
@@ -151,6 +304,15 @@ impl SockOp {
                 Ok(())
             }
         }
+    }
+
+    /// Queues another attempt for the next iteration.
+    fn again(&self, slf: &Bound<'_, SockOp>) -> PyResult<()> {
+        let py = slf.py();
+        self.loop_
+            .bind(py)
+            .get()
+            .push_ready(py, crate::queue_items::Ready::SockOp(slf.clone().unbind()))
     }
 
     /// Removes this operation from the registry if it is still the watcher.
@@ -170,7 +332,8 @@ impl SockOp {
 
     /// Tries `operation` now (unless the caller just did); if the socket is
     /// not ready, returns a future and leaves the operation waiting for
-    /// readiness.
+    /// readiness (unless a transport owns the socket: asyncio's
+    /// `_ensure_fd_no_transport`).
     fn start(
         slf: &Bound<'_, LoopCore>,
         fd: RawFd,
@@ -186,13 +349,16 @@ impl SockOp {
             future: py.None(),
             operation: GilCell::new(operation),
         };
+        let mut again = false;
         if try_now {
             match op.attempt(py)? {
                 Attempt::Complete(value) => return Ok(value),
                 Attempt::Failed(err) => return Err(err),
                 Attempt::Pending => {}
+                Attempt::Again => again = true,
             }
         }
+        crate::io_watch::ensure_no_transport(slf, fd.into_pyobject(py)?.as_any())?;
         let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
         let op = Bound::new(
             py,
@@ -204,11 +370,14 @@ impl SockOp {
         let replaced =
             slf.get()
                 .watch_fd(py, fd, direction, Watcher::SockOp(op.clone().unbind()))?;
-        if let Some(Watcher::Callback(handle)) = replaced {
+        if let Some(Watcher::Callback { handle, .. }) = replaced {
             handle
                 .object()
                 .bind(py)
                 .call_method0(pyo3::intern!(py, "cancel"))?;
+        }
+        if again {
+            op.get().again(&op)?;
         }
         future.call_method1(pyo3::intern!(py, "add_done_callback"), (op,))?;
         Ok(future.unbind())
@@ -249,12 +418,24 @@ impl LoopCore {
     }
 
     /// `recv(n)` on socket descriptor `fd`: the bytes, or a future of them.
-    fn _sock_recv(slf: &Bound<'_, Self>, fd: RawFd, n: usize) -> PyResult<Py<PyAny>> {
-        SockOp::start(slf, fd, Direction::Read, Operation::Recv { max: n }, true)
+    /// `n` is read as Python's `socket.recv` reads it.
+    fn _sock_recv(slf: &Bound<'_, Self>, fd: RawFd, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let n = ssize_argument(n)?;
+        let max = usize::try_from(n)
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("negative buffersize in recv"))?;
+        if max == 0 {
+            return Ok(PyBytes::new(py, b"").into_any().unbind());
+        }
+        SockOp::start(slf, fd, Direction::Read, Operation::Recv { max }, true)
     }
 
     /// `recv_into(buffer)`: the byte count, or a future of it.
     fn _sock_recv_into(slf: &Bound<'_, Self>, fd: RawFd, buffer: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if WritableBuffer::get(buffer.bind(py))?.len() == 0 {
+            return Ok(0_i32.into_pyobject(py)?.into_any().unbind());
+        }
         SockOp::start(
             slf,
             fd,
@@ -264,14 +445,43 @@ impl LoopCore {
         )
     }
 
+    /// `os.sendfile` of file `file_fd` to socket `fd` from `offset`, `count`
+    /// bytes (0: to the end), `blocksize` at a time without a count: the
+    /// total sent, or a future of it (asyncio's `_sock_sendfile_native_impl`).
+    fn _sock_sendfile(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        file_fd: RawFd,
+        offset: &Bound<'_, PyAny>,
+        count: &Bound<'_, PyAny>,
+        blocksize: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let count = usize::try_from(ssize_argument(count)?).unwrap_or(0);
+        let blocksize = usize::try_from(ssize_argument(blocksize)?).unwrap_or(0);
+        let job = SendFile {
+            file_fd,
+            offset: long_argument(offset)?,
+            count,
+            blocksize,
+            total_sent: 0,
+            first_call: true,
+        };
+        SockOp::start(slf, fd, Direction::Write, Operation::SendFile(job), true)
+    }
+
+    /// `os.fstat(fd).st_size`, or None when the descriptor has none to give.
+    fn _file_size(&self, fd: RawFd) -> Option<u64> {
+        sys_io::file_size(fd).ok()
+    }
+
     /// Sends all of `data`: None when done at once, else a future.
     fn _sock_sendall(
         slf: &Bound<'_, Self>,
         fd: RawFd,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let data = WriteData::extract(data)?;
-        let bytes = data.as_slice();
+        let data = crate::buffers::send_data(data)?;
+        let bytes = data.bytes();
         let sent = match sys_io::send(fd, bytes).map_err(os_error)? {
             Io::Done(n) => n,
             Io::WouldBlock => 0,

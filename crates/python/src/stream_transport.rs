@@ -22,7 +22,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -30,31 +30,27 @@ use pyo3::types::PyBytes;
 use pyo3::{PyTraverseError, PyTypeInfo};
 
 use crate::buffers::{WritableBuffer, WriteData};
+use crate::errors::os_error;
 use crate::flow_control::{notify_protocol, FlowControl};
 use crate::gil_cell::GilCell;
 use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
-use crate::sys_io::{self, os_error, Io};
+use crate::sys_io::{self, Io};
 use crate::write_buffer::WriteBuffer;
 
 /// A read at least this large makes the next one ask the kernel how much is
 /// waiting and read it straight into a `bytes` of that size (`recv_exact`).
 const LARGE_READ: usize = 32 * 1024;
 
-extern "C" {
-    /// CPython's in-place resize of a `bytes` object with one reference; not
-    /// exported by pyo3-ffi.
-    fn _PyBytes_Resize(
-        bytes: *mut *mut ffi::PyObject,
-        new_size: ffi::Py_ssize_t,
-    ) -> std::os::raw::c_int;
-}
-
 /// How the protocol takes data.
 pub enum Reader {
     /// `data_received(bytes)`, bound once.
     Data(Py<PyAny>),
+    /// A protocol without a `data_received` (asyncio's `set_protocol` takes
+    /// any object): it is looked up at each read, and failing that is the
+    /// protocol's error, reported as asyncio reports it.
+    Unresolved(Py<PyAny>),
     /// `BufferedProtocol`: `get_buffer(-1)`, then `buffer_updated(n)`.
     Buffered {
         get_buffer: Py<PyAny>,
@@ -73,17 +69,17 @@ impl Reader {
                     .unbind(),
             })
         } else {
-            Ok(Reader::Data(
-                protocol
-                    .getattr(pyo3::intern!(py, "data_received"))?
-                    .unbind(),
-            ))
+            Ok(match protocol.getattr(pyo3::intern!(py, "data_received")) {
+                Ok(method) => Reader::Data(method.unbind()),
+                Err(_) => Reader::Unresolved(protocol.clone().unbind()),
+            })
         }
     }
 
     fn clone_ref(&self, py: Python<'_>) -> Reader {
         match self {
             Reader::Data(f) => Reader::Data(f.clone_ref(py)),
+            Reader::Unresolved(p) => Reader::Unresolved(p.clone_ref(py)),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -96,7 +92,7 @@ impl Reader {
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Reader::Data(f) => visit.call(f),
+            Reader::Data(f) | Reader::Unresolved(f) => visit.call(f),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -111,10 +107,6 @@ impl Reader {
 fn buffered_protocol_type(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
     static TYPE: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
     Ok(TYPE.import(py, "asyncio", "BufferedProtocol")?.clone())
-}
-
-pub fn is_stopping_exception(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
 }
 
 struct StreamState {
@@ -133,6 +125,16 @@ struct StreamState {
     eof: bool,
     /// A sendfile in progress waits for the buffer to drain on this future.
     empty_waiter: Option<Py<PyAny>>,
+    /// The protocol's read callbacks (`data_received`, `eof_received`, ...)
+    /// run in this context: a copy of the one current when the transport
+    /// started reading, as asyncio's reader handle copies it (and again at
+    /// each `resume_reading()`, which in asyncio adds a new reader).
+    read_context: Option<Py<PyAny>>,
+    /// The write side's callbacks (`resume_writing`, `connection_lost` once
+    /// drained) run in a copy of the context current when buffered data made
+    /// the transport start watching for writability (asyncio's writer
+    /// handle); `None` while nothing is buffered.
+    write_context: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen)]
@@ -142,6 +144,13 @@ pub struct StreamCore {
     state: GilCell<StreamState>,
     /// The last read was large: size the next one by what is pending.
     large_reads: AtomicBool,
+}
+
+/// Which method is writing (their messages and rules differ slightly).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteCall {
+    Write,
+    Writelines,
 }
 
 /// What to do once the state borrow is released.
@@ -173,11 +182,26 @@ impl StreamCore {
         writable: bool,
         hangup: bool,
     ) -> PyResult<()> {
+        let py = slf.py();
         if writable {
-            StreamCore::write_ready(slf)?;
+            let context = slf
+                .get()
+                .state
+                .borrow(py)?
+                .write_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf))?;
         }
         if readable {
-            StreamCore::read_ready(slf, hangup)?;
+            let context = slf
+                .get()
+                .state
+                .borrow(py)?
+                .read_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
+            crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup))?;
         }
         Ok(())
     }
@@ -197,8 +221,17 @@ impl StreamCore {
         };
         match reader {
             Reader::Data(data_received) => {
-                this.read_into_bytes(slf, data_received.bind(py), hangup)
+                this.read_into_bytes(slf, |data| data_received.bind(py).call1((data,)), hangup)
             }
+            Reader::Unresolved(protocol) => this.read_into_bytes(
+                slf,
+                |data| {
+                    protocol
+                        .bind(py)
+                        .call_method1(pyo3::intern!(py, "data_received"), (data,))
+                },
+                hangup,
+            ),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -211,10 +244,10 @@ impl StreamCore {
         }
     }
 
-    fn read_into_bytes(
+    fn read_into_bytes<'py>(
         &self,
-        slf: &Bound<'_, StreamCore>,
-        data_received: &Bound<'_, PyAny>,
+        slf: &Bound<'py, StreamCore>,
+        data_received: impl FnOnce(Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyAny>>,
         hangup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
@@ -235,7 +268,7 @@ impl StreamCore {
             Ok(Io::WouldBlock) => Ok(()),
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(_)) => {
-                if let Err(err) = data_received.call1((data.expect("data of a non-empty read"),)) {
+                if let Err(err) = data_received(data.expect("data of a non-empty read")) {
                     return self.protocol_failed(
                         py,
                         err,
@@ -279,36 +312,9 @@ impl StreamCore {
         pending: usize,
     ) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let size = pending.min(crate::loop_core::RECV_BUFFER_SIZE);
-        // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of
-        // n uninitialised bytes that only we see until we hand it out; recv
-        // writes at most `size` bytes into it; if fewer arrive (another reader
-        // raced us), _PyBytes_Resize shrinks our only reference in place, or
-        // fails, freeing it and setting an exception.
-        // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
-        unsafe {
-            let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
-            if obj.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            let received = sys_io::recv_raw(self.fd, ffi::PyBytes_AsString(obj).cast(), size);
-            match received {
-                Ok(Io::Done(n)) if n > 0 => {
-                    if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {
-                        return Err(PyErr::fetch(py));
-                    }
-                    let data = Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>();
-                    Ok((
-                        received,
-                        Some(data),
-                        n == crate::loop_core::RECV_BUFFER_SIZE,
-                    ))
-                }
-                _ => {
-                    ffi::Py_DECREF(obj);
-                    Ok((received, None, false))
-                }
-            }
-        }
+        let (received, data) = crate::buffers::recv_new_bytes(py, self.fd, size)?;
+        let filled = matches!(received, Ok(Io::Done(n)) if n == crate::loop_core::RECV_BUFFER_SIZE);
+        Ok((received, data, filled))
     }
 
     fn read_into_protocol_buffer(
@@ -329,22 +335,26 @@ impl StreamCore {
                 )
             }
         };
+        // asyncio checks len(buf) (a failure is get_buffer()'s), then
+        // recv_into(buf) takes it (a refusal is a read error).
+        let sized = match target.len() {
+            Ok(0) => Err(PyRuntimeError::new_err(
+                "get_buffer() returned an empty buffer",
+            )),
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sized {
+            return self.protocol_failed(
+                py,
+                err,
+                "Fatal error: protocol.get_buffer() call failed.",
+            );
+        }
         let view = match WritableBuffer::get(&target) {
-            Ok(view) if view.len() > 0 => view,
-            Ok(_) => {
-                let err = PyRuntimeError::new_err("get_buffer() returned an empty buffer");
-                return self.protocol_failed(
-                    py,
-                    err,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                );
-            }
+            Ok(view) => view,
             Err(err) => {
-                return self.protocol_failed(
-                    py,
-                    err,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                )
+                return self.protocol_failed(py, err, "Fatal read error on socket transport")
             }
         };
         // SAFETY: `view` holds the exported buffer for the duration of the
@@ -424,7 +434,7 @@ impl StreamCore {
     }
 
     fn protocol_failed(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
-        if is_stopping_exception(py, &err) {
+        if crate::errors::is_loop_stopping(py, &err) {
             return Err(err);
         }
         self.fatal_error(py, err, message)
@@ -486,16 +496,22 @@ impl StreamCore {
             return Ok(());
         }
         this.flow_notify(py, FlowControl::resume_notice)?;
-        let (empty, closing, eof, waiter) = {
-            let st = this.state.borrow(py)?;
+        let (empty, closing, eof, waiter, writer_context) = {
+            let mut st = this.state.borrow_mut(py)?;
             let empty = st.buffer.is_empty();
-            let waiter = if empty {
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
+            let (waiter, writer_context) = if empty {
+                // Drained: asyncio removes its writer (and with it the
+                // writer's context) here.
+                (
+                    st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                    st.write_context.take(),
+                )
             } else {
-                None
+                (None, None)
             };
-            (empty, st.life.closing, st.eof, waiter)
+            (empty, st.life.closing, st.eof, waiter, writer_context)
         };
+        drop(writer_context);
         if empty {
             if let Some(waiter) = waiter {
                 waiter
@@ -578,26 +594,44 @@ impl StreamCore {
     /// `transport.write(data)`: send at once what the socket takes, buffer
     /// the rest. Installed as a raw one-argument method (see `install`).
     pub fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = WriteData::extract(data)?;
+        StreamCore::write_data(slf, data, WriteCall::Write)
+    }
+
+    /// What `write()` and 3.12's `writelines()` share: send at once what the
+    /// socket takes, buffer the rest.
+    fn write_data(
+        slf: &Bound<'_, StreamCore>,
+        data: WriteData<'_>,
+        call: WriteCall,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let data = WriteData::extract(data)?;
-        let failure = {
+        let method = match call {
+            WriteCall::Write => "write",
+            WriteCall::Writelines => "writelines",
+        };
+        let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
             if st.eof {
-                return Err(PyRuntimeError::new_err(
-                    "Cannot call write() after write_eof()",
-                ));
+                return Err(PyRuntimeError::new_err(format!(
+                    "Cannot call {method}() after write_eof()"
+                )));
             }
             if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err(
-                    "unable to write; sendfile is in progress",
-                ));
+                return Err(PyRuntimeError::new_err(format!(
+                    "unable to {method}; sendfile is in progress"
+                )));
             }
             let bytes = data.as_slice();
             if bytes.is_empty() {
                 return Ok(());
             }
             if st.life.is_lost() {
+                if call == WriteCall::Writelines {
+                    // asyncio's writelines() drops it without a word.
+                    return Ok(());
+                }
                 let warn = st.life.write_after_loss();
                 drop(st);
                 if warn {
@@ -607,23 +641,31 @@ impl StreamCore {
             }
             let mut sent = 0;
             let mut failure = None;
-            if st.buffer.is_empty() {
+            let was_empty = st.buffer.is_empty();
+            if was_empty {
                 match sys_io::send(this.fd, bytes) {
                     Ok(Io::Done(n)) => sent = n,
                     Ok(Io::WouldBlock) => {}
                     Err(err) => failure = Some(os_error(err)),
                 }
             }
-            if failure.is_none() && sent < bytes.len() {
+            let buffering = failure.is_none() && sent < bytes.len();
+            if buffering {
                 match &data {
                     WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
                     WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
                 }
             }
-            failure
+            (failure, was_empty && buffering)
         };
         if let Some(err) = failure {
             return this.fatal_error(py, err, "Fatal write error on socket transport");
+        }
+        if started_buffering {
+            // Where asyncio adds its writer, whose handle copies the context.
+            let context = crate::context::copy_current(py)?;
+            let previous = this.state.borrow_mut(py)?.write_context.replace(context);
+            drop(previous);
         }
         this.flow_notify(py, FlowControl::pause_notice)
     }
@@ -668,6 +710,8 @@ impl StreamCore {
                 life: Lifecycle::default(),
                 eof: false,
                 empty_waiter: None,
+                read_context: None,
+                write_context: None,
             }),
         };
         core.set_protocol_impl(protocol)?;
@@ -681,6 +725,9 @@ impl StreamCore {
         if !this.state.borrow_mut(py)?.life.begin_watching() {
             return Ok(());
         }
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         let me = slf.clone().unbind();
         let replaced = this.loop_core(py).get().watch_fd_both(
             py,
@@ -696,7 +743,11 @@ impl StreamCore {
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered {
-            Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd)?)
+            Some(self.loop_core(py).get().unwatch_fd_both(
+                py,
+                self.fd,
+                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
+            )?)
         } else {
             None
         };
@@ -708,17 +759,42 @@ impl StreamCore {
                 st.reader.take(),
                 st.buffer.clear(),
                 st.empty_waiter.take(),
+                st.read_context.take(),
+                st.write_context.take(),
             )
         };
         drop((removed, released));
         Ok(())
     }
 
+    /// 3.12's `writelines()`: its own checks and messages, any falsy
+    /// argument is nothing to write, and every item is taken as a
+    /// `memoryview` (so its errors are memoryview's). (3.11's is the base
+    /// class's `write(b''.join(list_of_data))`.)
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let joined =
-            PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (list_of_data,))?;
-        StreamCore::write(slf, &joined)
+        {
+            let st = slf.get().state.borrow(py)?;
+            if st.eof {
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call writelines() after write_eof()",
+                ));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err(
+                    "unable to writelines; sendfile is in progress",
+                ));
+            }
+        }
+        if !list_of_data.is_truthy()? {
+            return Ok(());
+        }
+        let mut joined = Vec::new();
+        for item in list_of_data.try_iter()? {
+            let view = pyo3::types::PyMemoryView::from(&item?)?;
+            joined.extend_from_slice(WriteData::extract(view.as_any())?.as_slice());
+        }
+        StreamCore::write_data(slf, WriteData::Copied(joined), WriteCall::Writelines)
     }
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
@@ -780,6 +856,11 @@ impl StreamCore {
             }
             st.reading_paused = false;
         }
+        // asyncio adds a new reader here, whose handle copies the context of
+        // the caller.
+        let context = crate::context::copy_current(py)?;
+        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        drop(previous);
         // Data (or the end) may have arrived while paused, and its edge is
         // gone: look, until a read comes back empty-handed.
         this.retry_read(slf, true)?;
@@ -790,18 +871,11 @@ impl StreamCore {
         Ok(self.state.borrow(py)?.buffer.len())
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
-        Ok(self.state.borrow(py)?.flow.limits())
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
-    ) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low)?;
+    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
+    /// Python transport does asyncio's arithmetic and checks, and keeps the
+    /// values it was given for `get_write_buffer_limits`.
+    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
+        self.state.borrow_mut(py)?.flow.set_limits(high, low);
         self.flow_notify(py, FlowControl::pause_notice)
     }
 
@@ -823,7 +897,11 @@ impl StreamCore {
     fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         if registered {
-            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd)?;
+            let removed = self.loop_core(py).get().unwatch_fd_both(
+                py,
+                self.fd,
+                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
+            )?;
             drop(removed);
         }
         Ok(())
@@ -885,6 +963,8 @@ impl StreamCore {
             }
             st.buffer.traverse(&visit)?;
             visit.call(&st.empty_waiter)?;
+            visit.call(&st.read_context)?;
+            visit.call(&st.write_context)?;
         }
         Ok(())
     }
@@ -898,6 +978,8 @@ impl StreamCore {
                     st.reader.take(),
                     st.buffer.clear(),
                     st.empty_waiter.take(),
+                    st.read_context.take(),
+                    st.write_context.take(),
                 )
             });
             drop(released);
@@ -919,7 +1001,7 @@ unsafe extern "C" fn raw_write(
             let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StreamCore>();
             StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))
         }));
-        match outcome.unwrap_or_else(|payload| Err(crate::scheduling::panic_error(payload))) {
+        match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
             Ok(()) => py.None().into_ptr(),
             Err(err) => {
                 err.restore(py);

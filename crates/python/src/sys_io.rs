@@ -8,9 +8,6 @@
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::PyOSError;
-use pyo3::PyErr;
-
 /// Never block, never raise SIGPIPE (a closed peer gives EPIPE instead).
 const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
@@ -95,20 +92,33 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// `OSError(errno, strerror)`: Python picks the subclass from the errno
-/// (ConnectionResetError, BrokenPipeError, ...), exactly as its socket
-/// module's own errors do.
-pub fn os_error(err: io::Error) -> PyErr {
-    match err.raw_os_error() {
-        Some(errno) => {
-            // SAFETY: strerror returns a pointer to a NUL-terminated static or
-            // thread-local message, valid until the next strerror call on this
-            // thread; we copy it at once.
-            let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }
-                .to_string_lossy()
-                .into_owned();
-            PyOSError::new_err((errno, text))
+/// `sendfile(2)`: up to `count` bytes of file `in_fd` from `offset`, to
+/// socket `out_fd` (non-blocking: "would block" is a value).
+pub fn sendfile(out_fd: RawFd, in_fd: RawFd, offset: i64, count: usize) -> io::Result<Io> {
+    let mut offset: libc::off_t = offset;
+    // SAFETY: sendfile takes descriptors and a pointer to an off_t we own
+    // for the duration of the call; bad descriptors are reported as errors.
+    retry(|| unsafe { libc::sendfile(out_fd, in_fd, &mut offset, count) })
+}
+
+/// The size of the open file `fd` (`os.fstat(fd).st_size`).
+pub fn file_size(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: a zeroed stat is a valid buffer for fstat to fill; it is read
+    // only after fstat reported success.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) < 0 {
+            return Err(io::Error::last_os_error());
         }
-        None => PyOSError::new_err(err.to_string()),
+        Ok(st.st_size.max(0) as u64)
     }
+}
+
+/// Moves the position of file `fd` to `offset` (`os.lseek(fd, offset, SEEK_SET)`).
+pub fn seek_to(fd: RawFd, offset: i64) -> io::Result<()> {
+    // SAFETY: lseek takes only integers; a bad descriptor is an error.
+    if unsafe { libc::lseek(fd, offset, libc::SEEK_SET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -66,18 +66,93 @@ fn call_with_keywords<'py>(
     }
 }
 
-/// `loop.create_future()`: `asyncio.futures.Future(loop=loop)`.
+/// asyncio's own `BaseEventLoop.<name>`, for the cases it must do itself.
+fn asyncio_method<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(cell
+        .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import("asyncio.base_events")?
+                .getattr("BaseEventLoop")?
+                .getattr(name)?
+                .unbind())
+        })?
+        .bind(py)
+        .clone())
+}
+
+/// `loop.create_future()`: `asyncio.futures.Future(loop=loop)`. In debug
+/// mode asyncio's own method makes it, so that the creation stack the future
+/// records is the one stock asyncio records (it ends in that method).
 pub fn create_future(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
     static FUTURES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    static CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = slf.py();
+    if slf.get().is_debug() {
+        return Ok(asyncio_method(py, &CREATE_FUTURE, "create_future")?
+            .call1((slf,))?
+            .unbind());
+    }
     let future_type =
         module(py, &FUTURES, "asyncio.futures")?.getattr(pyo3::intern!(py, "Future"))?;
     let names = keyword_names(py, &NAMES, &["loop"])?;
     Ok(call_with_keywords(&future_type, &[], names, &[slf.as_any()])?.unbind())
 }
 
-/// `loop.create_task(coro, name=name, context=context)`.
+/// Whether `create_task` must go through asyncio's own method: in debug
+/// mode (the creation stack a task records must end where stock asyncio's
+/// does), and with a task factory (whose calling convention and naming rules
+/// change between Python versions, and whose cost dwarfs the detour).
+pub fn create_task_needs_asyncio(slf: &Bound<'_, LoopCore>) -> PyResult<bool> {
+    let core = slf.get();
+    Ok(core.is_debug() || core.state.borrow(slf.py())?.task_factory.is_some())
+}
+
+/// asyncio's `BaseEventLoop.create_task(loop, *args, **kwargs)`, called with
+/// the arguments exactly as given, so that its checks and errors are asyncio's.
+///
+/// # Safety
+/// `args` must point to `nargs` live objects followed by one per name in
+/// `kwnames` (a tuple of strings, or NULL), as CPython passes them.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
+pub unsafe fn create_task_through_asyncio(
+    slf: &Bound<'_, LoopCore>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    static CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = slf.py();
+    let method = asyncio_method(py, &CREATE_TASK, "create_task")?;
+    let positional = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    let named = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
+    };
+    let mut forwarded = Vec::with_capacity(1 + positional + named);
+    forwarded.push(slf.as_ptr());
+    // SAFETY: the caller passes `positional + named` live borrowed
+    // references at `args`.
+    forwarded.extend_from_slice(unsafe { std::slice::from_raw_parts(args, positional + named) });
+    // SAFETY: `forwarded` holds the loop, the positional arguments and the
+    // keyword values, all borrowed references alive for the call; `kwnames`
+    // names the last `named` of them. The result is a new reference or NULL
+    // with an exception set.
+    unsafe {
+        let result =
+            ffi::PyObject_Vectorcall(method.as_ptr(), forwarded.as_ptr(), 1 + positional, kwnames);
+        Ok(Bound::from_owned_ptr_or_err(py, result)?.unbind())
+    }
+}
+
+/// `loop.create_task(coro, name=name, context=context)` without a task
+/// factory, outside debug mode: the C `Task`, made directly.
 pub fn create_task(
     slf: &Bound<'_, LoopCore>,
     coro: &Bound<'_, PyAny>,
@@ -87,53 +162,16 @@ pub fn create_task(
     static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     let py = slf.py();
-    let core = slf.get();
-    core.check_closed()?;
-    let factory = core
-        .state
-        .borrow(py)?
-        .task_factory
-        .as_ref()
-        .map(|f| f.clone_ref(py));
+    slf.get().check_closed()?;
     let none = py.None().into_bound(py);
-    let name = name.filter(|n| !n.is_none());
-    let context = context.filter(|c| !c.is_none());
-    let task = match factory {
-        None => {
-            let task_type =
-                module(py, &TASKS, "asyncio.tasks")?.getattr(pyo3::intern!(py, "Task"))?;
-            let names = keyword_names(py, &NAMES, &["loop", "name", "context"])?;
-            let values = [
-                slf.as_any(),
-                name.as_ref().unwrap_or(&none),
-                context.as_ref().unwrap_or(&none),
-            ];
-            let task = call_with_keywords(&task_type, &[coro], names, &values)?;
-            if core.is_debug() {
-                // The task recorded where it was made: here. Show our caller.
-                crate::python_helpers::trim_task_traceback(&task)?;
-            }
-            task
-        }
-        Some(factory) => {
-            let factory = factory.bind(py);
-            let task = match context {
-                // Factories written before 3.11 take no context argument.
-                None => factory.call1((slf, coro))?,
-                Some(context) => {
-                    static CONTEXT_NAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-                    let names = keyword_names(py, &CONTEXT_NAME, &["context"])?;
-                    call_with_keywords(factory, &[slf.as_any(), coro], names, &[&context])?
-                }
-            };
-            if let Some(name) = name {
-                task.call_method1(pyo3::intern!(py, "set_name"), (name,))?;
-            }
-            task
-        }
-    };
-    core.observation.task_created(py, &task)?;
-    Ok(task.unbind())
+    let task_type = module(py, &TASKS, "asyncio.tasks")?.getattr(pyo3::intern!(py, "Task"))?;
+    let names = keyword_names(py, &NAMES, &["loop", "name", "context"])?;
+    let values = [
+        slf.as_any(),
+        name.as_ref().unwrap_or(&none),
+        context.as_ref().unwrap_or(&none),
+    ];
+    Ok(call_with_keywords(&task_type, &[coro], names, &values)?.unbind())
 }
 
 #[pymethods]

@@ -96,12 +96,6 @@ impl LoopStats {
         now
     }
 
-    /// A clock reading taken anyway (the timers' "now").
-    #[inline]
-    pub fn note_reading(&self, now_ns: i64) {
-        self.last_reading_ns.store(now_ns, Ordering::Relaxed);
-    }
-
     /// Starts timing a non-empty batch; reuses the last reading if nothing
     /// waited since (the loop's own work in between is busy time too).
     #[inline]
