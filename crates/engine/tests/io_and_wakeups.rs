@@ -234,10 +234,7 @@ fn a_descriptor_closed_and_reused_can_be_watched_again() {
     let (mut writer, reader) = UnixStream::pair().unwrap();
     // SAFETY: as above; the number is free again.
     assert_eq!(unsafe { libc::dup2(reader.as_raw_fd(), FD) }, FD);
-    assert_eq!(
-        registry.insert(FD, Direction::Read, "new").unwrap(),
-        Some("old")
-    );
+    assert_eq!(registry.insert(FD, Direction::Read, "new").unwrap(), Some("old"));
     writer.write_all(b"x").unwrap();
     poller.poll(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(ready_fds(&poller), vec![(FD, true, false)]);

@@ -160,10 +160,7 @@ pub fn recv_new_bytes(
     py: Python<'_>,
     fd: RawFd,
     size: usize,
-) -> PyResult<(
-    std::io::Result<crate::sys_io::Io>,
-    Option<Bound<'_, PyBytes>>,
-)> {
+) -> PyResult<(std::io::Result<crate::sys_io::Io>, Option<Bound<'_, PyBytes>>)> {
     use crate::sys_io::{recv_raw, Io};
     let Ok(length) = ffi::Py_ssize_t::try_from(size) else {
         return Err(pyo3::exceptions::PyMemoryError::new_err(()));

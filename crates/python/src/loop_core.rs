@@ -325,10 +325,7 @@ impl LoopCore {
         let Some(io) = st.io.as_mut() else {
             return Ok((None, None));
         };
-        if !io
-            .get(fd, ferroloop_engine::Direction::Read)
-            .is_some_and(owns)
-        {
+        if !io.get(fd, ferroloop_engine::Direction::Read).is_some_and(owns) {
             return Ok((None, None));
         }
         Ok(io.remove_pair(fd))
@@ -422,8 +419,7 @@ impl LoopCore {
     fn _set_debug_flag(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = enabled.py();
         let flag = enabled.is_truthy()?;
-        let value =
-            (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
+        let value = (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.debug_value, value);
         self.debug.store(flag, Ordering::Relaxed);
         self.observation.set(Instrument::Debug, flag);

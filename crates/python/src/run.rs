@@ -281,12 +281,10 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
     let mut batch = core.state.borrow_mut(py)?.ready.take_batch();
     let mut outcome = Ok(());
-    if batch.is_empty() {
-        return Ok(());
-    }
     let stats = &core.observation.stats;
-    let mut clock = stats.batch_clock();
+    let mut clock = (!batch.is_empty()).then(|| stats.batch_clock());
     while let Some(item) = batch.pop_front() {
+        let Some(clock) = clock.as_mut() else { break };
         // Items timed alone are named if they take the longest yet.
         let subject = if clock.next_is_alone() {
             observe::subject_of(py, &item)
@@ -304,7 +302,9 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
             break;
         }
     }
-    stats.batch_ended(&clock);
+    if let Some(clock) = &clock {
+        stats.batch_ended(clock);
+    }
     core.state.borrow_mut(py)?.ready.return_batch(batch);
     outcome
 }

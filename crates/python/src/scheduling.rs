@@ -434,34 +434,14 @@ unsafe extern "C" fn create_task(
     unsafe {
         raw_entry(slf, |slf| {
             let py = slf.py();
-            let task = if crate::tasks::create_task_needs_asyncio(slf)? {
+            if crate::tasks::create_task_needs_asyncio(slf)? {
                 // CPython's vectorcall contract, forwarded (this whole
                 // function's body is under its SAFETY comment).
-                crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames)?
-            } else {
-                create_task_directly(py, slf, args, nargs, kwnames)?
-            };
-            slf.get().observation.task_created(py, task.bind(py))?;
-            Ok(task)
-        })
-    }
-}
-
-/// `create_task` without a task factory, outside debug mode.
-///
-/// # Safety
-/// CPython's vectorcall contract for `args`, `nargs` and `kwnames`.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
-unsafe fn create_task_directly(
-    py: Python<'_>,
-    slf: &Bound<'_, LoopCore>,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<Py<PyAny>> {
-    // SAFETY: this function's contract is CPython's vectorcall contract.
-    unsafe {
-        {
+                return made_task(
+                    slf,
+                    crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames),
+                );
+            }
             let [coro, name, context] = keyword_arguments(
                 py,
                 args,
@@ -474,9 +454,17 @@ unsafe fn create_task_directly(
             let coro = coro.ok_or_else(|| {
                 PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
             })?;
-            crate::tasks::create_task(slf, &coro, name, context)
-        }
+            made_task(slf, crate::tasks::create_task(slf, &coro, name, context))
+        })
     }
+}
+
+/// A task `create_task` made, shown to the step recorder (its parent is
+/// the task running now).
+fn made_task(slf: &Bound<'_, LoopCore>, task: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    let task = task?;
+    slf.get().observation.task_created(slf.py(), task.bind(slf.py()))?;
+    Ok(task)
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.

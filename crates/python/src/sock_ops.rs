@@ -18,10 +18,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::buffers::WritableBuffer;
-use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
 use crate::queue_items::Watcher;
+use crate::errors::os_error;
 use crate::sys_io::{self, Io};
 
 enum Operation {
@@ -208,9 +208,7 @@ fn recv_bytes(
     };
     match received {
         Ok(Io::Done(_)) => Ok(Some(
-            data.unwrap_or_else(|| PyBytes::new(py, b""))
-                .into_any()
-                .unbind(),
+            data.unwrap_or_else(|| PyBytes::new(py, b"")).into_any().unbind(),
         )),
         Ok(Io::WouldBlock) => Ok(None),
         Err(err) => Err(os_error(err)),

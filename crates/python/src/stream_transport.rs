@@ -30,12 +30,12 @@ use pyo3::types::PyBytes;
 use pyo3::{PyTraverseError, PyTypeInfo};
 
 use crate::buffers::{WritableBuffer, WriteData};
-use crate::errors::os_error;
 use crate::flow_control::{notify_protocol, FlowControl};
 use crate::gil_cell::GilCell;
 use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
+use crate::errors::os_error;
 use crate::sys_io::{self, Io};
 use crate::write_buffer::WriteBuffer;
 
@@ -184,23 +184,11 @@ impl StreamCore {
     ) -> PyResult<()> {
         let py = slf.py();
         if writable {
-            let context = slf
-                .get()
-                .state
-                .borrow(py)?
-                .write_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
+            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
             crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf))?;
         }
         if readable {
-            let context = slf
-                .get()
-                .state
-                .borrow(py)?
-                .read_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
+            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
             crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup))?;
         }
         Ok(())
@@ -338,18 +326,12 @@ impl StreamCore {
         // asyncio checks len(buf) (a failure is get_buffer()'s), then
         // recv_into(buf) takes it (a refusal is a read error).
         let sized = match target.len() {
-            Ok(0) => Err(PyRuntimeError::new_err(
-                "get_buffer() returned an empty buffer",
-            )),
+            Ok(0) => Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer")),
             Ok(_) => Ok(()),
             Err(err) => Err(err),
         };
         if let Err(err) = sized {
-            return self.protocol_failed(
-                py,
-                err,
-                "Fatal error: protocol.get_buffer() call failed.",
-            );
+            return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed.");
         }
         let view = match WritableBuffer::get(&target) {
             Ok(view) => view,
@@ -600,11 +582,7 @@ impl StreamCore {
 
     /// What `write()` and 3.12's `writelines()` share: send at once what the
     /// socket takes, buffer the rest.
-    fn write_data(
-        slf: &Bound<'_, StreamCore>,
-        data: WriteData<'_>,
-        call: WriteCall,
-    ) -> PyResult<()> {
+    fn write_data(slf: &Bound<'_, StreamCore>, data: WriteData<'_>, call: WriteCall) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let method = match call {
@@ -743,11 +721,9 @@ impl StreamCore {
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered {
-            Some(self.loop_core(py).get().unwatch_fd_both(
-                py,
-                self.fd,
-                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
-            )?)
+            Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
+            })?)
         } else {
             None
         };
@@ -789,10 +765,22 @@ impl StreamCore {
         if !list_of_data.is_truthy()? {
             return Ok(());
         }
-        let mut joined = Vec::new();
+        let mut views = Vec::new();
         for item in list_of_data.try_iter()? {
-            let view = pyo3::types::PyMemoryView::from(&item?)?;
-            joined.extend_from_slice(WriteData::extract(view.as_any())?.as_slice());
+            views.push(pyo3::types::PyMemoryView::from(&item?)?);
+        }
+        let mut joined = Vec::new();
+        for view in &views {
+            match crate::buffers::send_data(view.as_any()) {
+                Ok(buffer) => joined.extend_from_slice(buffer.bytes()),
+                // asyncio queues the views and fails when sendmsg() takes
+                // them (a non-contiguous one): a fatal write error.
+                Err(err) => {
+                    return slf
+                        .get()
+                        .fatal_error(py, err, "Fatal write error on socket transport")
+                }
+            }
         }
         StreamCore::write_data(slf, WriteData::Copied(joined), WriteCall::Writelines)
     }
@@ -897,11 +885,9 @@ impl StreamCore {
     fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         if registered {
-            let removed = self.loop_core(py).get().unwatch_fd_both(
-                py,
-                self.fd,
-                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
-            )?;
+            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
+                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
+            })?;
             drop(removed);
         }
         Ok(())
