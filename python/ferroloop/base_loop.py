@@ -274,26 +274,46 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
             raise TypeError('executor must be ThreadPoolExecutor instance')
         self._default_executor = executor
 
-    async def shutdown_default_executor(self, timeout=None):
-        """Shut the default executor down and wait for its threads, at most
-        ``timeout`` seconds (None: as long as it takes)."""
+    if sys.version_info >= (3, 12):
+        async def shutdown_default_executor(self, timeout=None):
+            """Shut the default executor down and wait for its threads, at
+            most ``timeout`` seconds (None: as long as it takes)."""
+            thread, future = self._start_executor_shutdown()
+            if thread is None:
+                return
+            try:
+                async with timeouts.timeout(timeout):
+                    await future
+            except TimeoutError:
+                warnings.warn("The executor did not finishing joining "
+                              f"its threads within {timeout} seconds.",
+                              RuntimeWarning, stacklevel=2)
+                self._default_executor.shutdown(wait=False)
+            else:
+                thread.join()
+    else:
+        async def shutdown_default_executor(self):
+            """Shut the default executor down and wait for its threads
+            (3.11 takes no timeout)."""
+            thread, future = self._start_executor_shutdown()
+            if thread is None:
+                return
+            try:
+                await future
+            finally:
+                thread.join()
+
+    def _start_executor_shutdown(self):
+        """Starts shutting the default executor down in a thread of its own;
+        (thread, future set when done), or (None, None) if there is none."""
         self._executor_shutdown_called = True
         if self._default_executor is None:
-            return
+            return None, None
         future = self.create_future()
         thread = threading.Thread(target=self._shutdown_executor_in_thread,
                                   args=(future,))
         thread.start()
-        try:
-            async with timeouts.timeout(timeout):
-                await future
-        except TimeoutError:
-            warnings.warn("The executor did not finishing joining "
-                          f"its threads within {timeout} seconds.",
-                          RuntimeWarning, stacklevel=2)
-            self._default_executor.shutdown(wait=False)
-        else:
-            thread.join()
+        return thread, future
 
     def _shutdown_executor_in_thread(self, future):
         try:

@@ -399,7 +399,7 @@ class NetworkLoop(SocketLoop):
                             logger.warning(msg)
                         continue
                     raise OSError(err.errno, msg) from None
-            if not sockets:
+            if not sockets and sys.version_info >= (3, 13):
                 raise OSError('could not bind on any address out of %r'
                               % ([info[4] for info in infos],))
             completed = True

@@ -26,6 +26,13 @@ try:
 except ImportError:  # pragma: no cover - ssl is part of these builds
     ssl = None
 
+# From 3.12 making a transport refuses a descriptor another live transport
+# holds (asyncio's _ensure_fd_no_transport); 3.11 lets the new one take it.
+_TRANSPORTS_CHECK_DESCRIPTOR = sys.version_info >= (3, 12)
+
+_SENDFILE_BLOCKS_CAPPED = sys.version_info >= (3, 13)
+_SENDFILE_BLOCK_CAP = sys.maxsize // 2 + 1
+
 # Lookups one loop runs at the same time; more wait for a free thread.
 _RESOLVER_THREADS = 4
 
@@ -33,10 +40,12 @@ _RESOLVER_THREADS = 4
 def _check_socket(sock):
     """asyncio refuses SSL sockets and blocking sockets in its sock_*
     methods (the latter only in debug mode; we always do, since a blocking
-    socket would stall the loop)."""
+    socket would stall the loop). An object that is no socket at all fails
+    later, where asyncio's own checks fail it."""
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
-    if sock.gettimeout() != 0:
+    gettimeout = getattr(sock, 'gettimeout', None)
+    if gettimeout is not None and gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
 
 
@@ -113,8 +122,14 @@ class SocketLoop(BaseLoop):
 
     # sock_* coroutines.
 
+    # The native sock_recv, sock_recv_into and sock_sendall take Python
+    # sockets; anything else goes through the methods asyncio calls on it,
+    # so it fails (or works) as it does there.
+
     async def sock_recv(self, sock, n):
         _check_socket(sock)
+        if not isinstance(sock, socket.socket):
+            return await self._retry_when_ready(sock, False, 'recv', n)
         result = self._sock_recv(sock.fileno(), n)
         if isinstance(result, futures.Future):
             # The hot path: _wait_holding inlined.
@@ -128,6 +143,8 @@ class SocketLoop(BaseLoop):
 
     async def sock_recv_into(self, sock, buf):
         _check_socket(sock)
+        if not isinstance(sock, socket.socket):
+            return await self._retry_when_ready(sock, False, 'recv_into', buf)
         result = self._sock_recv_into(sock.fileno(), buf)
         if isinstance(result, futures.Future):
             # The hot path: _wait_holding inlined.
@@ -141,6 +158,8 @@ class SocketLoop(BaseLoop):
 
     async def sock_sendall(self, sock, data):
         _check_socket(sock)
+        if not isinstance(sock, socket.socket):
+            return await self._sock_sendall_through_methods(sock, data)
         result = self._sock_sendall(sock.fileno(), data)
         if isinstance(result, futures.Future):
             # The hot path: _wait_holding inlined.
@@ -152,11 +171,27 @@ class SocketLoop(BaseLoop):
                     sock._decref_socketios()
         return result
 
+    async def _sock_sendall_through_methods(self, sock, data):
+        """sock_sendall with the object's own send(), as asyncio does it."""
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)
+        fd = sock.fileno()
+        while sent < len(view):
+            await self._wait_fd(fd, True)
+            try:
+                sent += sock.send(view[sent:])
+            except (BlockingIOError, InterruptedError):
+                pass
+
     async def _retry_when_ready(self, sock, writable, method, *args):
         """``sock.<method>(*args)`` until it stops raising BlockingIOError,
         waiting for the socket between attempts. The method is looked up
         for each attempt, as asyncio does (tests swap it on the fly)."""
-        fd = sock.fileno()
         held = False
         try:
             while True:
@@ -166,7 +201,7 @@ class SocketLoop(BaseLoop):
                     pass
                 # Held from the first wait to the last attempt (see _hold).
                 held = held or _hold(sock)
-                await self._wait_fd(fd, writable)
+                await self._wait_fd(sock.fileno(), writable)
         finally:
             if held:
                 sock._decref_socketios()
@@ -189,6 +224,7 @@ class SocketLoop(BaseLoop):
 
     async def sock_accept(self, sock):
         _check_socket(sock)
+        sock.fileno()   # asyncio reads it before it accepts (and so fails)
         conn, address = await self._retry_when_ready(sock, False, 'accept')
         conn.setblocking(False)
         return conn, address
@@ -245,6 +281,11 @@ class SocketLoop(BaseLoop):
         blocksize = count if count else fsize
         if not blocksize:
             return 0  # An empty file.
+        if _SENDFILE_BLOCKS_CAPPED:
+            # 3.13 caps each call's size (so a count beyond any file is
+            # no OverflowError); earlier versions pass it to sendfile().
+            count = min(count or 0, _SENDFILE_BLOCK_CAP)
+            blocksize = min(blocksize, _SENDFILE_BLOCK_CAP)
         result = self._sock_sendfile(sock.fileno(), fileno, offset, count or 0,
                                      blocksize)
         if isinstance(result, futures.Future):
@@ -279,6 +320,8 @@ class SocketLoop(BaseLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
+        if _TRANSPORTS_CHECK_DESCRIPTOR:
+            self._ensure_fd_no_transport(sock)
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
@@ -287,6 +330,8 @@ class SocketLoop(BaseLoop):
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
         """TLS is CPython's own ``sslproto`` over a native transport."""
+        if _TRANSPORTS_CHECK_DESCRIPTOR:
+            self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
@@ -297,6 +342,8 @@ class SocketLoop(BaseLoop):
 
     def _make_datagram_transport(self, sock, protocol, address=None,
                                  waiter=None, extra=None):
+        if _TRANSPORTS_CHECK_DESCRIPTOR:
+            self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     # Serving: asyncio.Server calls these for each listening socket.

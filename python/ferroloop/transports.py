@@ -250,7 +250,8 @@ class DatagramTransport(_TransportBase, transports.Transport,
         self._address = address
         newer = sys.version_info >= (3, 13)
         self._core = DatagramCore(loop, sock, protocol, self, address,
-                                  newer, 8 if newer else 0)
+                                  bool(self._extra['peername']), newer,
+                                  8 if newer else 0)
         self.sendto = self._core.sendto
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._core._start)

@@ -13,7 +13,6 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
-use pyo3::PyTypeInfo;
 
 /// A contiguous buffer exported by a Python object, released on drop.
 pub struct ExportedBuffer {
@@ -97,6 +96,10 @@ impl WritableBuffer {
 pub enum WriteData<'py> {
     Shared(Bound<'py, PyBytes>),
     Copied(Vec<u8>),
+    /// A memoryview the socket cannot take (not contiguous, released), of
+    /// `len()` items: asyncio accepts it, and the send then fails with this
+    /// error, which is a fatal write error of the transport.
+    Unsendable(PyErr, usize),
 }
 
 impl<'py> WriteData<'py> {
@@ -107,12 +110,7 @@ impl<'py> WriteData<'py> {
         if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
             return match ExportedBuffer::export(data, ffi::PyBUF_SIMPLE) {
                 Ok(buffer) => Ok(WriteData::Copied(buffer.bytes().to_vec())),
-                // A non-contiguous memoryview: let Python flatten it.
-                Err(_) => Ok(WriteData::Shared(
-                    PyBytes::type_object(data.py())
-                        .call1((data,))?
-                        .cast_into()?,
-                )),
+                Err(err) => Ok(WriteData::Unsendable(err, data.len().unwrap_or(0))),
             };
         }
         Err(PyTypeError::new_err(format!(
@@ -121,10 +119,21 @@ impl<'py> WriteData<'py> {
         )))
     }
 
-    pub fn as_slice(&self) -> &[u8] {
+    /// Nothing to send (`not data` in asyncio).
+    pub fn is_empty(&self) -> bool {
         match self {
-            WriteData::Shared(b) => b.as_bytes(),
-            WriteData::Copied(v) => v,
+            WriteData::Shared(b) => b.as_bytes().is_empty(),
+            WriteData::Copied(v) => v.is_empty(),
+            WriteData::Unsendable(_, len) => *len == 0,
+        }
+    }
+
+    /// The bytes, or the error sending them gives.
+    pub fn bytes(&self, py: Python<'_>) -> Result<&[u8], PyErr> {
+        match self {
+            WriteData::Shared(b) => Ok(b.as_bytes()),
+            WriteData::Copied(v) => Ok(v),
+            WriteData::Unsendable(err, _) => Err(err.clone_ref(py)),
         }
     }
 }

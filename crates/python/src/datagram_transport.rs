@@ -50,8 +50,10 @@ pub struct DatagramCore {
     fd: RawFd,
     loop_: Py<LoopCore>,
     sock: Py<PyAny>,
-    /// The connected peer (`remote_addr`), if any: sends use `send()`.
+    /// The peer given as `remote_addr`, if any: `sendto()` refuses others.
     address: Option<Py<PyAny>>,
+    /// The socket has a peer (`getpeername()` answers): sends use `send()`.
+    connected: bool,
     /// The socket's addresses are IPv4 or IPv6 ones, which are read and
     /// written natively; other families go through Python's socket.
     ip_addresses: bool,
@@ -359,6 +361,20 @@ impl DatagramCore {
         delivered.map(drop)
     }
 
+    /// A send from `sendto()` failed: asyncio's rule for datagram errors.
+    fn fail_write(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
+        let protocol = self
+            .state
+            .borrow(py)?
+            .protocol
+            .as_ref()
+            .map(|p| p.clone_ref(py));
+        match protocol {
+            Some(p) => self.io_error(py, &p, err, "Fatal write error on datagram transport"),
+            None => Ok(()),
+        }
+    }
+
     /// asyncio's rule for datagram errors: an OSError goes to the protocol's
     /// `error_received`, anything else is fatal.
     fn io_error(
@@ -397,11 +413,11 @@ impl DatagramCore {
 
     /// One send of `data` to `addr` (None: the connected peer).
     fn send_one(&self, py: Python<'_>, data: &[u8], addr: &Bound<'_, PyAny>) -> Sent {
-        // Connected: a plain send. Otherwise to a numeric IP address
-        // natively; anything else (a Unix path, a host name, None, which
-        // asyncio passes on to sendto() and so fails as it does) through
-        // Python's socket.
-        let target = if self.address.is_some() {
+        // Connected (it has a peer): a plain send, whatever `addr` says, as
+        // asyncio does. Otherwise to a numeric IP address natively; anything
+        // else (a Unix path, a host name, None, which asyncio passes on to
+        // sendto() and so fails as it does) through Python's socket.
+        let target = if self.connected {
             Some(None)
         } else if self.ip_addresses {
             numeric_sockaddr(addr).map(Some)
@@ -526,14 +542,17 @@ impl DatagramCore {
 
 #[pymethods]
 impl DatagramCore {
-    /// `DatagramCore(loop, sock, protocol, transport, address, send_empty, header_size)`.
+    /// `DatagramCore(loop, sock, protocol, transport, address, connected,
+    /// send_empty, header_size)`.
     #[new]
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         r#loop: &Bound<'_, PyAny>,
         sock: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         transport: Py<PyAny>,
         address: Option<Py<PyAny>>,
+        connected: bool,
         send_empty: bool,
         header_size: usize,
     ) -> PyResult<Self> {
@@ -546,6 +565,7 @@ impl DatagramCore {
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             sock: sock.clone().unbind(),
             address,
+            connected,
             send_empty,
             header_size,
             state: GilCell::new(DatagramState {
@@ -615,8 +635,7 @@ impl DatagramCore {
         addr: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let data = WriteData::extract(data)?;
-        let bytes = data.as_slice();
-        if bytes.is_empty() && !self.send_empty {
+        if data.is_empty() && !self.send_empty {
             return Ok(());
         }
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
@@ -640,24 +659,15 @@ impl DatagramCore {
             }
             return Ok(());
         }
+        let bytes = match data.bytes(py) {
+            Ok(bytes) => bytes,
+            Err(err) => return self.fail_write(py, err),
+        };
         if buffer_empty {
             match self.send_one(py, bytes, &addr) {
                 Sent::Done => return Ok(()),
                 Sent::WouldBlock => {}
-                Sent::Failed(err) => {
-                    let protocol = self
-                        .state
-                        .borrow(py)?
-                        .protocol
-                        .as_ref()
-                        .map(|p| p.clone_ref(py));
-                    return match protocol {
-                        Some(p) => {
-                            self.io_error(py, &p, err, "Fatal write error on datagram transport")
-                        }
-                        None => Ok(()),
-                    };
-                }
+                Sent::Failed(err) => return self.fail_write(py, err),
             }
         }
         let owned = PyBytes::new(py, bytes).unbind();

@@ -312,6 +312,16 @@ unsafe fn run_in_context(
     // SAFETY: `context` is alive for the whole call (this function's
     // contract); the borrowed Bound takes no reference of its own.
     let context = unsafe { Bound::from_borrowed_ptr(py, context) };
+    // SAFETY: PyContext_CheckExact only reads the type of a live object.
+    if unsafe { ffi::PyContext_CheckExact(context.as_ptr()) } == 0 {
+        // asyncio calls `context.run(callback, *args)` on whatever it was
+        // given as a context: do the same for what is not a real one.
+        let mut call = vec![callback.clone()];
+        call.extend(args.iter());
+        return context
+            .call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call)?)
+            .map(drop);
+    }
     crate::context::run_in(&context, || {
         if args.is_empty() {
             callback.call0().map(drop)
@@ -891,6 +901,10 @@ pub fn create_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
     // is a new reference or NULL with an exception set.
     let handle_ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(handle_spec))? }
         .cast_into::<PyType>()?;
+    if py.version_info() < (3, 12) {
+        // Handle.get_context() came with Python 3.12.
+        handle_ty.delattr("get_context")?;
+    }
 
     let timer_methods = Box::leak(Box::new([
         no_args(

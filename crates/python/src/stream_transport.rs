@@ -601,8 +601,7 @@ impl StreamCore {
                     "unable to {method}; sendfile is in progress"
                 )));
             }
-            let bytes = data.as_slice();
-            if bytes.is_empty() {
+            if data.is_empty() {
                 return Ok(());
             }
             if st.life.is_lost() {
@@ -617,6 +616,13 @@ impl StreamCore {
                 }
                 return Ok(());
             }
+            let bytes = match data.bytes(py) {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    drop(st);
+                    return this.fatal_error(py, err, "Fatal write error on socket transport");
+                }
+            };
             let mut sent = 0;
             let mut failure = None;
             let was_empty = st.buffer.is_empty();
@@ -631,7 +637,7 @@ impl StreamCore {
             if buffering {
                 match &data {
                     WriteData::Shared(b) => st.buffer.push_shared(py, b.clone().unbind(), sent),
-                    WriteData::Copied(v) => st.buffer.push_copy(&v[sent..]),
+                    _ => st.buffer.push_copy(&bytes[sent..]),
                 }
             }
             (failure, was_empty && buffering)
