@@ -73,7 +73,9 @@ def test_sleeping_tasks_overlap_and_blocking_ones_follow_each_other():
     runs = runs_of(sequential)
     worker_runs = sorted(runs[lane['name']][0] for lane in sequential.lanes
                          if lane['coroutine'] == 'work')
-    assert [round(stop - start, 1) for start, stop in worker_runs] == [0.2, 0.1, 0.3]
+    # One after another, each as long as its time.sleep at least.
+    assert [stop - start >= delay for (start, stop), delay in zip(worker_runs, (0.2, 0.1, 0.3))] \
+        == [True, True, True]
     for (_, first_end), (second_start, _) in zip(worker_runs, worker_runs[1:]):
         assert second_start >= first_end
     blocking = [s for s in sequential.segments if s[1] == 'blocking' and

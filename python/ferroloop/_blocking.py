@@ -5,8 +5,9 @@ The native half (crates/python/src/observe/blocking.rs) decides *when*: a
 watchdog thread notices an item that has held the loop longer than the
 threshold and calls :func:`capture` while the item still runs, then the
 loop calls :func:`report` when the item ends. Both run rarely, so they are
-written in Python; :func:`capture` runs on the watchdog thread and only
-walks frames (source lines are read later, on the loop thread).
+written in Python. :func:`capture` runs on the watchdog thread and reads
+the source lines there too, so that the report, made on the loop thread,
+reads no file.
 """
 
 import asyncio
@@ -21,12 +22,23 @@ from dataclasses import dataclass, field
 logger = logging.getLogger('ferroloop')
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_LIBRARY_DIRS = tuple(sorted({
-    os.path.join(os.path.realpath(path), '')
-    for path in (sysconfig.get_paths()[key]
-                 for key in ('stdlib', 'platstdlib', 'purelib', 'platlib'))
-    if path
-} | {os.path.join(_PACKAGE_DIR, '')}))
+
+
+def _library_dirs():
+    """The standard library, installed packages and ferroloop, each as
+    given and with symbolic links resolved (code objects name files by the
+    path they were imported from). Resolved once, here: at run time paths
+    are only compared, with no file system call on the loop thread."""
+    paths = {sysconfig.get_paths()[key] for key in ('stdlib', 'platstdlib', 'purelib', 'platlib')}
+    paths.add(_PACKAGE_DIR)
+    dirs = set()
+    for path in filter(None, paths):
+        dirs.add(os.path.join(os.path.abspath(path), ''))
+        dirs.add(os.path.join(os.path.realpath(path), ''))
+    return tuple(sorted(dirs))
+
+
+_LIBRARY_DIRS = _library_dirs()
 _RUN_FOREVER = os.path.join(_PACKAGE_DIR, 'base_loop.py')
 
 
@@ -34,7 +46,7 @@ def is_library_file(filename):
     """True for the standard library, installed packages and ferroloop."""
     if filename.startswith('<'):
         return filename.startswith('<frozen ')
-    return os.path.realpath(filename).startswith(_LIBRARY_DIRS)
+    return os.path.abspath(filename).startswith(_LIBRARY_DIRS)
 
 
 @dataclass(frozen=True)
@@ -78,8 +90,7 @@ def capture(subject, thread_id):
     frame = sys._current_frames().get(thread_id)
     if frame is None:
         return None
-    frames = traceback.StackSummary.extract(traceback.walk_stack(frame),
-                                            lookup_lines=False)
+    frames = traceback.StackSummary.extract(traceback.walk_stack(frame))
     frames.reverse()
     return subject, frames
 
