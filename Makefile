@@ -3,19 +3,25 @@
 #   make demo     build, then run the lesson programs on stock asyncio and on ferroloop
 #   make test     build, then run every test (Rust engine, pytest, CPython's asyncio suite)
 #   make bench    build, then compare ferroloop, stock asyncio and uvloop
+#   make wheels   release wheels for CPython 3.11-3.13 and the sdist, in dist/
+#   make test-wheels   each wheel (and the sdist's) in a clean venv without Rust
+#   make soak     build, then run the fault suite's soaks at full size
+#   make fuzz     build, then run the fuzz suite long, with fresh random examples
 #
 # PYTHON picks the interpreter (default python3.11); python3.12 and python3.13
 # are found under pyenv when they are not on PATH. Each interpreter gets its own
 # virtual environment, made here with everything installed from the registry.
 
 PYTHON ?= python3.11
-PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null || \
-	ls $$(pyenv root 2>/dev/null)/versions/*/bin/$(PYTHON) 2>/dev/null | tail -n 1)
+# The interpreter named $(1): on PATH, else the newest under pyenv.
+find_python = $(shell $(1) -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	ls $$(pyenv root 2>/dev/null)/versions/*/bin/$(1) 2>/dev/null | tail -n 1)
+PYTHON_EXE := $(call find_python,$(PYTHON))
 VENV := $(CURDIR)/.venv-$(notdir $(PYTHON))
 VPY := $(VENV)/bin/python
 SUITE_ARGS ?=
 
-.PHONY: all build demo test test-rust test-py test-cpython bench clean browser
+.PHONY: all build demo test test-rust test-py test-cpython bench wheels test-wheels soak fuzz clean browser
 
 all: build
 
@@ -23,7 +29,8 @@ $(VENV)/.ready: Makefile
 	@test -n "$(PYTHON_EXE)" || { echo "cannot find $(PYTHON)"; exit 1; }
 	$(PYTHON_EXE) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "maturin>=1.7,<2" pytest uvloop aiohttp uvicorn blockbuster
+	$(VPY) -m pip install -q "maturin>=1.7,<2" pytest uvloop aiohttp uvicorn blockbuster \
+		gunicorn uvicorn-worker pytest-asyncio anyio mypy hypothesis
 	touch $@
 
 build: $(VENV)/.ready
@@ -52,6 +59,33 @@ test-cpython: build
 
 bench: build
 	$(VPY) bench/run.py
+
+# Wheels: manylinux 2.17 (zig links against that glibc's symbols; auditwheel
+# checks the claim in test-wheels), in their own target directory.
+WHEEL_PYTHONS := python3.11 python3.12 python3.13
+WHEEL_INTERPRETERS = $(foreach py,$(WHEEL_PYTHONS),$(call find_python,$(py)))
+WHEEL_TOOLS := $(VENV)/.wheel-tools
+
+$(WHEEL_TOOLS): $(VENV)/.ready
+	$(VPY) -m pip install -q ziglang auditwheel
+	touch $@
+
+wheels: $(WHEEL_TOOLS)
+	rm -rf dist
+	PATH=$(VENV)/bin:$$PATH CARGO_TARGET_DIR=$(CURDIR)/target/wheels \
+		$(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 \
+		--out dist $(foreach py,$(WHEEL_INTERPRETERS),-i $(py))
+	$(VENV)/bin/maturin sdist --out dist
+
+test-wheels: $(WHEEL_TOOLS)
+	$(VPY) tests/wheels/check_wheels.py --auditwheel $(VENV)/bin/auditwheel $(WHEEL_INTERPRETERS)
+	$(VPY) tests/wheels/check_wheels.py --sdist $(PYTHON_EXE)
+
+soak: build
+	FERROLOOP_FAULT_SIZE=full $(VPY) -m pytest -q tests/faults
+
+fuzz: build
+	FERROLOOP_FUZZ_PROFILE=fuzz $(VPY) -m pytest -q tests/fuzz
 
 clean:
 	rm -rf .venv-* target

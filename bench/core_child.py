@@ -4,8 +4,9 @@
 
 bench/run.py starts a fresh process for every measurement so that loops do
 not disturb each other (imported modules, allocator state, leftover threads).
-Prints one JSON line: {"ops": N, "cpu": SECONDS, "wall": SECONDS}, timing
-only the workload's measured part, or {"error": "Type: message"}.
+Prints one JSON line: {"ops": N, "cpu": SECONDS, "wall": SECONDS,
+"threads": N}, timing only the workload's measured part (threads: the Python
+threads it started), or {"error": "Type: message"}.
 """
 
 import gc
@@ -31,7 +32,7 @@ def measure(loop_name, benchmark, size):
         loop.close()
     if errors:
         return {'error': errors[0]}
-    return {'ops': ops, 'cpu': watch.cpu, 'wall': watch.wall}
+    return {'ops': ops, 'cpu': watch.cpu, 'wall': watch.wall, 'threads': watch.threads}
 
 
 def main():

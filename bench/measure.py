@@ -10,10 +10,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Sample:
     """One measurement: ``ops`` operations took ``cpu`` seconds of CPU time
-    and ``wall`` seconds of elapsed time."""
+    and ``wall`` seconds of elapsed time, and started ``threads`` threads."""
     ops: int
     cpu: float
     wall: float
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,12 @@ class Failure:
 
 @dataclass(frozen=True)
 class Summary:
-    """Medians over repeated samples: operations per sample, and CPU and wall
-    microseconds per operation."""
+    """Medians over repeated samples: operations per sample, CPU and wall
+    microseconds per operation, threads started per sample."""
     ops: int
     cpu_us: float
     wall_us: float
+    threads: int = 0
 
 
 def summarise(outcomes):
@@ -44,7 +46,8 @@ def summarise(outcomes):
     return Summary(
         ops=int(statistics.median(s.ops for s in outcomes)),
         cpu_us=statistics.median(s.cpu / s.ops * 1e6 for s in outcomes),
-        wall_us=statistics.median(s.wall / s.ops * 1e6 for s in outcomes))
+        wall_us=statistics.median(s.wall / s.ops * 1e6 for s in outcomes),
+        threads=int(statistics.median(s.threads for s in outcomes)))
 
 
 def read_report(stdout, stderr, returncode):

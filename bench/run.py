@@ -1,7 +1,7 @@
 """Compares ferroloop with stock asyncio and uvloop in one run, and checks
 ferroloop against its performance targets.
 
-    python bench/run.py [--suite core|net|all] [--quick] [--only NAME ...]
+    python bench/run.py [--suite core|net|process|all] [--quick] [--only NAME ...]
                         [--repeat N] [--markdown FILE]
 
 Every measurement runs in a fresh process, so loops cannot disturb each
@@ -16,6 +16,9 @@ where the measurement failed otherwise (the reasons are listed at the end).
 Suites:
   core  scheduling: callbacks, thread-safe callbacks, timers, task
         switches, task creation (bench/workloads.py), and the lesson program
+  process  child processes: 500 `true` children started and reaped, and
+        1 GiB through `cat`'s pipes (bench/workloads.py); the parent's CPU
+        time, the Python threads started, pipe throughput in MiB/s
   net   servers on each loop loaded by a separate C client, with a bare C
         epoll echo server as the physical limit (bench/net.py); the
         server's CPU time per round trip. (fl-C)/(uv-C) is '-' when uvloop
@@ -67,6 +70,10 @@ CORE_BENCHMARKS = [
     CoreBenchmark('task_churn', 100_000, 20_000, Target('uvloop', 0.7)),
     CoreBenchmark('lesson', 1, 1, None),
 ]
+PROCESS_BENCHMARKS = [
+    CoreBenchmark('spawn_true', 500, 100, Target('asyncio', 0.5)),  # size: children
+    CoreBenchmark('pipe_cat', 1024, 128, Target('uvloop', 1.0)),     # size: MiB
+]
 CORE_TIMEOUT = {False: 120, True: 30}   # seconds per measurement, by --quick
 NET_SECONDS = {False: 0.5, True: 0.2}   # client run length, by --quick
 
@@ -76,7 +83,8 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description=summary, epilog=details,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--suite', choices=('core', 'net', 'all'), default='core')
+    parser.add_argument('--suite', choices=('core', 'net', 'process', 'all'),
+                        default='core')
     parser.add_argument('--quick', action='store_true',
                         help='smaller sizes, shorter runs, 2 repeats')
     parser.add_argument('--only', nargs='+', metavar='NAME',
@@ -145,8 +153,8 @@ def measure_core(benchmark, loop_name, quick):
     return outcome if isinstance(outcome, Failure) else Sample(**outcome)
 
 
-def run_core(benchmarks, args):
-    print('core suite', file=sys.stderr)
+def run_core(benchmarks, args, suite='core'):
+    print(f'{suite} suite', file=sys.stderr)
     return {
         benchmark: run_repeatedly(
             benchmark.name, LOOP_NAMES, args.repeat,
@@ -239,6 +247,21 @@ def core_tables(results, args):
     return tables
 
 
+def process_tables(results, args):
+    tables = [cpu_table(f'process: CPU µs per operation (median of {args.repeat}; '
+                        'spawn_true: one child, pipe_cat: one MiB)',
+                        results, LOOP_NAMES, 'benchmark', with_ops=True)]
+    spawn = {b: s for b, s in results.items() if b.name == 'spawn_true'}
+    pipe = {b: s for b, s in results.items() if b.name == 'pipe_cat'}
+    if spawn:
+        tables.append(wall_table('process: Python threads started per run',
+                                 spawn, LOOP_NAMES, 'benchmark', lambda s: s.threads))
+    if pipe:
+        tables.append(wall_table('process: pipe throughput, MiB/s (wall clock)',
+                                 pipe, LOOP_NAMES, 'benchmark', lambda s: 1e6 / s.wall_us))
+    return tables
+
+
 def net_tables(results, args):
     servers = LOOP_NAMES + (net.BASELINE,)
     return [
@@ -310,8 +333,9 @@ def write_report(header, tables, notes, markdown_path):
 def main():
     args, parser = parse_args()
     header = header_lines(args)
-    core_benchmarks, net_cases = select_benchmarks(
+    core_benchmarks, process_benchmarks, net_cases = select_benchmarks(
         [CORE_BENCHMARKS if args.suite in ('core', 'all') else [],
+         PROCESS_BENCHMARKS if args.suite in ('process', 'all') else [],
          net.net_cases() if args.suite in ('net', 'all') else []],
         args.only, parser)
 
@@ -319,6 +343,10 @@ def main():
     if core_benchmarks:
         results = run_core(core_benchmarks, args)
         tables += core_tables(results, args)
+        all_results.append(results)
+    if process_benchmarks:
+        results = run_core(process_benchmarks, args, 'process')
+        tables += process_tables(results, args)
         all_results.append(results)
     if net_cases:
         try:

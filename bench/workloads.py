@@ -23,11 +23,13 @@ SLEEP0_SWITCHES = 20
 
 class Stopwatch:
     """Times one stretch of code: ``cpu`` is the CPU time of the whole process
-    (all threads, from time.process_time), ``wall`` the elapsed time."""
+    (all threads, from time.process_time; not that of child processes),
+    ``wall`` the elapsed time, ``threads`` the Python threads started."""
 
-    cpu = wall = None
+    cpu = wall = threads = None
 
     def __enter__(self):
+        self._threads = _threads_started()
         self._cpu = time.process_time()
         self._wall = time.perf_counter()
         return self
@@ -35,6 +37,26 @@ class Stopwatch:
     def __exit__(self, *exc_info):
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
+        self.threads = _threads_started() - self._threads
+
+
+_thread_starts = 0
+_thread_start = threading.Thread.start
+
+
+def _counted_start(thread):
+    global _thread_starts
+    _thread_starts += 1
+    return _thread_start(thread)
+
+
+threading.Thread.start = _counted_start
+
+
+def _threads_started():
+    """Python threads started so far in this process (counted by a wrapper
+    of Thread.start installed at import, before any loop exists)."""
+    return _thread_starts
 
 
 def _counting_callback():
@@ -173,6 +195,78 @@ def lesson(loop, size, watch):
     return size
 
 
+def spawn_true(loop, size, watch):
+    """``size`` children running ``true``, started at once and waited for
+    (create_subprocess_exec, then wait()). Operation: one child started and
+    reaped; the CPU time is the parent's (each child's own is not counted)."""
+    async def child():
+        process = await asyncio.create_subprocess_exec('true')
+        return await process.wait()
+
+    async def main():
+        return await asyncio.gather(*[child() for _ in range(size)])
+
+    with watch:
+        codes = loop.run_until_complete(main())
+    _expect('exit codes', codes, [0] * size)
+    return size
+
+
+PIPE_CHUNK = 256 * 1024
+
+
+def pipe_cat(loop, size, watch):
+    """``size`` MiB written to ``cat`` through its stdin pipe and read back
+    from its stdout pipe by a SubprocessProtocol, writing as fast as flow
+    control lets it. Operation: one MiB through both pipes."""
+    total = size * 1024 * 1024
+    chunk = b'x' * PIPE_CHUNK
+
+    class Pump(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.received = 0
+            self.paused = False
+            self.sent = 0
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.stdin = transport.get_pipe_transport(0)
+            self.fill()
+
+        def fill(self):
+            while not self.paused and self.sent < total:
+                self.stdin.write(chunk)
+                self.sent += len(chunk)
+            if self.sent >= total and not self.stdin.is_closing():
+                self.stdin.close()
+
+        def pause_writing(self):
+            self.paused = True
+
+        def resume_writing(self):
+            # Not from within the callback: stock asyncio's write pipe drops
+            # what resume_writing() writes when it also closes the pipe.
+            self.paused = False
+            loop.call_soon(self.fill)
+
+        def pipe_data_received(self, fd, data):
+            self.received += len(data)
+
+        def connection_lost(self, exc):
+            self.done.set_result(exc)
+
+    async def main():
+        transport, pump = await loop.subprocess_exec(Pump, 'cat', stderr=None)
+        await pump.done
+        transport.close()
+        return pump.received
+
+    with watch:
+        received = loop.run_until_complete(main())
+    _expect('bytes through cat', received, total)
+    return size
+
+
 def traced_gather_sleep0(loop, size, watch):
     """gather_sleep0 while ferroloop's timeline tracer records every task
     step (ferroloop loops only; others are not traced). Making the timeline
@@ -189,5 +283,6 @@ def traced_gather_sleep0(loop, size, watch):
 WORKLOADS = {
     workload.__name__: workload
     for workload in (call_soon, call_soon_threadsafe, call_later,
-                     gather_sleep0, task_churn, lesson, traced_gather_sleep0)
+                     gather_sleep0, task_churn, lesson, spawn_true, pipe_cat,
+                     traced_gather_sleep0)
 }

@@ -11,11 +11,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LESSONS = sorted((HERE / 'lessons').glob('*.py'))
 TIMELINES = HERE / 'timelines'
-TRACED = (('03_gather.py', []), ('04_blocking.py', ['--detect-blocking', '0.05']))
+TRACED: tuple[tuple[str, list[str]], ...] = (
+    ('03_gather.py', []), ('04_blocking.py', ['--detect-blocking', '0.05']))
 WIDTH = 44
 
 
-def run(loop, program):
+def run(loop: str, program: Path) -> tuple[list[str], float, int]:
     """Output lines, run time (seconds, start-up excluded) and exit code."""
     with tempfile.NamedTemporaryFile() as timing:
         env = dict(os.environ, FERROLOOP_TIMING_FILE=timing.name)
@@ -26,7 +27,7 @@ def run(loop, program):
     return text.rstrip().splitlines(), took, proc.returncode
 
 
-def main():
+def main() -> int:
     print(f'Python {sys.version.split()[0]}; each lesson runs in a fresh process.\n')
     all_same = True
     for program in LESSONS:
@@ -49,7 +50,7 @@ def main():
     return 0 if all_same and traced else 1
 
 
-def show_timelines():
+def show_timelines() -> bool:
     """Traces the gather lesson and its blocking variant with
     ``python -m ferroloop trace``; prints where the pages are and what the
     blocking detector reported."""

@@ -14,7 +14,7 @@ import sys
 import time
 
 
-def main():
+def main() -> None:
     loop, program = sys.argv[1], sys.argv[2]
     if loop == 'ferroloop':
         import ferroloop

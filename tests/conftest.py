@@ -4,6 +4,7 @@ ferroloop, and most compare the two directly."""
 import asyncio
 import gc
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,8 @@ import pytest
 import ferroloop
 
 ROOT = Path(__file__).resolve().parent.parent
+# Sample suites that tests/test_pytest_plugin.py runs in pytests of their own.
+collect_ignore = ['plugin_samples']
 LOOP_FACTORIES = {
     'asyncio': asyncio.new_event_loop,
     'ferroloop': ferroloop.new_event_loop,
@@ -108,3 +111,25 @@ def wait_until(predicate, timeout=10.0):
             raise AssertionError('condition not reached in time')
         gc.collect()
         time.sleep(0.01)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, proc, timeout):
+    """Waits until something accepts on ``port``, while server process
+    ``proc`` (a Popen with stderr piped) is alive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f'server exited: {proc.stderr.read()}')
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError('server did not start')

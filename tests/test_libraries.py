@@ -3,17 +3,16 @@ websocket), and uvicorn started with ``--loop ferroloop:new_event_loop``
 serving an ASGI app to a client in another process."""
 
 import asyncio
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 
 import aiohttp
 from aiohttp import web
 
 import ferroloop
+from conftest import free_port, wait_for_port
 
 TIMEOUT = 30
 
@@ -99,34 +98,15 @@ async def app(scope, receive, send):
 '''
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port, proc):
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f'uvicorn exited: {proc.stderr.read()}')
-        try:
-            socket.create_connection(('127.0.0.1', port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError('uvicorn did not start')
-
-
 def test_uvicorn_serves_on_ferroloop(tmp_path):
     (tmp_path / 'asgi_app.py').write_text(textwrap.dedent(ASGI_APP))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, '-m', 'uvicorn', 'asgi_app:app', '--host', '127.0.0.1',
          '--port', str(port), '--loop', 'ferroloop:new_event_loop', '--no-access-log'],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc, TIMEOUT)
         replies = []
         for path, body in (('/first', None), ('/second', b'x' * 100_000)):
             request = urllib.request.Request(f'http://127.0.0.1:{port}{path}', data=body)

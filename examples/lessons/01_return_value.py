@@ -2,7 +2,7 @@
 import asyncio
 
 
-async def a():
+async def a() -> str:
     return 'a'
 
 

@@ -2,7 +2,7 @@
 import asyncio
 
 
-async def main():
+async def main() -> None:
     print('sleeping for 1.0 s')
     await asyncio.sleep(1.0)
     print('awake')

@@ -4,14 +4,14 @@ import asyncio
 import time
 
 
-async def work(name, delay):
+async def work(name: str, delay: float) -> str:
     print(name, 'started')
     time.sleep(delay)
     print(name, 'finished')
     return name
 
 
-async def main():
+async def main() -> None:
     result = await asyncio.gather(work('a', 0.2), work('b', 0.1), work('c', 0.3))
     print('Result', result)
 

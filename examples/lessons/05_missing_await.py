@@ -3,11 +3,11 @@ object; it never runs, and Python warns that it was never awaited."""
 import asyncio
 
 
-async def greet():
+async def greet() -> None:
     print('hello')
 
 
-async def main():
+async def main() -> None:
     greet()
     await asyncio.sleep(0.1)
     print('done')

@@ -9,9 +9,9 @@ Use it with any of::
 """
 
 from ._blocking import BlockingReport
+from ._ferroloop import __version__
 from .policy import EventLoopPolicy, Loop, install, new_event_loop, run
 from .tracing import trace
 
 __all__ = ('BlockingReport', 'EventLoopPolicy', 'Loop', 'install', 'new_event_loop',
            'run', 'trace')
-__version__ = '0.1.0'

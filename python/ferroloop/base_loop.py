@@ -12,6 +12,8 @@ supported Python version.
 
 import asyncio
 import concurrent.futures
+import os
+import signal
 import sys
 import threading
 import time
@@ -357,6 +359,19 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
                     'exception': result,
                     'asyncgen': agen,
                 })
+
+
+if sys.version_info < (3, 12):
+    def _leave_loop_in_forked_child():
+        """A child forked by a callback is not running its parent's loop
+        (which it cannot use) and may run a new one: asyncio does this reset
+        itself from 3.12 on, for every loop."""
+        if isinstance(events._get_running_loop(), BaseLoop):
+            events._set_running_loop(None)
+            # The wakeup fd is the parent loop's signal socket.
+            signal.set_wakeup_fd(-1)
+
+    os.register_at_fork(after_in_child=_leave_loop_in_forked_child)
 
 
 def _set_result_unless_cancelled(fut, result):

@@ -27,9 +27,13 @@ _OWN_WRITELINES = sys.version_info >= (3, 12)
 
 
 def _set_nodelay(sock):
+    # Protocol 0 is TCP too: sockets made with socket.socket() have it, and
+    # so do the connections they accept. Stock asyncio leaves those with
+    # Nagle's algorithm on (uvicorn --workers binds such a socket: each
+    # response then waits 40 ms for a delayed ACK); uvloop does not.
     if (sock.family in (socket.AF_INET, socket.AF_INET6)
             and sock.type == socket.SOCK_STREAM
-            and sock.proto == socket.IPPROTO_TCP):
+            and sock.proto in (0, socket.IPPROTO_TCP)):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
@@ -42,14 +46,147 @@ def _as_float(limit):
         return float('inf')
 
 
-class _TransportBase:
-    """What stream and datagram transports share: the socket, extra info,
-    the server link, error reporting and the end of the connection."""
+class CoreTransport:
+    """What every transport over a native core shares (socket, datagram and
+    pipe transports): the core's state, the protocol, error reporting, the
+    end of the connection."""
 
-    # Read by __del__, which may run even if __init__ failed early.
+    # The attribute holding the socket or pipe object, by asyncio's name for
+    # it (code reads it); None once released. Read by __del__, which may run
+    # even if __init__ failed early.
+    _file_attribute = '_sock'
     _sock = None
+
+    def __del__(self, _warn=warnings.warn):
+        file = getattr(self, self._file_attribute)
+        if file is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._core._detach()
+            file.close()
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _fatal_error(self, exc, message='Fatal error on transport'):
+        """Report ``exc`` (OSErrors only in debug mode, others to the
+        exception handler, as asyncio does) and drop the connection."""
+        if self._is_quiet_error(exc):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self,
+                'protocol': self._protocol,
+            })
+        self._core._force_close(exc)
+
+    @staticmethod
+    def _is_quiet_error(exc):
+        """Whether asyncio reports this fatal error in debug mode only."""
+        return isinstance(exc, OSError)
+
+    def _report_protocol_error(self, message, exc):
+        self._loop.call_exception_handler({
+            'message': message,
+            'exception': exc,
+            'transport': self,
+            'protocol': self._protocol,
+        })
+
+    def _log_debug(self, message):
+        if self._loop.get_debug():
+            logger.debug(message, self)
+
+    def _call_connection_lost(self, exc):
+        protocol = self._core.get_protocol()
+        try:
+            if protocol is not None:
+                protocol.connection_lost(exc)
+        finally:
+            self._core._detach()
+            getattr(self, self._file_attribute).close()
+            setattr(self, self._file_attribute, None)
+            self._loop = None
+            self._connection_ended()
+
+    def _connection_ended(self):
+        """After ``connection_lost``: what else the transport lets go of."""
+
+
+class CoreWriting:
+    """The writing side of a transport over a native core: buffer sizes,
+    limits, flow control state, abort."""
+
     # (low, high), as set_write_buffer_limits() was given them.
     _write_buffer_limits = (16 * 1024, 64 * 1024)
+
+    def abort(self):
+        self._core.abort()
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._write_buffer_limits
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        """asyncio's arithmetic and check, on whatever numbers it is given
+        (floats, huge ints, inf); the native core compares sizes with them."""
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(
+                f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self._write_buffer_limits = (low, high)
+        self._core._set_write_buffer_limits(_as_float(high), _as_float(low))
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
+
+
+class CoreReading:
+    """The reading side of a stream transport over a native core."""
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        if self._core.pause_reading():
+            self._log_debug("%r pauses reading")
+
+    def resume_reading(self):
+        if self._core.resume_reading():
+            self._log_debug("%r resumes reading")
+
+
+class _TransportBase(CoreTransport, CoreWriting):
+    """What stream and datagram transports share: the socket, extra info
+    and the server link."""
 
     def _setup(self, loop, sock, server):
         self._extra['socket'] = trsock.TransportSocket(sock)
@@ -83,108 +220,17 @@ class _TransportBase:
             info.append(f'bufsize={self.get_write_buffer_size()}')
         return '<{}>'.format(' '.join(info))
 
-    def __del__(self, _warn=warnings.warn):
-        if self._sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._core._detach()
-            self._sock.close()
-
-    def is_closing(self):
-        return self._core.is_closing()
-
-    def close(self):
-        self._core.close()
-
-    def abort(self):
-        self._core.abort()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    def get_write_buffer_limits(self):
-        return self._write_buffer_limits
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        """asyncio's arithmetic and check, on whatever numbers it is given
-        (floats, huge ints, inf); the native core compares sizes with them."""
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(
-                f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
-        self._write_buffer_limits = (low, high)
-        self._core._set_write_buffer_limits(_as_float(high), _as_float(low))
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
-
-    @property
-    def _conn_lost(self):
-        return self._core._conn_lost
-
-    def _force_close(self, exc):
-        self._core._force_close(exc)
-
-    def _fatal_error(self, exc, message='Fatal error on transport'):
-        """Report ``exc`` (OSErrors only in debug mode, others to the
-        exception handler, as asyncio does) and drop the connection."""
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self,
-                'protocol': self._protocol,
-            })
-        self._core._force_close(exc)
-
-    def _report_protocol_error(self, message, exc):
-        self._loop.call_exception_handler({
-            'message': message,
-            'exception': exc,
-            'transport': self,
-            'protocol': self._protocol,
-        })
-
-    def _log_debug(self, message):
-        if self._loop.get_debug():
-            logger.debug(message, self)
-
-    def _call_connection_lost(self, exc):
-        protocol = self._core.get_protocol()
-        try:
-            if protocol is not None:
-                protocol.connection_lost(exc)
-        finally:
-            self._core._detach()
-            self._sock.close()
-            self._sock = None
-            self._loop = None
-            server = self._server
-            if server is not None:
-                if _SERVER_TRACKS_TRANSPORTS:
-                    server._detach(self)
-                else:
-                    server._detach()
-                self._server = None
+    def _connection_ended(self):
+        server = self._server
+        if server is not None:
+            if _SERVER_TRACKS_TRANSPORTS:
+                server._detach(self)
+            else:
+                server._detach()
+            self._server = None
 
 
-class SocketTransport(_TransportBase, transports.Transport):
+class SocketTransport(_TransportBase, CoreReading, transports.Transport):
     """A TCP or Unix stream socket transport."""
 
     _start_tls_compatible = True
@@ -219,17 +265,6 @@ class SocketTransport(_TransportBase, transports.Transport):
 
     def can_write_eof(self):
         return True
-
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        if self._core.pause_reading():
-            self._log_debug("%r pauses reading")
-
-    def resume_reading(self):
-        if self._core.resume_reading():
-            self._log_debug("%r resumes reading")
 
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()

@@ -7,10 +7,11 @@ the C-level handler write the signal number to a socket the loop watches.
 The loop reads the numbers and queues the registered callbacks, so they run
 as ordinary loop callbacks, never inside the signal handler.
 
-Unix sockets use the same native transports as TCP. Pipes and subprocesses
-use CPython's own pipe and subprocess transports (``asyncio.unix_events``),
-which run on this loop's native reader/writer watching; children are
-watched by the policy's child watcher, as asyncio does.
+Unix sockets use the same native transports as TCP, and pipes the same
+native stream core (``pipes``). Children are started natively and reaped by
+the loop itself, with no child watcher and no thread (``processes``); a child
+watcher that code written for 3.11 sets is left alone, and this loop reaps its
+own children before a SIGCHLD handler of such a watcher could.
 """
 
 import errno
@@ -20,15 +21,16 @@ import socket
 import subprocess
 import sys
 import warnings
-from asyncio import base_events, coroutines, events, tasks, unix_events
+from asyncio import base_events, coroutines, tasks
 from asyncio.log import logger
 
 from ._ferroloop import Handle, stat_mode_and_inode, unlink
 from .network import NetworkLoop
+from .pipes import ReadPipeTransport, WritePipeTransport
+from .processes import ChildReaper, SubprocessTransport
 from .sockets import remove_stale_unix_socket, wait_for_transport
 
 _CLEANS_UP_UNIX_SOCKETS = sys.version_info >= (3, 13)
-_WATCHER_FROM_ENTER = sys.version_info < (3, 12)
 
 
 def _ignore_signal(signum, frame):
@@ -50,6 +52,10 @@ def _check_popen_options(bufsize, text, encoding, errors):
 
 class UnixLoop(NetworkLoop):
 
+    # Private switch: False reaps children by polling instead of by pidfd
+    # (the path for kernels without pidfds), for the tests of that path.
+    _use_pidfd = True
+
     def __init__(self):
         super().__init__()
         self._signal_handlers = {}
@@ -57,6 +63,8 @@ class UnixLoop(NetworkLoop):
         self._signal_wakeup = None
         # Listening Unix sockets to unlink on close: socket -> inode.
         self._unix_server_sockets = {}
+        # Made on the first subprocess.
+        self._reaper = None
 
     def close(self):
         super().close()
@@ -68,6 +76,8 @@ class UnixLoop(NetworkLoop):
                           f"stage, skipping signal handlers removal",
                           ResourceWarning, source=self)
             self._signal_handlers.clear()
+        if self._reaper is not None:
+            self._reaper.close()
         if self._signal_wakeup is not None:
             for sock in self._signal_wakeup:
                 sock.close()
@@ -101,6 +111,10 @@ class UnixLoop(NetworkLoop):
         handle = self._signal_handlers.get(sig)
         if handle is None:
             return  # Removed while the number was in flight.
+        if sig == signal.SIGCHLD and self._reaper is not None:
+            # A SIGCHLD handler (a 3.11 child watcher's) may reap every
+            # child with waitpid(-1): take this loop's own statuses first.
+            self._reaper.reap_ended()
         if handle.cancelled():
             self.remove_signal_handler(sig)
         else:
@@ -289,13 +303,11 @@ class UnixLoop(NetworkLoop):
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         return await self._connect_pipe(protocol_factory, pipe,
-                                        unix_events._UnixReadPipeTransport,
-                                        'Read')
+                                        ReadPipeTransport, 'Read')
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         return await self._connect_pipe(protocol_factory, pipe,
-                                        unix_events._UnixWritePipeTransport,
-                                        'Write')
+                                        WritePipeTransport, 'Write')
 
     async def _connect_pipe(self, protocol_factory, pipe, transport_class,
                             kind):
@@ -310,13 +322,11 @@ class UnixLoop(NetworkLoop):
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None,
                                   extra=None):
-        return unix_events._UnixReadPipeTransport(self, pipe, protocol,
-                                                  waiter, extra)
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None,
                                    extra=None):
-        return unix_events._UnixWritePipeTransport(self, pipe, protocol,
-                                                   waiter, extra)
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     # Subprocesses.
 
@@ -355,37 +365,25 @@ class UnixLoop(NetworkLoop):
             bufsize, **kwargs)
         return transport, protocol
 
+    def _child_reaper(self):
+        if self._reaper is None:
+            self._reaper = ChildReaper(self, self._use_pidfd)
+        return self._reaper
+
     async def _make_subprocess_transport(self, protocol, args, shell, stdin,
                                          stdout, stderr, bufsize, extra=None,
                                          **kwargs):
-        with warnings.catch_warnings():
-            # The child watcher API is deprecated from 3.12 on, but it is
-            # still how the policy watches children.
-            warnings.simplefilter('ignore', DeprecationWarning)
-            watcher = events.get_child_watcher()
-        with watcher as entered:
-            if _WATCHER_FROM_ENTER:
-                # 3.11 uses what ``with`` gives; later versions the watcher.
-                watcher = entered
-            if not watcher.is_active():
-                raise RuntimeError("asyncio.get_child_watcher() is not "
-                                   "activated, subprocess support is not "
-                                   "installed.")
-            waiter = self.create_future()
-            transport = unix_events._UnixSubprocessTransport(
-                self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                waiter=waiter, extra=extra, **kwargs)
-            watcher.add_child_handler(transport.get_pid(),
-                                      self._child_exited, transport)
-            try:
-                await waiter
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                transport.close()
-                await transport._wait()
-                raise
+        self._check_closed()
+        waiter = self.create_future()
+        transport = SubprocessTransport(self, protocol, args, shell, stdin,
+                                        stdout, stderr, bufsize,
+                                        waiter=waiter, extra=extra, **kwargs)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transport.close()
+            await transport._wait()
+            raise
         return transport
-
-    def _child_exited(self, pid, returncode, transport):
-        self.call_soon_threadsafe(transport._process_exited, returncode)

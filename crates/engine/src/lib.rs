@@ -24,7 +24,7 @@ pub mod registry;
 pub mod timers;
 pub mod waker;
 
-pub use poller::{Poller, Readiness};
+pub use poller::{Poller, Readiness, TightTimerSlack};
 pub use ready::ReadyQueue;
 pub use registry::{Direction, IoRegistry};
 pub use timers::{CancelledCount, Timer, TimerHeap};

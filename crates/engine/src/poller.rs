@@ -69,6 +69,46 @@ impl Readiness {
     }
 }
 
+/// The timer slack of a thread running a loop: Linux lets a timed wait of a
+/// normal thread end up to 50 µs after its timeout (to batch wake-ups),
+/// which alone would make every timer that much late.
+const LOOP_TIMER_SLACK_NS: libc::c_ulong = 1_000;
+
+/// While alive, the calling thread waits with a 1 µs timer slack; the
+/// thread's own slack comes back when it is dropped (the loop runs on the
+/// user's thread, which may have set one).
+pub struct TightTimerSlack {
+    previous: libc::c_int,
+}
+
+impl TightTimerSlack {
+    pub fn new() -> TightTimerSlack {
+        // SAFETY: PR_GET_TIMERSLACK and PR_SET_TIMERSLACK take integers and
+        // change only the calling thread's slack; errors are return values.
+        let previous = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
+        if previous > 0 {
+            // SAFETY: as above.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, LOOP_TIMER_SLACK_NS, 0, 0, 0) };
+        }
+        TightTimerSlack { previous }
+    }
+}
+
+impl Default for TightTimerSlack {
+    fn default() -> Self {
+        TightTimerSlack::new()
+    }
+}
+
+impl Drop for TightTimerSlack {
+    fn drop(&mut self) {
+        if self.previous > 0 {
+            // SAFETY: as in `new`, on the same thread (the guard is not Send).
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, self.previous as libc::c_ulong, 0, 0, 0) };
+        }
+    }
+}
+
 /// The epoll instance and the reports of the last wait.
 pub struct Poller {
     poll: Poll,

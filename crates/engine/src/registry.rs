@@ -220,6 +220,17 @@ impl<R> IoRegistry<R> {
         })
     }
 
+    /// Removes every watcher and leaves the epoll set as it is: for a process
+    /// that inherited the set through `fork()`, whose parent still uses it
+    /// (the set is one kernel object, shared, not copied).
+    pub fn forget_all(&mut self) -> Vec<R> {
+        self.watches
+            .drain()
+            .into_iter()
+            .flat_map(|(_, watch)| watch.reader.into_iter().chain(watch.writer))
+            .collect()
+    }
+
     /// Visits every watcher.
     pub fn iter(&self) -> impl Iterator<Item = &R> {
         self.watches

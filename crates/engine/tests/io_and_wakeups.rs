@@ -234,7 +234,10 @@ fn a_descriptor_closed_and_reused_can_be_watched_again() {
     let (mut writer, reader) = UnixStream::pair().unwrap();
     // SAFETY: as above; the number is free again.
     assert_eq!(unsafe { libc::dup2(reader.as_raw_fd(), FD) }, FD);
-    assert_eq!(registry.insert(FD, Direction::Read, "new").unwrap(), Some("old"));
+    assert_eq!(
+        registry.insert(FD, Direction::Read, "new").unwrap(),
+        Some("old")
+    );
     writer.write_all(b"x").unwrap();
     poller.poll(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(ready_fds(&poller), vec![(FD, true, false)]);
@@ -245,3 +248,21 @@ fn a_descriptor_closed_and_reused_can_be_watched_again() {
 
 /// Linux's "bad file descriptor".
 const EBADF: i32 = 9;
+
+#[test]
+fn forgetting_all_watchers_leaves_the_epoll_set_alone() {
+    // A forked child drops its copy of the registry this way: the epoll set
+    // is shared with the parent, which keeps receiving events.
+    let mut poller = Poller::new().unwrap();
+    let mut registry = IoRegistry::new(poller.registry().unwrap());
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let fd = b.as_raw_fd();
+    registry.insert(fd, Direction::Read, "reader").unwrap();
+    let mut forgotten = registry.forget_all();
+    forgotten.sort();
+    assert_eq!(forgotten, vec!["reader"]);
+    assert!(registry.is_empty());
+    a.write_all(b"still watched").unwrap();
+    poller.poll(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(ready_fds(&poller), vec![(fd, true, false)]);
+}

@@ -170,13 +170,26 @@ pub fn recv_new_bytes(
     fd: RawFd,
     size: usize,
 ) -> PyResult<(std::io::Result<crate::sys_io::Io>, Option<Bound<'_, PyBytes>>)> {
-    use crate::sys_io::{recv_raw, Io};
+    new_bytes_from(py, size, |ptr, len| {
+        // SAFETY: new_bytes_from passes memory valid for writes of `len` bytes.
+        unsafe { crate::sys_io::recv_raw(fd, ptr, len) }
+    })
+}
+
+/// As [`recv_new_bytes`], with the reading call given: `receive(ptr, len)`
+/// gets memory valid for writes of `len` bytes and returns what it wrote.
+pub fn new_bytes_from(
+    py: Python<'_>,
+    size: usize,
+    receive: impl FnOnce(*mut u8, usize) -> std::io::Result<crate::sys_io::Io>,
+) -> PyResult<(std::io::Result<crate::sys_io::Io>, Option<Bound<'_, PyBytes>>)> {
+    use crate::sys_io::Io;
     let Ok(length) = ffi::Py_ssize_t::try_from(size) else {
         return Err(pyo3::exceptions::PyMemoryError::new_err(()));
     };
     // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of n
     // uninitialised bytes that nothing else can see until it is handed out;
-    // recv writes at most `size` bytes into it. If fewer arrive,
+    // `receive` writes at most `size` bytes into it. If fewer arrive,
     // _PyBytes_Resize shrinks our only reference in place, or fails, freeing
     // it and setting an exception; otherwise the reference is ours to own.
     unsafe {
@@ -184,7 +197,7 @@ pub fn recv_new_bytes(
         if obj.is_null() {
             return Err(PyErr::fetch(py));
         }
-        let received = recv_raw(fd, ffi::PyBytes_AsString(obj).cast(), size);
+        let received = receive(ffi::PyBytes_AsString(obj).cast(), size);
         match received {
             Ok(Io::Done(n)) if n > 0 => {
                 if n < size && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) != 0 {

@@ -10,9 +10,11 @@
 //! - [`io_watch`]: `add_reader`/`add_writer` and their removal;
 //! - [`handles`]: `Handle` and `TimerHandle`;
 //! - [`queue_items`]: what the ready queue and fd registry hold;
-//! - [`stream_transport`], [`datagram_transport`]: the native transports,
-//!   with [`write_buffer`], [`flow_control`], [`lifecycle`] and [`buffers`];
+//! - [`stream_transport`], [`datagram_transport`]: the native transports
+//!   (pipes are streams of a [`stream_kind`]), with [`write_buffer`],
+//!   [`flow_control`], [`lifecycle`] and [`buffers`];
 //! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
+//! - [`spawn`]: starting and reaping child processes;
 //! - [`tasks`]: `create_task` and the task factory;
 //! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
@@ -39,6 +41,8 @@ mod queue_items;
 mod run;
 mod scheduling;
 mod sock_ops;
+mod spawn;
+mod stream_kind;
 mod stream_transport;
 mod sys_io;
 mod tasks;
@@ -57,10 +61,15 @@ mod _ferroloop {
     #[pymodule_export]
     use crate::sock_ops::SockOp;
     #[pymodule_export]
+    use crate::spawn::{reap, spawn};
+    #[pymodule_export]
     use crate::stream_transport::StreamCore;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        // The one version: the Cargo workspace's, which maturin also puts in
+        // the wheel's metadata.
+        pyo3::types::PyModuleMethods::add(m, "__version__", env!("CARGO_PKG_VERSION"))?;
         crate::handles::create_types(m)?;
         crate::scheduling::install(m.py())?;
         crate::stream_transport::install(m.py())

@@ -21,6 +21,9 @@ pub struct Lifecycle {
     /// `connection_lost` is scheduled (or ran); counts writes after that too,
     /// as asyncio's `_conn_lost` does.
     pub conn_lost: u32,
+    /// Writes dropped by a closing pipe before its connection was lost
+    /// (asyncio's pipes count them in `_conn_lost` too).
+    dropped_writes: u32,
     /// The descriptor is in the loop's registry.
     registered: bool,
 }
@@ -70,11 +73,20 @@ impl Lifecycle {
         self.conn_lost > 0
     }
 
-    /// A write to a lost connection, which is dropped. True when asyncio
-    /// would log "socket.send() raised exception." for it.
+    /// A write to a lost connection (or to a closing pipe), which is
+    /// dropped. True when asyncio would log a warning for it.
     pub fn write_after_loss(&mut self) -> bool {
-        self.conn_lost += 1;
-        self.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES
+        if self.is_lost() {
+            self.conn_lost += 1;
+        } else {
+            self.dropped_writes += 1;
+        }
+        self.writes_lost() > LOG_THRESHOLD_FOR_CONNLOST_WRITES
+    }
+
+    /// asyncio's `_conn_lost`: the loss, and the writes dropped.
+    pub fn writes_lost(&self) -> u32 {
+        self.conn_lost + self.dropped_writes
     }
 }
 

@@ -11,9 +11,18 @@
 //!
 //! Flags that every call reads (closed, debug, running thread) are atomics
 //! next to the engine rather than inside it, so checking them needs no borrow.
+//!
+//! Fork: a child made by `fork()` inherits a copy of the loop but shares its
+//! epoll instance with the parent (one kernel object). A child that waited on
+//! it would take events meant for the parent (edge-triggered: the parent would
+//! never see them), and one that deregistered descriptors would deregister the
+//! parent's. So the loop remembers which process made it: in a forked child,
+//! running it or watching descriptors with it raises `RuntimeError`, and
+//! closing it (or its transports) forgets the registrations without touching
+//! the epoll set.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ferroloop_engine::{
     clock, CancelledCount, IoRegistry, Poller, ReadyQueue, Timer, TimerHeap, Waker,
@@ -83,6 +92,32 @@ pub struct LoopCore {
     /// tools that fake the clock do): the loop's own reads of the clock call
     /// it, as asyncio's do.
     time_overridden: AtomicBool,
+    /// [`FORKS`] when the loop was made, and the process that made it.
+    forks_at_creation: u64,
+    creator_pid: u32,
+}
+
+/// Forks this process descends through: incremented in every child `fork()`
+/// makes (the `pthread_atfork` child handler), so a loop made before a fork
+/// sees a different count in the child.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    // An atomic add is async-signal-safe, as a fork handler must be.
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Installs the fork counter once per process (children inherit it).
+fn count_forks() -> std::io::Result<()> {
+    static INSTALLED: OnceLock<i32> = OnceLock::new();
+    // SAFETY: pthread_atfork stores a function pointer to a `'static`
+    // function that only increments an atomic.
+    let status = *INSTALLED
+        .get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) });
+    match status {
+        0 => Ok(()),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
 }
 
 pub fn current_thread_ident() -> u64 {
@@ -118,6 +153,41 @@ impl LoopCore {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether this process is a `fork()` child of the one that made the loop.
+    pub(crate) fn in_forked_child(&self) -> bool {
+        FORKS.load(Ordering::Relaxed) != self.forks_at_creation
+    }
+
+    /// Refuses what would touch the epoll instance a forked child shares
+    /// with its parent.
+    pub(crate) fn check_process(&self) -> PyResult<()> {
+        if self.in_forked_child() {
+            return Err(PyRuntimeError::new_err(format!(
+                "this event loop belongs to process {}, not to this child forked from it; \
+                 create a new event loop in the child",
+                self.creator_pid
+            )));
+        }
+        Ok(())
+    }
+
+    /// In a forked child: drops the inherited watchers without `epoll_ctl`
+    /// (the registrations are the parent's), so that closing the loop or a
+    /// transport in the child leaves the parent's loop intact.
+    fn forget_inherited_registrations(&self, py: Python<'_>) -> PyResult<()> {
+        let forgotten = self
+            .state
+            .borrow_mut(py)?
+            .io
+            .take()
+            .map(|mut io| io.forget_all());
+        if let Some(watchers) = &forgotten {
+            release_handles(py, &[], &[], watchers);
+        }
+        drop(forgotten);
+        Ok(())
     }
 
     pub(crate) fn set_thread(&self, ident: u64) {
@@ -279,6 +349,7 @@ impl LoopCore {
         direction: ferroloop_engine::Direction,
         watcher: Watcher,
     ) -> PyResult<Option<Watcher>> {
+        self.check_process()?;
         let mut st = self.state.borrow_mut(py)?;
         let io = st.io.as_mut().ok_or_else(closed_error)?;
         io.insert(fd, direction, watcher).map_err(os_error)
@@ -290,6 +361,9 @@ impl LoopCore {
         fd: i32,
         direction: ferroloop_engine::Direction,
     ) -> PyResult<Option<Watcher>> {
+        if self.in_forked_child() {
+            self.forget_inherited_registrations(py)?;
+        }
         Ok(self
             .state
             .borrow_mut(py)?
@@ -306,6 +380,7 @@ impl LoopCore {
         reader: Watcher,
         writer: Watcher,
     ) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
+        self.check_process()?;
         let mut st = self.state.borrow_mut(py)?;
         let io = st.io.as_mut().ok_or_else(closed_error)?;
         io.insert_pair(fd, reader, writer).map_err(os_error)
@@ -321,6 +396,9 @@ impl LoopCore {
         fd: i32,
         owns: impl Fn(&Watcher) -> bool,
     ) -> PyResult<(Option<Watcher>, Option<Watcher>)> {
+        if self.in_forked_child() {
+            self.forget_inherited_registrations(py)?;
+        }
         let mut st = self.state.borrow_mut(py)?;
         let Some(io) = st.io.as_mut() else {
             return Ok((None, None));
@@ -356,6 +434,7 @@ impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        count_forks().map_err(os_error)?;
         let poller = Poller::new().map_err(os_error)?;
         let registry = poller.registry().map_err(os_error)?;
         let waker = Waker::new(&registry).map_err(os_error)?;
@@ -383,6 +462,8 @@ impl LoopCore {
             observed: AtomicBool::new(false),
             observation: Observation::new(),
             time_overridden: AtomicBool::new(false),
+            forks_at_creation: FORKS.load(Ordering::Relaxed),
+            creator_pid: std::process::id(),
         })
     }
 
@@ -506,6 +587,9 @@ impl LoopCore {
     /// `Loop.close` does the checks and the executor shutdown around it.
     fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
         self.closed.store(true, Ordering::Relaxed);
+        if self.in_forked_child() {
+            self.forget_inherited_registrations(py)?;
+        }
         let released = {
             let mut st = self.state.borrow_mut(py)?;
             let ready = st.ready.drain();
@@ -560,7 +644,11 @@ impl LoopCore {
             let released = self.state.borrow_mut(py).ok().map(|mut st| {
                 let ready = st.ready.drain();
                 let timers = st.timers.drain();
-                let watchers = st.io.as_mut().map(|io| io.drain());
+                let forked = self.in_forked_child();
+                let watchers =
+                    st.io
+                        .as_mut()
+                        .map(|io| if forked { io.forget_all() } else { io.drain() });
                 (
                     ready,
                     timers,

@@ -43,6 +43,9 @@ pub enum Watcher {
     },
     /// A transport owns both sides and reads until the socket is drained.
     Stream(Py<StreamCore>),
+    /// A pipe transport owns one side (a pty's reading and writing
+    /// transports may share a descriptor), queued per side as `Ready::Stream`.
+    Pipe(Py<StreamCore>),
     Datagram(Py<DatagramCore>),
     /// A pending `sock_*` call, removed when it completes.
     SockOp(Py<SockOp>),
@@ -66,13 +69,14 @@ impl Watcher {
                 visit.call(handle.object())?;
                 visit.call(fileobj)
             }
-            Watcher::Stream(t) => visit.call(t),
+            Watcher::Stream(t) | Watcher::Pipe(t) => visit.call(t),
             Watcher::Datagram(t) => visit.call(t),
             Watcher::SockOp(op) => visit.call(op),
         }
     }
 
-    /// The transport owning the descriptor, if a transport does.
+    /// The transport owning the descriptor, if a socket transport does
+    /// (asyncio does not guard the descriptors of pipe transports).
     pub fn transport(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         match self {
             Watcher::Stream(t) => t.get().transport_object(py),

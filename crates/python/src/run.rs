@@ -47,6 +47,7 @@ fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
     let ident = current_thread_ident();
     core.set_thread(ident);
+    let _slack = ferroloop_engine::TightTimerSlack::new();
     let observation = &core.observation;
     observation.stats.forget_reading();
     let detecting = observation.is_on(Instrument::Detector);
@@ -73,6 +74,8 @@ fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
 
 /// One iteration.
 fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+    // A forked child polling its parent's epoll would steal the parent's events.
+    slf.get().check_process()?;
     let timeout = wait_timeout(slf)?;
     wait_and_collect(slf, timeout)?;
     run_ready_batch(slf)
@@ -256,6 +259,12 @@ fn queue_ready_io(
                 }
             }
             Some(Watcher::SockOp(op)) => ready.push(Ready::SockOp(op.clone_ref(py))),
+            Some(Watcher::Pipe(transport)) => ready.push(Ready::Stream {
+                transport: transport.clone_ref(py),
+                readable: direction == Direction::Read,
+                writable: direction == Direction::Write,
+                hangup: readiness.hangup,
+            }),
             _ => {}
         }
     }

@@ -18,6 +18,9 @@
 //!
 //! Cold paths (error reporting, `connection_lost`, closing the socket) call
 //! back into the Python transport.
+//!
+//! Pipes are streams too: the same core, in a pipe [`StreamKind`], serves
+//! `connect_read_pipe` and `connect_write_pipe` (`ferroloop.pipes`).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +39,7 @@ use crate::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::loop_core::LoopCore;
 use crate::queue_items::{Ready, Watcher};
 use crate::errors::os_error;
+use crate::stream_kind::StreamKind;
 use crate::sys_io::{self, Io};
 use crate::write_buffer::WriteBuffer;
 
@@ -69,10 +73,15 @@ impl Reader {
                     .unbind(),
             })
         } else {
-            Ok(match protocol.getattr(pyo3::intern!(py, "data_received")) {
-                Ok(method) => Reader::Data(method.unbind()),
-                Err(_) => Reader::Unresolved(protocol.clone().unbind()),
-            })
+            Ok(Reader::for_data(protocol))
+        }
+    }
+
+    /// `data_received`, looked up at each read if the protocol lacks it now.
+    fn for_data(protocol: &Bound<'_, PyAny>) -> Reader {
+        match protocol.getattr(pyo3::intern!(protocol.py(), "data_received")) {
+            Ok(method) => Reader::Data(method.unbind()),
+            Err(_) => Reader::Unresolved(protocol.clone().unbind()),
         }
     }
 
@@ -140,6 +149,7 @@ struct StreamState {
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen)]
 pub struct StreamCore {
     fd: RawFd,
+    kind: StreamKind,
     loop_: Py<LoopCore>,
     state: GilCell<StreamState>,
     /// The last read was large: size the next one by what is pending.
@@ -197,6 +207,16 @@ impl StreamCore {
     fn read_ready(slf: &Bound<'_, StreamCore>, hangup: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        if let StreamKind::WritePipe { .. } = this.kind {
+            // The write end of a pipe turns readable when the reader closes.
+            if this.state.borrow(py)?.life.is_lost() {
+                return Ok(());
+            }
+            return match this.transport_object(py) {
+                Some(t) => t.bind(py).call_method0(pyo3::intern!(py, "_closed_by_peer")).map(drop),
+                None => Ok(()),
+            };
+        }
         let reader = {
             let st = this.state.borrow(py)?;
             if st.life.is_lost() || st.life.closing || st.reading_paused || st.read_eof {
@@ -257,18 +277,22 @@ impl StreamCore {
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(_)) => {
                 if let Err(err) = data_received(data.expect("data of a non-empty read")) {
-                    return self.protocol_failed(
-                        py,
-                        err,
-                        "Fatal error: protocol.data_received() call failed.",
-                    );
+                    if !self.kind.is_pipe() {
+                        return self.protocol_failed(
+                            py,
+                            err,
+                            "Fatal error: protocol.data_received() call failed.",
+                        );
+                    }
+                    // A pipe reads on (what is left, or its end, still comes).
+                    self.callback_failed(py, err)?;
                 }
                 if filled || hangup {
                     self.retry_read(slf, hangup)?;
                 }
                 Ok(())
             }
-            Err(err) => self.fatal_error(py, os_error(err), "Fatal read error on socket transport"),
+            Err(err) => self.fatal_error(py, os_error(err), self.kind.read_error()),
         }
     }
 
@@ -280,7 +304,7 @@ impl StreamCore {
     ) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let core = self.loop_core(py).get();
         let mut buf = core.take_recv_buffer(py)?;
-        let received = sys_io::recv(self.fd, &mut buf);
+        let received = self.kind.receive(self.fd, &mut buf);
         let data = match &received {
             Ok(Io::Done(n)) if *n > 0 => Some(PyBytes::new(py, &buf[..*n])),
             _ => None,
@@ -300,7 +324,12 @@ impl StreamCore {
         pending: usize,
     ) -> PyResult<(std::io::Result<Io>, Option<Bound<'py, PyBytes>>, bool)> {
         let size = pending.min(crate::loop_core::RECV_BUFFER_SIZE);
-        let (received, data) = crate::buffers::recv_new_bytes(py, self.fd, size)?;
+        let kind = self.kind;
+        let fd = self.fd;
+        let (received, data) = crate::buffers::new_bytes_from(py, size, |ptr, len| {
+            // SAFETY: new_bytes_from passes memory valid for `len` bytes.
+            unsafe { kind.receive_raw(fd, ptr, len) }
+        })?;
         let filled = matches!(received, Ok(Io::Done(n)) if n == crate::loop_core::RECV_BUFFER_SIZE);
         Ok((received, data, filled))
     }
@@ -341,7 +370,7 @@ impl StreamCore {
         };
         // SAFETY: `view` holds the exported buffer for the duration of the
         // call, so its pointer is valid for writes of `view.len()` bytes.
-        let received = unsafe { sys_io::recv_raw(self.fd, view.ptr(), view.len()) };
+        let received = unsafe { self.kind.receive_raw(self.fd, view.ptr(), view.len()) };
         let capacity = view.len();
         drop(view);
         match received {
@@ -360,7 +389,7 @@ impl StreamCore {
                 }
                 Ok(())
             }
-            Err(err) => self.fatal_error(py, os_error(err), "Fatal read error on socket transport"),
+            Err(err) => self.fatal_error(py, os_error(err), self.kind.read_error()),
         }
     }
 
@@ -389,6 +418,14 @@ impl StreamCore {
         let (Some(protocol), Some(transport)) = (protocol, transport) else {
             return Ok(());
         };
+        if self.kind.is_pipe() {
+            // asyncio's pipes schedule `eof_received` (its answer is not
+            // asked) and close: a pipe has no half-open state.
+            return transport
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "_eof_from_peer"))
+                .map(drop);
+        }
         transport
             .bind(py)
             .call_method1(pyo3::intern!(py, "_log_debug"), ("%r received EOF",))?;
@@ -413,6 +450,21 @@ impl StreamCore {
         } else {
             StreamCore::close_impl(slf)
         }
+    }
+
+    /// A pipe's protocol raised: asyncio's pipe transports let the error out
+    /// of their reader callback, to the loop's exception handler, and go on.
+    fn callback_failed(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
+        if crate::errors::is_loop_stopping(py, &err) {
+            return Err(err);
+        }
+        if let Some(transport) = self.transport_object(py) {
+            transport.bind(py).call_method1(
+                pyo3::intern!(py, "_report_read_callback_error"),
+                (err.into_value(py),),
+            )?;
+        }
+        Ok(())
     }
 
     fn protocol_failed(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
@@ -446,7 +498,7 @@ impl StreamCore {
             }
             let sent = {
                 let slices = st.buffer.slices(py);
-                sys_io::send_vectored(this.fd, &slices)
+                this.kind.send_vectored(this.fd, &slices)
             };
             match sent {
                 Ok(Io::Done(n)) => {
@@ -454,9 +506,19 @@ impl StreamCore {
                     After::Nothing
                 }
                 Ok(Io::WouldBlock) => return Ok(()),
+                Err(err)
+                    if err.raw_os_error() == Some(libc::EPIPE)
+                        && this.kind == (StreamKind::WritePipe { watch_peer: true }) =>
+                {
+                    // The reader left; asyncio's reader callback sees that
+                    // before its writer runs (a writable report queued
+                    // before the write lets ours run first): report it so.
+                    drop(st);
+                    return StreamCore::read_ready(slf, true);
+                }
                 Err(err) => {
                     released = st.buffer.clear();
-                    After::Fatal(os_error(err), "Fatal write error on socket transport")
+                    After::Fatal(os_error(err), this.kind.write_error())
                 }
             }
         };
@@ -576,7 +638,16 @@ impl StreamCore {
     /// `transport.write(data)`: send at once what the socket takes, buffer
     /// the rest. Installed as a raw one-argument method (see `install`).
     pub fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let data = WriteData::extract(data)?;
+        let data = match WriteData::extract(data) {
+            Ok(data) => data,
+            // asyncio's pipes assert the type.
+            Err(_) if slf.get().kind.is_pipe() => {
+                return Err(pyo3::exceptions::PyAssertionError::new_err(
+                    data.repr()?.unbind(),
+                ))
+            }
+            Err(err) => return Err(err),
+        };
         StreamCore::write_data(slf, data, WriteCall::Write)
     }
 
@@ -591,6 +662,15 @@ impl StreamCore {
         };
         let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
+            if this.kind.is_pipe() && st.life.closing && !data.is_empty() {
+                // A closing pipe drops writes, as a lost connection does.
+                let warn = st.life.write_after_loss();
+                drop(st);
+                if warn {
+                    crate::python_helpers::log_warning(py, this.kind.lost_write_warning())?;
+                }
+                return Ok(());
+            }
             if st.eof {
                 return Err(PyRuntimeError::new_err(format!(
                     "Cannot call {method}() after write_eof()"
@@ -612,7 +692,7 @@ impl StreamCore {
                 let warn = st.life.write_after_loss();
                 drop(st);
                 if warn {
-                    crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
+                    crate::python_helpers::log_warning(py, this.kind.lost_write_warning())?;
                 }
                 return Ok(());
             }
@@ -627,7 +707,7 @@ impl StreamCore {
             let mut failure = None;
             let was_empty = st.buffer.is_empty();
             if was_empty {
-                match sys_io::send(this.fd, bytes) {
+                match this.kind.send(this.fd, bytes) {
                     Ok(Io::Done(n)) => sent = n,
                     Ok(Io::WouldBlock) => {}
                     Err(err) => failure = Some(os_error(err)),
@@ -643,7 +723,7 @@ impl StreamCore {
             (failure, was_empty && buffering)
         };
         if let Some(err) = failure {
-            return this.fatal_error(py, err, "Fatal write error on socket transport");
+            return this.fatal_error(py, err, this.kind.write_error());
         }
         if started_buffering {
             // Where asyncio adds its writer, whose handle copies the context.
@@ -654,14 +734,41 @@ impl StreamCore {
         this.flow_notify(py, FlowControl::pause_notice)
     }
 
+    /// Removes the registrations of the sides this pipe end watches, if they
+    /// are still its own (`add_reader` may have taken a side over).
+    fn unwatch_pipe(slf: &Bound<'_, Self>) -> PyResult<Vec<Watcher>> {
+        let py = slf.py();
+        let this = slf.get();
+        let core = this.loop_core(py).get();
+        let mut removed = Vec::new();
+        for &direction in this.kind.pipe_directions() {
+            let owned = {
+                let st = core.state.borrow(py)?;
+                matches!(
+                    st.io.as_ref().and_then(|io| io.get(this.fd, direction)),
+                    Some(Watcher::Pipe(t)) if t.is(slf)
+                )
+            };
+            if owned {
+                removed.extend(core.unwatch_fd(py, this.fd, direction)?);
+            }
+        }
+        Ok(removed)
+    }
+
     fn set_protocol_impl(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
-        let reader = Reader::for_protocol(protocol)?;
+        let reader = match self.kind {
+            StreamKind::Socket => Some(Reader::for_protocol(protocol)?),
+            // asyncio's read pipes call `data_received` whatever the protocol.
+            StreamKind::ReadPipe => Some(Reader::for_data(protocol)),
+            StreamKind::WritePipe { .. } => None,
+        };
         let previous = {
             let mut st = self.state.borrow_mut(py)?;
             (
                 st.protocol.replace(protocol.clone().unbind()),
-                st.reader.replace(reader),
+                std::mem::replace(&mut st.reader, reader),
             )
         };
         drop(previous);
@@ -671,16 +778,31 @@ impl StreamCore {
 
 #[pymethods]
 impl StreamCore {
-    /// `StreamCore(loop, fd, protocol, transport)`.
+    /// `StreamCore(loop, fd, protocol, transport)` for a socket;
+    /// `pipe='read'` or `pipe='write'` (with `watch_peer`) for a pipe end.
     #[new]
+    #[pyo3(signature = (r#loop, fd, protocol, transport, pipe=None, watch_peer=false))]
     fn py_new(
         r#loop: &Bound<'_, PyAny>,
         fd: RawFd,
         protocol: &Bound<'_, PyAny>,
         transport: Py<PyAny>,
+        pipe: Option<&str>,
+        watch_peer: bool,
     ) -> PyResult<Self> {
+        let kind = match pipe {
+            None => StreamKind::Socket,
+            Some("read") => StreamKind::ReadPipe,
+            Some("write") => StreamKind::WritePipe { watch_peer },
+            Some(other) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "pipe must be 'read' or 'write', not {other:?}"
+                )))
+            }
+        };
         let core = StreamCore {
             fd,
+            kind,
             large_reads: AtomicBool::new(false),
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             state: GilCell::new(StreamState {
@@ -713,7 +835,16 @@ impl StreamCore {
         let previous = this.state.borrow_mut(py)?.read_context.replace(context);
         drop(previous);
         let me = slf.clone().unbind();
-        let replaced = this.loop_core(py).get().watch_fd_both(
+        let core = this.loop_core(py).get();
+        if this.kind.is_pipe() {
+            for &direction in this.kind.pipe_directions() {
+                let replaced =
+                    core.watch_fd(py, this.fd, direction, Watcher::Pipe(me.clone_ref(py)))?;
+                drop(replaced);
+            }
+            return Ok(());
+        }
+        let replaced = core.watch_fd_both(
             py,
             this.fd,
             Watcher::Stream(me.clone_ref(py)),
@@ -724,17 +855,22 @@ impl StreamCore {
     }
 
     /// Stops watching the socket: the connection is over.
-    fn _detach(&self, py: Python<'_>) -> PyResult<()> {
-        let registered = self.state.borrow_mut(py)?.life.stop_watching();
-        let removed = if registered {
-            Some(self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
-                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
-            })?)
-        } else {
-            None
+    fn _detach(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let registered = this.state.borrow_mut(py)?.life.stop_watching();
+        let removed = match (registered, this.kind.is_pipe()) {
+            (false, _) => (None, Vec::new()),
+            (true, true) => (None, StreamCore::unwatch_pipe(slf)?),
+            (true, false) => (
+                Some(this.loop_core(py).get().unwatch_fd_both(py, this.fd, |w| {
+                    matches!(w, Watcher::Stream(t) if t.is(slf))
+                })?),
+                Vec::new(),
+            ),
         };
         let released = {
-            let mut st = self.state.borrow_mut(py)?;
+            let mut st = this.state.borrow_mut(py)?;
             (
                 st.transport.take(),
                 st.protocol.take(),
@@ -791,14 +927,20 @@ impl StreamCore {
         StreamCore::write_data(slf, WriteData::Copied(joined), WriteCall::Writelines)
     }
 
-    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
-        let mut st = self.state.borrow_mut(py)?;
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.kind.is_pipe() {
+            // A pipe cannot be half-closed: its end of file is its close.
+            return StreamCore::close_impl(slf);
+        }
+        let mut st = this.state.borrow_mut(py)?;
         if st.life.closing || st.eof {
             return Ok(());
         }
         st.eof = true;
         if st.buffer.is_empty() {
-            sys_io::shutdown_write(self.fd).map_err(os_error)?;
+            sys_io::shutdown_write(this.fd).map_err(os_error)?;
         }
         Ok(())
     }
@@ -913,7 +1055,7 @@ impl StreamCore {
     /// `_conn_lost`).
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
-        Ok(self.state.borrow(py)?.life.conn_lost)
+        Ok(self.state.borrow(py)?.life.writes_lost())
     }
 
     /// For sendfile: a future set when the write buffer is empty; writes are

@@ -1,5 +1,6 @@
-//! The socket system calls of the hot paths, non-blocking whatever the
-//! socket's own mode, and their errors as Python exceptions.
+//! The socket and pipe system calls of the hot paths, non-blocking (sockets
+//! whatever their own mode; pipes are set non-blocking when a transport takes
+//! them), and their errors as Python exceptions.
 //!
 //! Python's socket methods raise `BlockingIOError` when a non-blocking call
 //! would block, and creating that exception costs more than the call itself.
@@ -74,7 +75,39 @@ pub fn send_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
     })
 }
 
-/// Bytes waiting to be read on a stream socket (FIONREAD); 0 if unknown.
+/// `read(2)`, for pipes and character devices (`recv` works on sockets only).
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
+    // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the
+    // duration of the call; read writes at most that many bytes.
+    retry(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// Reads into raw memory (a Python buffer held by the caller).
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the whole call.
+// SAFETY (contract): callers uphold the conditions under "# Safety" above.
+pub unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
+    // SAFETY: guaranteed by this function's contract.
+    retry(|| unsafe { libc::read(fd, ptr.cast(), len) })
+}
+
+/// `write(2)`, for pipes and character devices. A pipe whose reader is gone
+/// gives EPIPE (the interpreter ignores SIGPIPE, as asyncio relies on too).
+pub fn write(fd: RawFd, data: &[u8]) -> io::Result<Io> {
+    // SAFETY: `data` is a valid readable region of `data.len()` bytes.
+    retry(|| unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) })
+}
+
+/// Writes several buffers in one call (`writev`).
+pub fn write_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
+    // SAFETY: std guarantees `IoSlice` has the layout of `struct iovec`; the
+    // slices outlive the call, which only reads them.
+    retry(|| unsafe { libc::writev(fd, chunks.as_ptr().cast(), chunks.len() as libc::c_int) })
+}
+
+/// Bytes waiting to be read on a stream socket, pipe or terminal (FIONREAD);
+/// 0 if unknown.
 pub fn bytes_pending(fd: RawFd) -> usize {
     let mut pending: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer we pass, which
