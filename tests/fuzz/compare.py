@@ -78,6 +78,9 @@ DELIBERATE = [
     ('TypeError', 'a callable object was expected by '),
     ('TypeError', 'coroutines cannot be used with '),
     ('ValueError', 'the socket must be non-blocking'),
+    # A deadline that is no number is refused at once (asyncio schedules it,
+    # then its run loop fails comparing deadlines).
+    ('TypeError', 'must be real number, not '),
 ]
 
 

@@ -193,15 +193,40 @@ impl StreamCore {
         hangup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
+        let this = slf.get();
         if writable {
-            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
-            crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf))?;
+            let context = this.state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
+            let wrote = crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf));
+            this.resume_after(slf, &wrote, false)?;
+            wrote?;
         }
         if readable {
-            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
-            crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup))?;
+            let context = this.state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
+            let read = crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup));
+            this.resume_after(slf, &read, true)?;
+            read?;
         }
         Ok(())
+    }
+
+    /// A protocol callback stopped the loop (KeyboardInterrupt, SystemExit)
+    /// in the middle of a read or write: asyncio's level-triggered reader or
+    /// writer would pick up where it was on the next run, so queue the side
+    /// again (its edge is gone).
+    fn resume_after(&self, slf: &Bound<'_, StreamCore>, outcome: &PyResult<()>, read: bool) -> PyResult<()> {
+        let py = slf.py();
+        match outcome {
+            Err(err) if crate::errors::is_loop_stopping(py, err) => {
+                let again = Ready::Stream {
+                    transport: slf.clone().unbind(),
+                    readable: read,
+                    writable: !read,
+                    hangup: read,
+                };
+                self.loop_core(py).get().push_ready(py, again)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn read_ready(slf: &Bound<'_, StreamCore>, hangup: bool) -> PyResult<()> {
