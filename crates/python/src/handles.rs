@@ -56,6 +56,9 @@ struct HandleObject {
     /// Timers only: the heap's count of cancelled entries.
     cancelled_in_heap: Option<CancelledCount>,
     when: f64,
+    /// When it was queued (ns, CLOCK_MONOTONIC), stamped only while task
+    /// steps are recorded; 0 otherwise.
+    queued_ns: i64,
     cancelled: bool,
     /// Runs more than once: keeps its callback after running.
     persistent: bool,
@@ -169,6 +172,29 @@ impl HandleRef {
     pub fn is_cancelled(&self) -> bool {
         // SAFETY: reading a flag of a live handle; callers hold the GIL.
         unsafe { (*self.raw()).cancelled }
+    }
+
+    /// The callback, while the handle holds it.
+    pub fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        // SAFETY: the GIL is held (`py`); the handle is alive; the field is
+        // an owned reference or NULL.
+        unsafe {
+            let callback = (*self.raw()).callback;
+            Bound::from_borrowed_ptr_or_opt(py, callback).map(Bound::unbind)
+        }
+    }
+
+    /// When the handle was queued, if stamped (see `queued_ns`).
+    #[inline]
+    pub fn queued_ns(&self) -> i64 {
+        // SAFETY: reading a field of a live handle; callers hold the GIL.
+        unsafe { (*self.raw()).queued_ns }
+    }
+
+    #[inline]
+    pub fn set_queued_ns(&self, ns: i64) {
+        // SAFETY: writing a field of a live handle; callers hold the GIL.
+        unsafe { (*self.raw()).queued_ns = ns };
     }
 
     /// Called when the heap lets go of a timer handle (fired or discarded).

@@ -19,6 +19,7 @@
 //! - [`sys_io`]: the socket system calls of the hot paths;
 //! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
 //! - [`fs`]: the file system calls of Unix socket set-up;
+//! - [`observe`]: the blocking detector, task steps, `loop.stats()`;
 //! - [`gil_cell`]: state guarded by the interpreter lock;
 //! - [`context`]: copying and entering `contextvars` contexts;
 //! - [`python_helpers`]: the Python functions used on cold paths.
@@ -34,6 +35,7 @@ mod handles;
 mod io_watch;
 mod lifecycle;
 mod loop_core;
+mod observe;
 mod python_helpers;
 mod queue_items;
 mod run;

@@ -36,6 +36,7 @@ use pyo3::{ffi, PyTraverseError};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::handles::{HandleRef, TimerSpec};
+use crate::observe::{Instrument, Observation};
 use crate::python_helpers;
 use crate::queue_items::{Ready, Watcher};
 
@@ -85,6 +86,8 @@ pub struct LoopCore {
     /// `threading.get_ident()` of the thread running the loop, 0 if none.
     thread_id: AtomicU64,
     pub(crate) observed: AtomicBool,
+    /// The blocking detector, task steps and the loop's counters.
+    pub(crate) observation: Observation,
     /// `time` is overridden (by a subclass, or on the instance, as test
     /// tools that fake the clock do): the loop's own reads of the clock call
     /// it, as asyncio's do.
@@ -189,6 +192,14 @@ impl LoopCore {
 
     pub(crate) fn set_thread(&self, ident: u64) {
         self.thread_id.store(ident, Ordering::Relaxed);
+    }
+
+    /// The thread running the loop, if it runs.
+    pub(crate) fn running_thread(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            ident => Some(ident),
+        }
     }
 
     /// asyncio's debug-mode `_check_thread`.
@@ -449,6 +460,7 @@ impl LoopCore {
             stopping: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             observed: AtomicBool::new(false),
+            observation: Observation::new(),
             time_overridden: AtomicBool::new(false),
             forks_at_creation: FORKS.load(Ordering::Relaxed),
             creator_pid: std::process::id(),
@@ -491,6 +503,7 @@ impl LoopCore {
         let value = (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.debug_value, value);
         self.debug.store(flag, Ordering::Relaxed);
+        self.observation.set(Instrument::Debug, flag);
         drop(previous);
         Ok(())
     }
@@ -562,6 +575,8 @@ impl LoopCore {
             Some((begin, end))
         };
         self.observed.store(observer.is_some(), Ordering::Relaxed);
+        self.observation
+            .set(Instrument::CallbackObserver, observer.is_some());
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.observer, observer);
         drop(previous);
         Ok(())
@@ -584,6 +599,11 @@ impl LoopCore {
             (ready, timers, watchers, waker)
         };
         let poller = self.poller.borrow_mut(py)?.take();
+        let watchdog = self.observation.watchdog.borrow_mut(py)?.take();
+        if let Some(watchdog) = watchdog {
+            self.observation.set(Instrument::Detector, false);
+            watchdog.stop(py);
+        }
         release_handles(
             py,
             &released.0,

@@ -215,6 +215,7 @@ fn soon(
         !threadsafe,
         false,
     )?;
+    slf.get().observation.stamp_queued(&handle);
     let mut st = slf.get().state.borrow_mut(py)?;
     st.ready.push(Ready::Callback(handle.clone_ref(py)));
     if threadsafe {
@@ -359,6 +360,7 @@ unsafe fn soon_shortcut(
                 None,
                 private_context,
             )?;
+            core.observation.stamp_queued(&handle);
             let mut st = core.state.borrow_mut(py)?;
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
             if threadsafe {
@@ -435,7 +437,10 @@ unsafe extern "C" fn create_task(
             if crate::tasks::create_task_needs_asyncio(slf)? {
                 // CPython's vectorcall contract, forwarded (this whole
                 // function's body is under its SAFETY comment).
-                return crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames);
+                return made_task(
+                    slf,
+                    crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames),
+                );
             }
             let [coro, name, context] = keyword_arguments(
                 py,
@@ -449,9 +454,17 @@ unsafe extern "C" fn create_task(
             let coro = coro.ok_or_else(|| {
                 PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
             })?;
-            crate::tasks::create_task(slf, &coro, name, context)
+            made_task(slf, crate::tasks::create_task(slf, &coro, name, context))
         })
     }
+}
+
+/// A task `create_task` made, shown to the step recorder (its parent is
+/// the task running now).
+fn made_task(slf: &Bound<'_, LoopCore>, task: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    let task = task?;
+    slf.get().observation.task_created(slf.py(), task.bind(slf.py()))?;
+    Ok(task)
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
