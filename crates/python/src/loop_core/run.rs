@@ -14,18 +14,15 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ferroloop_engine::{clock, Direction, IoRegistry, Readiness, ReadyQueue};
+use ferroloop_engine::clock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::datagram_transport::DatagramCore;
 use crate::handles::{HandleRef, RunOutcome};
+use crate::io::{Ready, Watcher};
+use crate::loop_core::observe::{self, Instrument};
 use crate::loop_core::{current_thread_ident, LoopCore, ScheduledTimer};
-use crate::observe::{self, Instrument};
 use crate::python_helpers;
-use crate::queue_items::{Ready, Watcher};
-use crate::sock_ops::SockOp;
-use crate::stream_transport::StreamCore;
 
 #[pymethods]
 impl LoopCore {
@@ -175,7 +172,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
             if let Some(io) = st.io.as_mut() {
                 for readiness in poller.ready() {
                     stats.io_events.add(1);
-                    queue_ready_io(py, io, &mut st.ready, readiness, &mut discarded);
+                    crate::io::queue_readiness(py, io, &mut st.ready, readiness, &mut discarded);
                 }
             }
             drop(poller_slot);
@@ -207,70 +204,6 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
     stats.timers_cancelled.add(discarded_timers.len() as u64);
     release_timers(discarded_timers);
     Ok(())
-}
-
-/// Queues what one ready descriptor's watchers must do. A transport owns
-/// both sides and is queued once with both readinesses; callbacks and socket
-/// operations are queued per side. Descriptors with callback watchers are
-/// re-armed, which makes their readiness level-triggered.
-fn queue_ready_io(
-    py: Python<'_>,
-    io: &mut IoRegistry<Watcher>,
-    ready: &mut ReadyQueue<Ready>,
-    readiness: Readiness,
-    discarded: &mut Vec<Watcher>,
-) {
-    let fd = readiness.fd;
-    match io.get(fd, Direction::Read) {
-        Some(Watcher::Stream(transport)) => {
-            ready.push(Ready::Stream {
-                transport: transport.clone_ref(py),
-                readable: readiness.readable,
-                writable: readiness.writable,
-                hangup: readiness.hangup,
-            });
-            return;
-        }
-        Some(Watcher::Datagram(transport)) => {
-            ready.push(Ready::Datagram {
-                transport: transport.clone_ref(py),
-                readable: readiness.readable,
-                writable: readiness.writable,
-            });
-            return;
-        }
-        _ => {}
-    }
-    let mut level_triggered = false;
-    for (is_ready, direction) in [
-        (readiness.readable, Direction::Read),
-        (readiness.writable, Direction::Write),
-    ] {
-        if !is_ready {
-            continue;
-        }
-        match io.get(fd, direction) {
-            Some(Watcher::Callback { handle, .. }) => {
-                level_triggered = true;
-                if handle.is_cancelled() {
-                    discarded.extend(io.remove(fd, direction));
-                } else {
-                    ready.push(Ready::Callback(handle.clone_ref(py)));
-                }
-            }
-            Some(Watcher::SockOp(op)) => ready.push(Ready::SockOp(op.clone_ref(py))),
-            Some(Watcher::Pipe(transport)) => ready.push(Ready::Stream {
-                transport: transport.clone_ref(py),
-                readable: direction == Direction::Read,
-                writable: direction == Direction::Write,
-                hangup: readiness.hangup,
-            }),
-            _ => {}
-        }
-    }
-    if level_triggered {
-        io.rearm(fd);
-    }
 }
 
 /// Drops timers the heap let go of, outside any borrow (dropping a handle can
@@ -353,49 +286,22 @@ pub(crate) fn run_item_hooked(
     }
 }
 
-/// A transport's readiness or a socket operation.
+/// A transport's readiness or a socket operation: the I/O kinds' work. An
+/// exception that escapes it (a protocol's `datagram_received` or
+/// `error_received` that raises, say) is what asyncio's reader or writer
+/// handle would have raised: the loop reports it and goes on. Only
+/// `KeyboardInterrupt`/`SystemExit` stop it.
 #[inline]
 fn run_io(slf: &Bound<'_, LoopCore>, item: Ready) -> PyResult<()> {
     let py = slf.py();
     match item {
         Ready::Callback(handle) => run_handle(slf, &handle, false),
-        Ready::Stream {
-            transport,
-            readable,
-            writable,
-            hangup,
-        } => report_io_error(
-            slf,
-            StreamCore::on_ready(transport.bind(py), readable, writable, hangup),
-            || transport.get().transport_object(py),
-        ),
-        Ready::Datagram {
-            transport,
-            readable,
-            writable,
-        } => report_io_error(
-            slf,
-            DatagramCore::on_ready(transport.bind(py), readable, writable),
-            || transport.get().transport_object(py),
-        ),
-        Ready::SockOp(op) => report_io_error(slf, SockOp::on_ready(op.bind(py)), || None),
-    }
-}
-
-/// An exception that escapes a transport's or socket operation's work (a
-/// protocol's `datagram_received` or `error_received` that raises, say) is
-/// what asyncio's reader or writer handle would have raised: the loop
-/// reports it and goes on. Only `KeyboardInterrupt`/`SystemExit` stop it.
-fn report_io_error(
-    slf: &Bound<'_, LoopCore>,
-    result: PyResult<()>,
-    transport: impl FnOnce() -> Option<Py<PyAny>>,
-) -> PyResult<()> {
-    match result {
-        Err(err) if !crate::errors::is_loop_stopping(slf.py(), &err) => {
-            python_helpers::report_io_error(slf.as_any(), transport(), err)
-        }
-        other => other,
+        io => match io.run_io(py) {
+            Err(err) if !crate::errors::is_loop_stopping(py, &err) => {
+                python_helpers::report_io_error(slf.as_any(), io.transport(py), err)
+            }
+            other => other,
+        },
     }
 }
 

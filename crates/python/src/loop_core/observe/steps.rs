@@ -24,7 +24,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyWeakrefMethods, PyWeakrefReference};
 
 use super::Observation;
-use crate::queue_items::Ready;
+use crate::io::Ready;
 
 /// At most this many events are kept (about 64 bytes each).
 const MAX_EVENTS: usize = 1 << 20;

@@ -22,8 +22,8 @@ use pyo3::PyTypeInfo;
 
 use crate::errors::panic_error;
 use crate::handles::HandleRef;
+use crate::io::Ready;
 use crate::loop_core::{LoopCore, ScheduledTimer};
-use crate::queue_items::Ready;
 
 /// The arguments of one call, sorted out.
 struct Call<'py> {
@@ -434,12 +434,12 @@ unsafe extern "C" fn create_task(
     unsafe {
         raw_entry(slf, |slf| {
             let py = slf.py();
-            if crate::tasks::create_task_needs_asyncio(slf)? {
+            if crate::loop_core::tasks::create_task_needs_asyncio(slf)? {
                 // CPython's vectorcall contract, forwarded (this whole
                 // function's body is under its SAFETY comment).
                 return made_task(
                     slf,
-                    crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames),
+                    crate::loop_core::tasks::create_task_through_asyncio(slf, args, nargs, kwnames),
                 );
             }
             let [coro, name, context] = keyword_arguments(
@@ -454,7 +454,10 @@ unsafe extern "C" fn create_task(
             let coro = coro.ok_or_else(|| {
                 PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
             })?;
-            made_task(slf, crate::tasks::create_task(slf, &coro, name, context))
+            made_task(
+                slf,
+                crate::loop_core::tasks::create_task(slf, &coro, name, context),
+            )
         })
     }
 }
@@ -463,7 +466,9 @@ unsafe extern "C" fn create_task(
 /// the task running now).
 fn made_task(slf: &Bound<'_, LoopCore>, task: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     let task = task?;
-    slf.get().observation.task_created(slf.py(), task.bind(slf.py()))?;
+    slf.get()
+        .observation
+        .task_created(slf.py(), task.bind(slf.py()))?;
     Ok(task)
 }
 
@@ -473,7 +478,7 @@ unsafe extern "C" fn create_future(
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
-    unsafe { raw_entry(slf, crate::tasks::create_future) }
+    unsafe { raw_entry(slf, crate::loop_core::tasks::create_future) }
 }
 
 // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.

@@ -7,7 +7,7 @@
 //! `asyncio.AbstractEventLoop`; the cold methods (run_until_complete,
 //! executors, exception handling, async generators) are written in Python
 //! there, on top of the native ones here. The iteration itself is in
-//! [`crate::run`], descriptor watching in [`crate::io_watch`].
+//! [`crate::loop_core::run`], descriptor watching in [`crate::loop_core::io_watch`].
 //!
 //! Flags that every call reads (closed, debug, running thread) are atomics
 //! next to the engine rather than inside it, so checking them needs no borrow.
@@ -20,6 +20,12 @@
 //! running it or watching descriptors with it raises `RuntimeError`, and
 //! closing it (or its transports) forgets the registrations without touching
 //! the epoll set.
+
+pub mod io_watch;
+pub mod observe;
+pub mod run;
+pub mod scheduling;
+pub mod tasks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -34,11 +40,11 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError};
 
 use crate::errors::os_error;
-use crate::gil_cell::GilCell;
+use crate::ffi::gil_cell::GilCell;
 use crate::handles::{HandleRef, TimerSpec};
-use crate::observe::{Instrument, Observation};
+use crate::io::{Ready, Watcher};
+use crate::loop_core::observe::{Instrument, Observation};
 use crate::python_helpers;
-use crate::queue_items::{Ready, Watcher};
 
 /// A timer handle in the heap.
 pub struct ScheduledTimer(pub HandleRef);
@@ -403,7 +409,10 @@ impl LoopCore {
         let Some(io) = st.io.as_mut() else {
             return Ok((None, None));
         };
-        if !io.get(fd, ferroloop_engine::Direction::Read).is_some_and(owns) {
+        if !io
+            .get(fd, ferroloop_engine::Direction::Read)
+            .is_some_and(owns)
+        {
             return Ok((None, None));
         }
         Ok(io.remove_pair(fd))
@@ -500,7 +509,8 @@ impl LoopCore {
     fn _set_debug_flag(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = enabled.py();
         let flag = enabled.is_truthy()?;
-        let value = (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
+        let value =
+            (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.debug_value, value);
         self.debug.store(flag, Ordering::Relaxed);
         self.observation.set(Instrument::Debug, flag);

@@ -9,7 +9,6 @@
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
-
 /// Never block, never raise SIGPIPE (a closed peer gives EPIPE instead).
 const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 

@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
-use crate::gil_cell::GilCell;
+use crate::ffi::gil_cell::GilCell;
 
 /// A count only the loop thread changes.
 #[derive(Default)]

@@ -4,7 +4,7 @@
 //!
 //! Every item of the ready queue — a callback, a transport's readiness
 //! (where `data_received`, `buffer_updated`, `datagram_received`... run), a
-//! pending `sock_*` operation — goes through [`crate::run`]'s `run_item`.
+//! pending `sock_*` operation — goes through [`crate::loop_core::run`]'s `run_item`.
 //! With every instrument off, that costs one test of [`Observation::active`]
 //! per item; with any on, the item runs through [`run_observed`], which
 //! gives each instrument what it needs and nothing more:
@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use pyo3::prelude::*;
 
-use crate::gil_cell::GilCell;
+use crate::ffi::gil_cell::GilCell;
+use crate::io::Ready;
 use crate::loop_core::LoopCore;
-use crate::queue_items::Ready;
 
 /// The instruments, as bits of [`Observation::active`].
 #[derive(Clone, Copy)]
@@ -90,12 +90,7 @@ impl Observation {
 /// protocol method runs), or a socket operation. A strong reference, held
 /// until the item ends, so the watchdog may look at it while it runs.
 pub fn subject_of(py: Python<'_>, item: &Ready) -> Option<Py<PyAny>> {
-    match item {
-        Ready::Callback(handle) => handle.callback(py),
-        Ready::Stream { transport, .. } => transport.get().transport_object(py),
-        Ready::Datagram { transport, .. } => transport.get().transport_object(py),
-        Ready::SockOp(op) => Some(op.clone_ref(py).into_any()),
-    }
+    item.subject(py)
 }
 
 /// Runs one item with the instruments that are on.
@@ -119,7 +114,7 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
     } else {
         0
     };
-    let result = crate::run::run_item_hooked(slf, core, item);
+    let result = crate::loop_core::run::run_item_hooked(slf, core, item);
     let claim = if sequence != 0 {
         observation.monitor.end_item(sequence)
     } else {
