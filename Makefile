@@ -43,6 +43,7 @@ test: build test-rust test-py test-cpython
 
 test-rust:
 	cargo test -p ferroloop-engine --quiet
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 test-py: build browser
 	$(VPY) -m pytest -q tests

@@ -21,6 +21,9 @@
 //!   [`errors`] (OSErrors as asyncio's, panics as exceptions) and [`ffi`]
 //!   (the C-API glue: the interpreter-lock contract, raw entry points).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 mod context;
 mod errors;
 mod ffi;

@@ -438,6 +438,7 @@ fn clone_on(
     // the parent's handlers from running in the child, which shares its
     // memory; the mask is restored right after the clone.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above: live local sets, the calling thread's own mask.
     unsafe {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut plan.signal_mask);

@@ -1179,27 +1179,20 @@ impl StreamCore {
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// `StreamCore.write(data)`, a `METH_O` entry point (see [`crate::ffi`]).
 unsafe extern "C" fn raw_write(
     slf: *mut ffi::PyObject,
     data: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls METH_O methods with the GIL held, a live `self`
-    // of the type the method was installed on (StreamCore), and a live
-    // argument.
+    // SAFETY: the entry-point contract: `slf` is a live StreamCore (the
+    // descriptor checked its type) and `data` a live argument, both borrowed
+    // for the call.
     unsafe {
-        let py = Python::assume_attached();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::ffi::trampoline(|py| {
             let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StreamCore>();
-            StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))
-        }));
-        match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
-            Ok(()) => py.None().into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                std::ptr::null_mut()
-            }
-        }
+            StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))?;
+            Ok(py.None().into_ptr())
+        })
     }
 }
 
@@ -1216,5 +1209,5 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         ml_doc: c"write(data)\n--\n\nSend data, buffering what the socket cannot take now."
             .as_ptr(),
     }));
-    crate::loop_core::scheduling::install_method(py, &StreamCore::type_object(py), def)
+    crate::ffi::install_method(py, &StreamCore::type_object(py), def)
 }

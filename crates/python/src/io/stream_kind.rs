@@ -58,7 +58,6 @@ impl StreamKind {
 
     /// # Safety
     /// `ptr` must be valid for writes of `len` bytes for the whole call.
-    // SAFETY (contract): callers uphold the conditions under "# Safety" above.
     pub unsafe fn receive_raw(self, fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
         // SAFETY: the caller's guarantee, passed on.
         unsafe {

@@ -271,6 +271,7 @@ impl LoopCore {
     }
 
     /// Builds the handle for a `call_*` method after the checks asyncio makes.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new_handle(
         slf: &Bound<'_, LoopCore>,
         callback: &Bound<'_, PyAny>,

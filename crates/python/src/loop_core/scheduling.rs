@@ -11,16 +11,14 @@
 //! `(…, callback, *args, context=None)`, with the leading arguments also
 //! allowed as keywords; `create_task(coro, *, name=None, context=None)`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
-use crate::errors::panic_error;
+use crate::ffi::{install_method, trampoline};
 use crate::handles::HandleRef;
 use crate::io::Ready;
 use crate::loop_core::{LoopCore, ScheduledTimer};
@@ -39,7 +37,6 @@ struct Call<'py> {
 /// # Safety
 /// `args` must point to `nargs` live objects followed by one per name in
 /// `kwnames` (a tuple of strings, or NULL), as CPython passes them.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn parse<'py>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,
@@ -48,13 +45,14 @@ unsafe fn parse<'py>(
     method: &str,
     leading_name: Option<&str>,
 ) -> PyResult<Call<'py>> {
-    let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    // SAFETY: PyVectorcall_NARGS only masks the offset flag off a count.
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargs as usize) } as usize;
     // SAFETY: guaranteed by the caller: `nargs` positional arguments.
     let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
-    // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
     let named: usize = if kwnames.is_null() {
         0
     } else {
+        // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
         unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
     };
     // SAFETY: the keyword values follow the positional ones.
@@ -150,12 +148,12 @@ fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
         .clone()
 }
 
-/// The shared frame of the four methods: argument parsing, and turning a
-/// Rust result (or panic) into what CPython expects.
+/// The shared frame of the scheduling methods: binds `self`, sorts the
+/// arguments out and runs `body`, in the [`trampoline`].
 ///
 /// # Safety
-/// As [`parse`]; `slf` must be a live object, and the GIL held.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
+/// The arguments of a `METH_FASTCALL | METH_KEYWORDS` method of `LoopCore`,
+/// under the entry-point contract of [`crate::ffi`].
 unsafe fn entry(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -165,29 +163,16 @@ unsafe fn entry(
     leading_name: Option<&str>,
     body: impl FnOnce(&Bound<'_, LoopCore>, Call<'_>) -> PyResult<Py<PyAny>>,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `slf` is the live object the method was called on, and
-        // CPython's method descriptor has already checked that it is an
-        // instance of LoopCore (the type we installed the method on).
+    let run = |py: Python<'_>| {
+        // SAFETY: `slf` is a live LoopCore (the descriptor checked its
+        // type), borrowed for the call.
         let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
-        let slf = &slf;
-        // SAFETY: forwarded from our caller's contract.
+        // SAFETY: the arguments are laid out as the flags declare.
         let call = unsafe { parse(py, args, nargs, kwnames, method, leading_name)? };
-        body(slf, call)
-    }));
-    let result = match outcome {
-        Ok(result) => result,
-        Err(payload) => Err(panic_error(payload)),
+        Ok(body(&slf, call)?.into_ptr())
     };
-    match result {
-        Ok(value) => value.into_ptr(),
-        Err(err) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-    }
+    // SAFETY: the entry-point contract is this function's own.
+    unsafe { trampoline(run) }
 }
 
 /// A float deadline or delay, refusing `None` with asyncio's message.
@@ -251,7 +236,7 @@ fn at(slf: &Bound<'_, LoopCore>, when: f64, call: Call<'_>, method: &str) -> PyR
 /// `(leading?, callback, *args, context=None)`.
 macro_rules! scheduling_method {
     ($fn_name:ident, $method:literal, $leading:expr, |$slf:ident, $call:ident| $body:expr) => {
-        // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+        /// An entry point, called under the contract of [`crate::ffi`].
         unsafe extern "C" fn $fn_name(
             slf: *mut ffi::PyObject,
             args: *const *mut ffi::PyObject,
@@ -298,7 +283,7 @@ scheduling_method!(
 /// then one value per name in `kwnames`; `slf` is a live LoopCore (checked
 /// by the method descriptor); the GIL is held.
 #[inline(always)]
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe fn soon_shortcut(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -313,35 +298,35 @@ unsafe fn soon_shortcut(
         *mut ffi::PyObject,
     ) -> *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
+    // SAFETY: the entry-point contract is this function's own; the raw
+    // reads below are of the arguments it describes.
     unsafe {
-        let py = Python::assume_attached();
-        let positional = ffi::PyVectorcall_NARGS(nargs as usize);
-        let context = if kwnames.is_null() {
-            None
-        } else if ffi::PyTuple_GET_SIZE(kwnames) == 1
-            && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr()
-        {
-            Some(*args.add(1))
-        } else {
-            return general(slf, args, nargs, kwnames);
-        };
-        let callback = if positional == 1 {
-            *args
-        } else {
-            std::ptr::null_mut()
-        };
-        let slf_bound = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
-        let core = slf_bound.get();
-        let plain = !callback.is_null()
-            && !core.is_closed()
-            && !core.is_debug()
-            && ffi::PyCallable_Check(callback) != 0
-            && ffi::PyFunction_Check(callback) == 0;
-        if !plain {
-            return general(slf, args, nargs, kwnames);
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        trampoline(|py| {
+            let positional = ffi::PyVectorcall_NARGS(nargs as usize);
+            let context = if kwnames.is_null() {
+                None
+            } else if ffi::PyTuple_GET_SIZE(kwnames) == 1
+                && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr()
+            {
+                Some(*args.add(1))
+            } else {
+                return Ok(general(slf, args, nargs, kwnames));
+            };
+            let callback = if positional == 1 {
+                *args
+            } else {
+                std::ptr::null_mut()
+            };
+            let slf_bound = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
+            let core = slf_bound.get();
+            let plain = !callback.is_null()
+                && !core.is_closed()
+                && !core.is_debug()
+                && ffi::PyCallable_Check(callback) != 0
+                && ffi::PyFunction_Check(callback) == 0;
+            if !plain {
+                return Ok(general(slf, args, nargs, kwnames));
+            }
             let (context, private_context) = match context {
                 Some(ctx) if ctx != ffi::Py_None() => {
                     (Bound::from_borrowed_ptr(py, ctx).unbind(), false)
@@ -369,19 +354,12 @@ unsafe fn soon_shortcut(
                 }
             }
             drop(st);
-            Ok(handle.into_object())
-        }));
-        match outcome.unwrap_or_else(|payload| Err(panic_error(payload))) {
-            Ok(handle) => handle.into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                std::ptr::null_mut()
-            }
-        }
+            Ok(handle.into_object().into_ptr())
+        })
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn call_soon(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -392,7 +370,7 @@ unsafe extern "C" fn call_soon(
     unsafe { soon_shortcut(slf, args, nargs, kwnames, false, call_soon_general) }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn call_soon_threadsafe(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -423,7 +401,7 @@ scheduling_method!(call_at, "call_at", Some("when"), |slf, call| {
 });
 
 /// `create_task(coro, *, name=None, context=None)`.
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn create_task(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -472,7 +450,7 @@ fn made_task(slf: &Bound<'_, LoopCore>, task: PyResult<Py<PyAny>>) -> PyResult<P
     Ok(task)
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn create_future(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
@@ -481,7 +459,7 @@ unsafe extern "C" fn create_future(
     unsafe { raw_entry(slf, crate::loop_core::tasks::create_future) }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn get_debug(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
@@ -506,7 +484,6 @@ unsafe extern "C" fn get_debug(
 ///
 /// # Safety
 /// As for [`parse`].
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn keyword_arguments<'py, const N: usize>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,
@@ -516,7 +493,8 @@ unsafe fn keyword_arguments<'py, const N: usize>(
     names: &[&str; N],
     positional: usize,
 ) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
-    let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    // SAFETY: PyVectorcall_NARGS only masks the offset flag off a count.
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargs as usize) } as usize;
     if nargs > positional {
         return Err(PyTypeError::new_err(format!(
             "{method}() takes {} positional arguments but {} were given",
@@ -524,10 +502,10 @@ unsafe fn keyword_arguments<'py, const N: usize>(
             nargs + 1
         )));
     }
-    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     let named: usize = if kwnames.is_null() {
         0
     } else {
+        // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
         unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
     };
     let mut values: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
@@ -556,29 +534,23 @@ unsafe fn keyword_arguments<'py, const N: usize>(
     Ok(values)
 }
 
-/// Binds `self` and turns errors and panics into Python exceptions.
+/// Binds `self` and runs `body`, in the [`trampoline`].
 ///
 /// # Safety
-/// `slf` must be a live LoopCore (the method descriptor checks this); GIL held.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
+/// `slf` as a method of `LoopCore` receives it, under the entry-point
+/// contract of [`crate::ffi`].
 unsafe fn raw_entry(
     slf: *mut ffi::PyObject,
     body: impl FnOnce(&Bound<'_, LoopCore>) -> PyResult<Py<PyAny>>,
 ) -> *mut ffi::PyObject {
-    // SAFETY: as documented above.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `slf` is live, and an instance of LoopCore.
+    let run = |py: Python<'_>| {
+        // SAFETY: `slf` is a live LoopCore (the descriptor checked its
+        // type), borrowed for the call.
         let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
-        body(&slf)
-    }));
-    match outcome.unwrap_or_else(|payload| Err(panic_error(payload))) {
-        Ok(value) => value.into_ptr(),
-        Err(err) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-    }
+        Ok(body(&slf)?.into_ptr())
+    };
+    // SAFETY: the entry-point contract is this function's own.
+    unsafe { trampoline(run) }
 }
 
 const FASTCALL: std::os::raw::c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
@@ -596,24 +568,6 @@ fn method_def(
         ml_flags: FASTCALL,
         ml_doc: doc.as_ptr(),
     }
-}
-
-/// Puts a raw method on a type, as a method descriptor.
-pub fn install_method(
-    py: Python<'_>,
-    ty: &Bound<'_, PyType>,
-    def: &'static mut ffi::PyMethodDef,
-) -> PyResult<()> {
-    // SAFETY: `def` is 'static and describes a function matching its flags;
-    // `ty` is a live type. The descriptor is a new reference, owned by the
-    // Bound.
-    let descriptor =
-        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-    // SAFETY: ml_name is a NUL-terminated 'static string.
-    let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) }
-        .to_str()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    ty.setattr(name, descriptor)
 }
 
 /// Puts the raw methods on `LoopCore`. Called once, at module import.
