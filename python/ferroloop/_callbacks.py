@@ -7,7 +7,7 @@ imitating them.
 """
 
 import sys
-from asyncio import coroutines, format_helpers, tasks
+from asyncio import base_events, coroutines, format_helpers
 from asyncio.log import logger
 
 _FORMAT_TAKES_DEBUG = sys.version_info >= (3, 13)
@@ -66,7 +66,9 @@ def report_io_error(loop, transport, exc):
 
 
 def check_callback(callback, method):
-    """asyncio's debug-mode check of what is passed as a callback."""
+    """asyncio's debug-mode check of what is passed as a callback, which
+    asyncio has as a method of its loop (``BaseEventLoop._check_callback``);
+    the native core calls this one with no loop at hand."""
     if (coroutines.iscoroutine(callback) or
             coroutines.iscoroutinefunction(callback)):
         raise TypeError(f"coroutines cannot be used with {method}()")
@@ -82,15 +84,6 @@ def extract_stack():
     return format_helpers.extract_stack(sys._getframe(1))
 
 
-def format_handle(handle):
-    """How asyncio names a handle in its slow-callback warning: a task's
-    step is shown as the task."""
-    callback = handle._callback
-    if isinstance(getattr(callback, '__self__', None), tasks.Task):
-        return repr(callback.__self__)
-    return str(handle)
-
-
 def warn_slow_callback(handle, seconds):
     logger.warning('Executing %s took %.3f seconds',
-                   format_handle(handle), seconds)
+                   base_events._format_handle(handle), seconds)

@@ -20,24 +20,14 @@ import time
 import traceback
 import warnings
 import weakref
-from asyncio import constants, coroutines, events, futures, tasks, timeouts
+from asyncio import coroutines, events, futures, tasks, timeouts
+from asyncio.base_events import BaseEventLoop, _run_until_complete_cb
 from asyncio.log import logger
 
 from . import _callbacks
 from ._ferroloop import LoopCore
 
 _CONTEXT_RUNS_EXCEPTION_HANDLER = sys.version_info >= (3, 12)
-
-
-def _stop_when_done(fut):
-    """Done-callback of the future ``run_until_complete`` waits for."""
-    if not fut.cancelled():
-        exc = fut.exception()
-        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-            # run_forever() is already unwinding with this exception;
-            # stopping here would swallow it.
-            return
-    futures._get_loop(fut).stop()
 
 
 class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
@@ -84,12 +74,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
 
     # Running and stopping.
 
-    def _check_running(self):
-        if self.is_running():
-            raise RuntimeError('This event loop is already running')
-        if events._get_running_loop() is not None:
-            raise RuntimeError(
-                'Cannot run the event loop while another loop is running')
+    _check_running = BaseEventLoop._check_running
 
     def run_forever(self):
         """Run until stop() is called."""
@@ -117,7 +102,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
             # The task is ours: an exception it ends with is raised here,
             # so it must not also be logged when the task is destroyed.
             future._log_destroy_pending = False
-        future.add_done_callback(_stop_when_done)
+        future.add_done_callback(_run_until_complete_cb)
         try:
             self.run_forever()
         except BaseException:
@@ -126,7 +111,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
                 future.exception()
             raise
         finally:
-            future.remove_done_callback(_stop_when_done)
+            future.remove_done_callback(_run_until_complete_cb)
         if not future.done():
             raise RuntimeError('Event loop stopped before Future completed.')
         return future.result()
@@ -155,29 +140,13 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
             self.call_soon_threadsafe(self._set_coroutine_origin_tracking,
                                       enabled)
 
-    def _set_coroutine_origin_tracking(self, enabled):
-        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
-            return
-        if enabled:
-            self._coroutine_origin_tracking_saved_depth = (
-                sys.get_coroutine_origin_tracking_depth())
-            sys.set_coroutine_origin_tracking_depth(
-                constants.DEBUG_STACK_DEPTH)
-        else:
-            sys.set_coroutine_origin_tracking_depth(
-                self._coroutine_origin_tracking_saved_depth)
-        self._coroutine_origin_tracking_enabled = enabled
+    _set_coroutine_origin_tracking = (
+        BaseEventLoop._set_coroutine_origin_tracking)
 
     # Exception handling.
 
-    def get_exception_handler(self):
-        return self._exception_handler
-
-    def set_exception_handler(self, handler):
-        if handler is not None and not callable(handler):
-            raise TypeError(f'A callable object or None is expected, '
-                            f'got {handler!r}')
-        self._exception_handler = handler
+    get_exception_handler = BaseEventLoop.get_exception_handler
+    set_exception_handler = BaseEventLoop.set_exception_handler
 
     def default_exception_handler(self, context):
         """Log the error described by ``context`` as asyncio does."""
@@ -255,9 +224,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
 
     # Executors.
 
-    def _check_default_executor(self):
-        if self._executor_shutdown_called:
-            raise RuntimeError('Executor shutdown has been called')
+    _check_default_executor = BaseEventLoop._check_default_executor
 
     def run_in_executor(self, executor, func, *args):
         self._check_closed()
@@ -271,10 +238,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
                 self._default_executor = executor
         return futures.wrap_future(executor.submit(func, *args), loop=self)
 
-    def set_default_executor(self, executor):
-        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError('executor must be ThreadPoolExecutor instance')
-        self._default_executor = executor
+    set_default_executor = BaseEventLoop.set_default_executor
 
     if sys.version_info >= (3, 12):
         async def shutdown_default_executor(self, timeout=None):
@@ -318,10 +282,13 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
         return thread, future
 
     def _shutdown_executor_in_thread(self, future):
+        """asyncio's ``_do_shutdown`` as 3.13 has it, on every version: 3.11
+        and 3.12's sets the result of the future even when the wait for it
+        was cancelled (an InvalidStateError in the loop's handler)."""
         try:
             self._default_executor.shutdown(wait=True)
             if not self.is_closed():
-                self.call_soon_threadsafe(_set_result_unless_cancelled,
+                self.call_soon_threadsafe(futures._set_result_unless_cancelled,
                                           future, None)
         except Exception as ex:
             if not self.is_closed() and not future.cancelled():
@@ -329,18 +296,8 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
 
     # Asynchronous generators.
 
-    def _asyncgen_finalizer_hook(self, agen):
-        self._asyncgens.discard(agen)
-        if not self.is_closed():
-            self.call_soon_threadsafe(self.create_task, agen.aclose())
-
-    def _asyncgen_firstiter_hook(self, agen):
-        if self._asyncgens_shutdown_called:
-            warnings.warn(
-                f"asynchronous generator {agen!r} was scheduled after "
-                f"loop.shutdown_asyncgens() call",
-                ResourceWarning, source=self)
-        self._asyncgens.add(agen)
+    _asyncgen_finalizer_hook = BaseEventLoop._asyncgen_finalizer_hook
+    _asyncgen_firstiter_hook = BaseEventLoop._asyncgen_firstiter_hook
 
     async def shutdown_asyncgens(self):
         """Close every async generator still open on this loop."""
@@ -372,11 +329,6 @@ if sys.version_info < (3, 12):
             signal.set_wakeup_fd(-1)
 
     os.register_at_fork(after_in_child=_leave_loop_in_forked_child)
-
-
-def _set_result_unless_cancelled(fut, result):
-    if not fut.cancelled():
-        fut.set_result(result)
 
 
 def _format_stack(title, frames):

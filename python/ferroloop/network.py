@@ -14,10 +14,11 @@ import collections.abc
 import errno
 import socket
 import sys
-from asyncio import base_events, constants, exceptions, sslproto, staggered, tasks
+from asyncio import base_events, sslproto, staggered, tasks
+from asyncio.base_events import (BaseEventLoop, _check_ssl_socket,
+                                 _interleave_addrinfos, _set_reuseport)
 from asyncio.log import logger
 
-from . import resolver
 from .sockets import SocketLoop, remove_stale_unix_socket, wait_for_transport
 
 try:
@@ -31,21 +32,6 @@ _HAS_ALL_ERRORS = sys.version_info >= (3, 12)
 _UNSET = object()
 
 
-def _check_ssl_socket(sock):
-    if ssl is not None and isinstance(sock, ssl.SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
-
-
-def _set_reuseport(sock):
-    if not hasattr(socket, 'SO_REUSEPORT'):
-        raise ValueError('reuse_port not supported by socket module')
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError('reuse_port not supported by socket module, '
-                         'SO_REUSEPORT defined but not implemented.')
-
-
 def _bind_error_text(err):
     # 3.13 words bind errors from str(err); earlier versions from strerror.
     if sys.version_info >= (3, 13):
@@ -54,8 +40,11 @@ def _bind_error_text(err):
 
 
 class _SendfileFallback:
-    """Stands in for the protocol while ``loop.sendfile`` writes a file
-    through a transport the slow way, to get its flow control."""
+    """asyncio's ``_SendfileFallbackProtocol``, which refuses a transport
+    that is not a ``_FlowControlMixin`` (ours are not) and whose ``restore``
+    is a coroutine for no reason. It stands in for the protocol while
+    ``loop.sendfile`` writes a file through a transport the slow way, to get
+    its flow control."""
 
     def __init__(self, transport):
         self._transport = transport
@@ -186,18 +175,18 @@ class NetworkLoop(SocketLoop):
                     'host/port and sock can not be specified at the same time')
             infos = await self._ensure_resolved(
                 (host, port), family=family, type=socket.SOCK_STREAM,
-                proto=proto, flags=flags)
+                proto=proto, flags=flags, loop=self)
             if not infos:
                 raise OSError('getaddrinfo() returned empty list')
             laddr_infos = None
             if local_addr is not None:
                 laddr_infos = await self._ensure_resolved(
                     local_addr, family=family, type=socket.SOCK_STREAM,
-                    proto=proto, flags=flags)
+                    proto=proto, flags=flags, loop=self)
                 if not laddr_infos:
                     raise OSError('getaddrinfo() returned empty list')
             if interleave:
-                infos = resolver.interleave_addrinfos(infos, interleave)
+                infos = _interleave_addrinfos(infos, interleave)
 
             # As in asyncio, nothing may keep the per-attempt exceptions
             # alive once they are raised: each is raised here, in this frame,
@@ -299,13 +288,7 @@ class NetworkLoop(SocketLoop):
 
     # Serving.
 
-    async def _server_addrinfos(self, host, port, family, flags):
-        infos = await self._ensure_resolved((host, port), family=family,
-                                            type=socket.SOCK_STREAM,
-                                            flags=flags)
-        if not infos:
-            raise OSError(f'getaddrinfo({host!r}) returned empty list')
-        return infos
+    _create_server_getaddrinfo = BaseEventLoop._create_server_getaddrinfo
 
     async def create_server(self, protocol_factory, host=None, port=None, *,
                             family=socket.AF_UNSPEC, flags=socket.AI_PASSIVE,
@@ -338,7 +321,7 @@ class NetworkLoop(SocketLoop):
             else:
                 hosts = host
             infos = await tasks.gather(*[
-                self._server_addrinfos(h, port, family, flags) for h in hosts])
+                self._create_server_getaddrinfo(h, port, family, flags) for h in hosts])
             infos = set(info for group in infos for info in group)
             sockets = self._bind_server_sockets(infos, reuse_address,
                                                 reuse_port, keep_alive)
@@ -477,7 +460,7 @@ class NetworkLoop(SocketLoop):
                 raise TypeError('2-tuple is expected')
             infos = await self._ensure_resolved(
                 addr, family=family, type=socket.SOCK_DGRAM, proto=proto,
-                flags=flags)
+                flags=flags, loop=self)
             if not infos:
                 raise OSError('getaddrinfo() returned empty list')
             for fam, _, pro, _, address in infos:
@@ -554,27 +537,7 @@ class NetworkLoop(SocketLoop):
             raise
         return ssl_protocol._app_transport
 
-    async def sendfile(self, transport, file, offset=0, count=None, *,
-                       fallback=True):
-        if transport.is_closing():
-            raise RuntimeError("Transport is closing")
-        mode = getattr(transport, '_sendfile_compatible',
-                       constants._SendfileMode.UNSUPPORTED)
-        if mode is constants._SendfileMode.UNSUPPORTED:
-            raise RuntimeError(
-                f"sendfile is not supported for transport {transport!r}")
-        if mode is constants._SendfileMode.TRY_NATIVE:
-            try:
-                return await self._sendfile_native(transport, file, offset,
-                                                   count)
-            except exceptions.SendfileNotAvailableError:
-                if not fallback:
-                    raise
-        if not fallback:
-            raise RuntimeError(
-                f"fallback is disabled and native sendfile is not "
-                f"supported for transport {transport!r}")
-        return await self._sendfile_fallback(transport, file, offset, count)
+    sendfile = BaseEventLoop.sendfile
 
     async def _sendfile_native(self, transport, file, offset, count):
         """os.sendfile straight to the transport's socket, once everything
@@ -593,6 +556,8 @@ class NetworkLoop(SocketLoop):
                 transport.resume_reading()
 
     async def _sendfile_fallback(self, transport, file, offset, count):
+        """asyncio's, with ``_SendfileFallback`` as the stand-in protocol
+        (see there why it is not asyncio's)."""
         if offset:
             file.seek(offset)
         blocksize = min(count, 16384) if count else 16384

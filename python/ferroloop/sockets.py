@@ -14,6 +14,8 @@ import socket
 import stat
 import sys
 from asyncio import constants, exceptions, futures, sslproto, trsock
+from asyncio.base_events import BaseEventLoop
+from asyncio.selector_events import BaseSelectorEventLoop
 from asyncio.log import logger
 
 from . import resolver
@@ -109,16 +111,7 @@ class SocketLoop(BaseLoop):
         return futures.wrap_future(self._resolver_pool.submit(func, *args),
                                    loop=self)
 
-    async def _ensure_resolved(self, address, *, family=0,
-                               type=socket.SOCK_STREAM, proto=0, flags=0,
-                               loop=None):
-        host, port = address[:2]
-        info = resolver.ipaddr_info(host, port, family, type, proto,
-                                    *address[2:])
-        if info is not None:
-            return [info]
-        return await self.getaddrinfo(host, port, family=family, type=type,
-                                      proto=proto, flags=flags)
+    _ensure_resolved = BaseEventLoop._ensure_resolved
 
     # sock_* coroutines.
 
@@ -234,7 +227,7 @@ class SocketLoop(BaseLoop):
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             resolved = await self._ensure_resolved(
                 address, family=sock.family, type=sock.type,
-                proto=sock.proto)
+                proto=sock.proto, loop=self)
             address = resolved[0][4]
         try:
             sock.connect(address)
@@ -260,7 +253,7 @@ class SocketLoop(BaseLoop):
     async def sock_sendfile(self, sock, file, offset=0, count=None, *,
                             fallback=True):
         _check_socket(sock)
-        _check_sendfile_params(sock, file, offset, count)
+        self._check_sendfile_params(sock, file, offset, count)
         try:
             return await self._sock_sendfile_native(sock, file, offset, count)
         except exceptions.SendfileNotAvailableError:
@@ -292,29 +285,8 @@ class SocketLoop(BaseLoop):
             return await _wait_holding(sock, result)
         return result
 
-    async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
-            file.seek(offset)
-        blocksize = (min(count, constants.SENDFILE_FALLBACK_READBUFFER_SIZE)
-                     if count else constants.SENDFILE_FALLBACK_READBUFFER_SIZE)
-        buf = bytearray(blocksize)
-        total_sent = 0
-        try:
-            while True:
-                if count:
-                    blocksize = min(count - total_sent, blocksize)
-                    if blocksize <= 0:
-                        break
-                view = memoryview(buf)[:blocksize]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    break
-                await self.sock_sendall(sock, view[:read])
-                total_sent += read
-            return total_sent
-        finally:
-            if total_sent > 0 and hasattr(file, 'seek'):
-                file.seek(offset + total_sent)
+    _check_sendfile_params = BaseEventLoop._check_sendfile_params
+    _sock_sendfile_fallback = BaseEventLoop._sock_sendfile_fallback
 
     # Transports.
 
@@ -348,23 +320,16 @@ class SocketLoop(BaseLoop):
 
     # Serving: asyncio.Server calls these for each listening socket.
 
-    def _start_serving(self, protocol_factory, sock, sslcontext=None,
-                       server=None, backlog=100,
-                       ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        self._add_reader(sock.fileno(), self._accept_connections,
-                         protocol_factory, sock, sslcontext, server, backlog,
-                         ssl_handshake_timeout, ssl_shutdown_timeout)
+    _start_serving = BaseSelectorEventLoop._start_serving
+    _stop_serving = BaseSelectorEventLoop._stop_serving
 
-    def _stop_serving(self, sock):
-        self._remove_reader(sock.fileno())
-        sock.close()
-
-    def _accept_connections(self, protocol_factory, sock, sslcontext, server,
-                            backlog, ssl_handshake_timeout,
-                            ssl_shutdown_timeout):
-        """Accepts up to ``backlog`` waiting connections (one readiness
-        report may stand for many)."""
+    def _accept_connection(self, protocol_factory, sock, sslcontext, server,
+                           backlog, ssl_handshake_timeout,
+                           ssl_shutdown_timeout):
+        """asyncio's selector loop's ``_accept_connection`` (the reader
+        ``_start_serving`` registers), which reads ``self._debug``, a flag
+        this loop keeps natively. Accepts up to ``backlog`` waiting
+        connections (one readiness report may stand for many)."""
         for _ in range(backlog):
             try:
                 conn, addr = sock.accept()
@@ -400,6 +365,8 @@ class SocketLoop(BaseLoop):
     async def _connect_accepted(self, protocol_factory, conn, extra,
                                 sslcontext, server, ssl_handshake_timeout,
                                 ssl_shutdown_timeout):
+        """asyncio's selector loop's ``_accept_connection2``, which reads
+        ``self._debug``, a flag this loop keeps natively."""
         protocol = transport = None
         try:
             protocol = protocol_factory()
@@ -456,22 +423,3 @@ def remove_stale_unix_socket(path):
         logger.error('Unable to check or remove stale UNIX socket %r: %r',
                      path, err)
 
-
-def _check_sendfile_params(sock, file, offset, count):
-    if 'b' not in getattr(file, 'mode', 'b'):
-        raise ValueError("file should be opened in binary mode")
-    if not sock.type == socket.SOCK_STREAM:
-        raise ValueError("only SOCK_STREAM type sockets are supported")
-    if count is not None:
-        if not isinstance(count, int):
-            raise TypeError(
-                f"count must be a positive integer (got {count!r})")
-        if count <= 0:
-            raise ValueError(
-                f"count must be a positive integer (got {count!r})")
-    if not isinstance(offset, int):
-        raise TypeError(
-            f"offset must be a non-negative integer (got {offset!r})")
-    if offset < 0:
-        raise ValueError(
-            f"offset must be a non-negative integer (got {offset!r})")

@@ -27,10 +27,11 @@ _OWN_WRITELINES = sys.version_info >= (3, 12)
 
 
 def _set_nodelay(sock):
-    # Protocol 0 is TCP too: sockets made with socket.socket() have it, and
-    # so do the connections they accept. Stock asyncio leaves those with
-    # Nagle's algorithm on (uvicorn --workers binds such a socket: each
-    # response then waits 40 ms for a delayed ACK); uvloop does not.
+    """asyncio's ``_set_nodelay``, which turns Nagle's algorithm off only for
+    sockets of protocol IPPROTO_TCP: protocol 0 is TCP too, and sockets made
+    with socket.socket() have it, as do the connections they accept (uvicorn
+    --workers binds such a socket, and each response would then wait 40 ms
+    for a delayed ACK); uvloop sets TCP_NODELAY on those as well."""
     if (sock.family in (socket.AF_INET, socket.AF_INET6)
             and sock.type == socket.SOCK_STREAM
             and sock.proto in (0, socket.IPPROTO_TCP)):

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import warnings
-from asyncio import base_events, coroutines, tasks
+from asyncio import base_events, coroutines, tasks, unix_events
 from asyncio.log import logger
 
 from ._ferroloop import Handle, stat_mode_and_inode, unlink
@@ -120,11 +120,7 @@ class UnixLoop(NetworkLoop):
         else:
             self._add_callback(handle)
 
-    def _check_signal(self, sig):
-        if not isinstance(sig, int):
-            raise TypeError(f'sig must be an int, not {sig!r}')
-        if sig not in signal.valid_signals():
-            raise ValueError(f'invalid signal number {sig}')
+    _check_signal = unix_events._UnixSelectorEventLoop._check_signal
 
     def add_signal_handler(self, sig, callback, *args):
         """Run ``callback(*args)`` on the loop whenever signal ``sig``
