@@ -20,8 +20,8 @@ import time
 import traceback
 import warnings
 import weakref
-from asyncio import coroutines, events, futures, tasks, timeouts
-from asyncio.base_events import BaseEventLoop, _run_until_complete_cb
+from asyncio import coroutines, events, futures, timeouts
+from asyncio.base_events import BaseEventLoop
 from asyncio.log import logger
 
 from . import _callbacks
@@ -92,29 +92,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_hooks)
 
-    def run_until_complete(self, future):
-        """Run until the future (or coroutine) is done; return its result."""
-        self._check_closed()
-        self._check_running()
-        new_task = not futures.isfuture(future)
-        future = tasks.ensure_future(future, loop=self)
-        if new_task:
-            # The task is ours: an exception it ends with is raised here,
-            # so it must not also be logged when the task is destroyed.
-            future._log_destroy_pending = False
-        future.add_done_callback(_run_until_complete_cb)
-        try:
-            self.run_forever()
-        except BaseException:
-            if new_task and future.done() and not future.cancelled():
-                # Mark the exception retrieved: it is propagating already.
-                future.exception()
-            raise
-        finally:
-            future.remove_done_callback(_run_until_complete_cb)
-        if not future.done():
-            raise RuntimeError('Event loop stopped before Future completed.')
-        return future.result()
+    run_until_complete = BaseEventLoop.run_until_complete
 
     def close(self):
         """Close the loop: drop pending callbacks, release its descriptors,
@@ -299,23 +277,7 @@ class BaseLoop(LoopCore, asyncio.AbstractEventLoop):
     _asyncgen_finalizer_hook = BaseEventLoop._asyncgen_finalizer_hook
     _asyncgen_firstiter_hook = BaseEventLoop._asyncgen_firstiter_hook
 
-    async def shutdown_asyncgens(self):
-        """Close every async generator still open on this loop."""
-        self._asyncgens_shutdown_called = True
-        if not len(self._asyncgens):
-            return
-        closing = list(self._asyncgens)
-        self._asyncgens.clear()
-        results = await tasks.gather(*[agen.aclose() for agen in closing],
-                                     return_exceptions=True)
-        for result, agen in zip(results, closing):
-            if isinstance(result, Exception):
-                self.call_exception_handler({
-                    'message': f'an error occurred during closing of '
-                               f'asynchronous generator {agen!r}',
-                    'exception': result,
-                    'asyncgen': agen,
-                })
+    shutdown_asyncgens = BaseEventLoop.shutdown_asyncgens
 
 
 if sys.version_info < (3, 12):

@@ -14,17 +14,12 @@ import collections.abc
 import errno
 import socket
 import sys
-from asyncio import base_events, sslproto, staggered, tasks
+from asyncio import base_events, staggered, tasks
 from asyncio.base_events import (BaseEventLoop, _check_ssl_socket,
                                  _interleave_addrinfos, _set_reuseport)
 from asyncio.log import logger
 
 from .sockets import SocketLoop, remove_stale_unix_socket, wait_for_transport
-
-try:
-    import ssl
-except ImportError:  # pragma: no cover
-    ssl = None
 
 _HAS_KEEP_ALIVE = sys.version_info >= (3, 13)
 _HAS_ALL_ERRORS = sys.version_info >= (3, 12)
@@ -247,28 +242,13 @@ class NetworkLoop(SocketLoop):
                          transport, protocol)
         return transport, protocol
 
-    async def _create_connection_transport(self, sock, protocol_factory, ssl,
-                                           server_hostname, server_side=False,
-                                           ssl_handshake_timeout=None,
-                                           ssl_shutdown_timeout=None):
-        sock.setblocking(False)
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        if ssl:
-            sslcontext = None if isinstance(ssl, bool) else ssl
-            transport = self._make_ssl_transport(
-                sock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
-        else:
-            transport = self._make_socket_transport(sock, protocol, waiter)
-        await wait_for_transport(waiter, transport)
-        return transport, protocol
+    _create_connection_transport = BaseEventLoop._create_connection_transport
 
     async def connect_accepted_socket(self, protocol_factory, sock, *,
                                       ssl=None, ssl_handshake_timeout=None,
                                       ssl_shutdown_timeout=None):
+        """asyncio's, which reads ``self._debug``, a flag this loop keeps
+        natively."""
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f'A Stream Socket was expected, got {sock!r}')
         if ssl_handshake_timeout is not None and not ssl:
@@ -505,37 +485,7 @@ class NetworkLoop(SocketLoop):
 
     # TLS upgrade and sendfile on transports.
 
-    async def start_tls(self, transport, protocol, sslcontext, *,
-                        server_side=False, server_hostname=None,
-                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        if ssl is None:
-            raise RuntimeError('Python ssl module is not available')
-        if not isinstance(sslcontext, ssl.SSLContext):
-            raise TypeError(f'sslcontext is expected to be an instance of '
-                            f'ssl.SSLContext, got {sslcontext!r}')
-        if not getattr(transport, '_start_tls_compatible', False):
-            raise TypeError(
-                f'transport {transport!r} is not supported by start_tls()')
-        waiter = self.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-            call_connection_made=False)
-        # Pause first, so that the SSL protocol sees no data before
-        # connection_made.
-        transport.pause_reading()
-        transport.set_protocol(ssl_protocol)
-        connection_made = self.call_soon(ssl_protocol.connection_made, transport)
-        resume = self.call_soon(transport.resume_reading)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            connection_made.cancel()
-            resume.cancel()
-            raise
-        return ssl_protocol._app_transport
+    start_tls = BaseEventLoop.start_tls
 
     sendfile = BaseEventLoop.sendfile
 

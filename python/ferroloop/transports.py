@@ -85,8 +85,11 @@ class CoreTransport:
         self._core._force_close(exc)
 
     def _fatal_error(self, exc, message='Fatal error on transport'):
-        """Report ``exc`` (OSErrors only in debug mode, others to the
-        exception handler, as asyncio does) and drop the connection."""
+        """asyncio's ``_SelectorTransport._fatal_error``, with the errors it
+        keeps quiet asked of ``_is_quiet_error`` (a read pipe's are EIO only,
+        as in ``_UnixReadPipeTransport``). Reports ``exc`` (quiet ones only
+        in debug mode, others to the exception handler) and drops the
+        connection."""
         if self._is_quiet_error(exc):
             if self._loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
