@@ -36,10 +36,10 @@ def _bind_error_text(err):
 
 class _SendfileFallback:
     """asyncio's ``_SendfileFallbackProtocol``, which refuses a transport
-    that is not a ``_FlowControlMixin`` (ours are not) and whose ``restore``
-    is a coroutine for no reason. It stands in for the protocol while
-    ``loop.sendfile`` writes a file through a transport the slow way, to get
-    its flow control."""
+    that is not a ``_FlowControlMixin`` (ours are not); its ``restore`` is a
+    coroutine, this one's a plain method. It stands in for the protocol
+    while ``loop.sendfile`` writes a file through a transport the slow way,
+    to get its flow control."""
 
     def __init__(self, transport):
         self._transport = transport
@@ -301,7 +301,8 @@ class NetworkLoop(SocketLoop):
             else:
                 hosts = host
             infos = await tasks.gather(*[
-                self._create_server_getaddrinfo(h, port, family, flags) for h in hosts])
+                self._create_server_getaddrinfo(h, port, family, flags)
+                for h in hosts])
             infos = set(info for group in infos for info in group)
             sockets = self._bind_server_sockets(infos, reuse_address,
                                                 reuse_port, keep_alive)
