@@ -949,39 +949,27 @@ impl NativeTransport for StreamCore {
     fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let me = slf.clone().unbind();
-        let core = this.loop_core(py).get();
-        if this.kind.is_pipe() {
-            for &direction in this.kind.pipe_directions() {
-                let replaced =
-                    core.watch_fd(py, this.fd, direction, Watcher::Pipe(me.clone_ref(py)))?;
-                drop(replaced);
-            }
-            return Ok(());
+        if !this.kind.is_pipe() {
+            return Self::watch_socket(slf, this.fd, Watcher::Stream);
         }
-        let replaced = core.watch_fd_both(
-            py,
-            this.fd,
-            Watcher::Stream(me.clone_ref(py)),
-            Watcher::Stream(me),
-        )?;
-        drop(replaced);
+        let core = this.loop_core(py).get();
+        for &direction in this.kind.pipe_directions() {
+            let watcher = Watcher::Pipe(slf.clone().unbind());
+            let replaced = core.watch_fd(py, this.fd, direction, watcher)?;
+            drop(replaced);
+        }
         Ok(())
     }
 
     fn unwatch(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.kind.is_pipe() {
-            let removed = StreamCore::unwatch_pipe(slf)?;
-            drop(removed);
-            return Ok(());
+        if !slf.get().kind.is_pipe() {
+            return Self::unwatch_socket(
+                slf,
+                slf.get().fd,
+                |w| matches!(w, Watcher::Stream(t) if t.is(slf)),
+            );
         }
-        let removed = this.loop_core(py).get().unwatch_fd_both(
-            py,
-            this.fd,
-            |w| matches!(w, Watcher::Stream(t) if t.is(slf)),
-        )?;
+        let removed = StreamCore::unwatch_pipe(slf)?;
         drop(removed);
         Ok(())
     }
