@@ -623,29 +623,15 @@ impl NativeTransport for DatagramCore {
     }
 
     fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let me = slf.clone().unbind();
-        let replaced = this.loop_.bind(py).get().watch_fd_both(
-            py,
-            this.fd,
-            Watcher::Datagram(me.clone_ref(py)),
-            Watcher::Datagram(me),
-        )?;
-        drop(replaced);
-        Ok(())
+        Self::watch_socket(slf, slf.get().fd, Watcher::Datagram)
     }
 
     fn unwatch(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let removed = this.loop_.bind(py).get().unwatch_fd_both(
-            py,
-            this.fd,
+        Self::unwatch_socket(
+            slf,
+            slf.get().fd,
             |w| matches!(w, Watcher::Datagram(t) if t.is(slf)),
-        )?;
-        drop(removed);
-        Ok(())
+        )
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {

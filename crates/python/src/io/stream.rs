@@ -206,7 +206,9 @@ impl StreamCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if writable {
+        // An edge-triggered registration reports the socket writable with
+        // every event: most such reports find nothing buffered.
+        if writable && !this.state.borrow(py)?.buffer.is_empty() {
             let wrote = this.in_write_context(py, || StreamCore::write_ready(slf));
             this.resume_after(slf, &wrote, false)?;
             wrote?;
@@ -629,7 +631,7 @@ impl StreamCore {
             WriteCall::Write => "write",
             WriteCall::Writelines => "writelines",
         };
-        let (failure, started_buffering) = {
+        let (failure, buffered, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
             if this.kind.is_pipe() && st.shared.life.is_closing() && !data.is_empty() {
                 // A closing pipe drops writes, as a lost connection does.
@@ -689,7 +691,7 @@ impl StreamCore {
                     _ => st.buffer.push_copy(&bytes[sent..]),
                 }
             }
-            (failure, was_empty && buffering)
+            (failure, buffering, was_empty && buffering)
         };
         if let Some(err) = failure {
             return this.fatal_error(py, err, this.kind.write_error());
@@ -704,6 +706,10 @@ impl StreamCore {
                 .write_context
                 .replace(context);
             drop(previous);
+        }
+        if !buffered {
+            // Sent whole: the buffered size did not change.
+            return Ok(());
         }
         this.flow_notify(py, FlowControl::after_growth)
     }
@@ -943,39 +949,27 @@ impl NativeTransport for StreamCore {
     fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let me = slf.clone().unbind();
-        let core = this.loop_core(py).get();
-        if this.kind.is_pipe() {
-            for &direction in this.kind.pipe_directions() {
-                let replaced =
-                    core.watch_fd(py, this.fd, direction, Watcher::Pipe(me.clone_ref(py)))?;
-                drop(replaced);
-            }
-            return Ok(());
+        if !this.kind.is_pipe() {
+            return Self::watch_socket(slf, this.fd, Watcher::Stream);
         }
-        let replaced = core.watch_fd_both(
-            py,
-            this.fd,
-            Watcher::Stream(me.clone_ref(py)),
-            Watcher::Stream(me),
-        )?;
-        drop(replaced);
+        let core = this.loop_core(py).get();
+        for &direction in this.kind.pipe_directions() {
+            let watcher = Watcher::Pipe(slf.clone().unbind());
+            let replaced = core.watch_fd(py, this.fd, direction, watcher)?;
+            drop(replaced);
+        }
         Ok(())
     }
 
     fn unwatch(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.kind.is_pipe() {
-            let removed = StreamCore::unwatch_pipe(slf)?;
-            drop(removed);
-            return Ok(());
+        if !slf.get().kind.is_pipe() {
+            return Self::unwatch_socket(
+                slf,
+                slf.get().fd,
+                |w| matches!(w, Watcher::Stream(t) if t.is(slf)),
+            );
         }
-        let removed = this.loop_core(py).get().unwatch_fd_both(
-            py,
-            this.fd,
-            |w| matches!(w, Watcher::Stream(t) if t.is(slf)),
-        )?;
+        let removed = StreamCore::unwatch_pipe(slf)?;
         drop(removed);
         Ok(())
     }

@@ -12,6 +12,8 @@
 //! and, through [`transport_methods!`], the `#[pymethods]` every transport
 //! has, so each is written once and the kinds cannot drift apart.
 
+use std::os::fd::RawFd;
+
 use ferroloop_engine::{FlowControl, Lifecycle, WriteFlow};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -20,6 +22,7 @@ use pyo3::{PyClass, PyTraverseError};
 
 use crate::errors::is_loop_stopping;
 use crate::ffi::gil_cell::GilCell;
+use crate::io::Watcher;
 use crate::loop_core::LoopCore;
 
 /// The state every transport kind has.
@@ -128,14 +131,7 @@ pub trait NativeTransport: PyClass<Frozen = True> + Sync {
         py: Python<'_>,
         work: impl FnOnce() -> PyResult<T>,
     ) -> PyResult<T> {
-        let context = self
-            .state()
-            .borrow(py)?
-            .shared()
-            .read_context
-            .as_ref()
-            .map(|c| c.clone_ref(py));
-        crate::context::run_in_if_any(py, context, work)
+        self.in_stored_context(py, |shared| &shared.read_context, work)
     }
 
     /// Runs `work` in the context the write side's callbacks run in.
@@ -144,14 +140,47 @@ pub trait NativeTransport: PyClass<Frozen = True> + Sync {
         py: Python<'_>,
         work: impl FnOnce() -> PyResult<T>,
     ) -> PyResult<T> {
-        let context = self
-            .state()
-            .borrow(py)?
-            .shared()
-            .write_context
+        self.in_stored_context(py, |shared| &shared.write_context, work)
+    }
+
+    fn in_stored_context<T>(
+        &self,
+        py: Python<'_>,
+        which: fn(&TransportState) -> &Option<Py<PyAny>>,
+        work: impl FnOnce() -> PyResult<T>,
+    ) -> PyResult<T> {
+        let context = which(self.state().borrow(py)?.shared())
             .as_ref()
             .map(|c| c.clone_ref(py));
         crate::context::run_in_if_any(py, context, work)
+    }
+
+    /// Registers both sides of a socket's descriptor, as one registration.
+    fn watch_socket(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        watcher: fn(Py<Self>) -> Watcher,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.clone().unbind();
+        let core = slf.get().event_loop().bind(py).get();
+        let replaced = core.watch_fd_both(py, fd, watcher(me.clone_ref(py)), watcher(me))?;
+        drop(replaced);
+        Ok(())
+    }
+
+    /// Removes a socket's registration, the sides that are still this
+    /// transport's (`owns`).
+    fn unwatch_socket(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        owns: impl Fn(&Watcher) -> bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let core = slf.get().event_loop().bind(py).get();
+        let removed = core.unwatch_fd_both(py, fd, owns)?;
+        drop(removed);
+        Ok(())
     }
 
     /// `_start()`: watches the descriptor and copies the context the read
