@@ -1,14 +1,18 @@
 """The event loops under comparison, made by name in benchmark processes.
 
 Only the module of the loop under test is imported, so a process measuring
-one loop carries nothing of the others.
+one loop carries nothing of the others. Every loop but ferroloop is a peer;
+each peer module's ``new_event_loop()`` makes its loop (uvloop's, rloop's
+and rsloop's documented factory). rloop and rsloop are installed by
+bench/peers.py; a peer that is not installed is left out of the run.
 """
 
 import asyncio
 import importlib
+import importlib.util
 import traceback
 
-LOOP_NAMES = ('asyncio', 'uvloop', 'ferroloop')
+LOOP_NAMES = ('asyncio', 'uvloop', 'rloop', 'rsloop', 'ferroloop')
 
 
 def new_event_loop(name):
@@ -18,6 +22,13 @@ def new_event_loop(name):
     if name not in LOOP_NAMES:
         raise ValueError(f'unknown loop {name!r}')
     return importlib.import_module(name).new_event_loop()
+
+
+def installed_loops():
+    """The loops of LOOP_NAMES whose module this interpreter can import
+    (found without importing it: rsloop patches asyncio at import)."""
+    return tuple(name for name in LOOP_NAMES
+                 if name == 'asyncio' or importlib.util.find_spec(name) is not None)
 
 
 def stop_on_first_error(loop):
