@@ -203,15 +203,16 @@ def server_command(server_name, case, address, tools):
     return [sys.executable, str(NET_SERVER), server_name, case.server, address]
 
 
-def measure(case, server_name, seconds, tools, placement):
+def measure(case, server_name, seconds, tools, placement, wrap=()):
     """One run of ``case`` against the named server (a loop name or
     BASELINE), placed on CPUs by ``placement`` (None: anywhere): a Sample
-    of the server's CPU time over the client's round trips, or a Failure."""
+    of the server's CPU time over the client's round trips, or a Failure.
+    ``wrap`` is a command the server runs under (a profiler)."""
     server_cpu, client_cpu = ((placement.server_cpu, placement.client_cpu)
                               if placement else (None, None))
     with tempfile.TemporaryDirectory(prefix='ferroloop-bench-') as directory:
-        command = server_command(server_name, case,
-                                 listen_address(case.transport, directory), tools)
+        command = [*wrap, *server_command(server_name, case,
+                                          listen_address(case.transport, directory), tools)]
         server = ServerProcess(command, Path(directory) / 'server.log', server_cpu)
         try:
             address = server.wait_ready()
