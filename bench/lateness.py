@@ -17,6 +17,10 @@ time.monotonic() read before scheduling and after waking: real elapsed time,
 not loop.time() (uvloop's is rounded to milliseconds). The first WARM_UP
 waits are not reported.
 
+LOOP 'sleep_floor' is no event loop but the floor under every one: a plain
+time.sleep(d) (clock_nanosleep), with the thread's timer slack at 1 µs as
+ferroloop sets it while it runs: what the kernel's wake-up costs by itself.
+
 The harness pools the samples of all rounds and reports their median, 99th
 percentile, maximum and earliest; ferroloop's targets (issue 11): median at
 most 0.1 ms late, p99 at most 0.5 ms, never early. Only meaningful on an
@@ -24,6 +28,7 @@ idle machine: a busy CPU delays every wake-up.
 """
 
 import asyncio
+import ctypes
 import json
 import math
 import sys
@@ -37,6 +42,9 @@ from measure import Failure, run_child
 DELAYS = tuple(0.002 + i * 0.00037 % 0.003 for i in range(50))
 WARM_UP = 5
 CHILD = __file__
+FLOOR = 'sleep_floor'
+PR_SET_TIMERSLACK = 29
+TIMER_SLACK_NS = 1000
 
 
 @dataclass(frozen=True)
@@ -113,12 +121,29 @@ def call_later_lateness(loop, count):
     return late[WARM_UP:]
 
 
+def floor_lateness(count):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), 'prctl(PR_SET_TIMERSLACK) failed')
+    late = []
+    for i in range(count + WARM_UP):
+        delay = DELAYS[i % len(DELAYS)]
+        started = time.monotonic()
+        time.sleep(delay)
+        late.append(time.monotonic() - started - delay)
+    return late[WARM_UP:]
+
+
 KINDS = {'sleep_lateness': sleep_lateness, 'call_later_lateness': call_later_lateness}
 
 
 def child_main():
     loop_name, kind, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     try:
+        if loop_name == FLOOR:
+            late = floor_lateness(count)
+            print(json.dumps({'late_ms': [s * 1e3 for s in late]}), flush=True)
+            return
         loop = new_event_loop(loop_name)
         errors = stop_on_first_error(loop)
         try:
@@ -165,8 +190,9 @@ def summarise(rounds):
 
 
 def table(results, loops, short_names):
-    """One row per benchmark and statistic, one column per loop, with
-    ferroloop's verdict where issue 11 sets a limit."""
+    """One row per benchmark and statistic, one column per loop and one for
+    the floor, with ferroloop's verdict where issue 11 sets a limit."""
+    loops = (*loops, FLOOR)
     counts = {s.samples for summaries in results.values() for s in summaries.values()
               if isinstance(s, Lateness)}
     waits = f', {counts.pop()} waits per loop' if len(counts) == 1 else ''

@@ -67,7 +67,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CORE_CHILD = BENCH / 'core_child.py'
 NATIVE_BUILD_DIR = BENCH / 'out'
-SHORT_NAMES = {**{name: name for name in LOOP_NAMES}, BASELINE: 'C epoll'}
+SHORT_NAMES = {**{name: name for name in LOOP_NAMES}, BASELINE: 'C epoll',
+               lateness.FLOOR: 'time.sleep'}
 NOISY_LOAD = 1.5
 STARTED = time.monotonic()
 
@@ -224,7 +225,7 @@ def run_timers(benchmarks, args):
     print('timers suite', file=sys.stderr)
     return {
         benchmark: run_repeatedly(
-            benchmark.name, args.loops, args,
+            benchmark.name, (*args.loops, lateness.FLOOR), args,
             lambda loop_name: lateness.measure(benchmark, loop_name, args.quick),
             summarise=lateness.summarise, show=lambda s: s.median)
         for benchmark in benchmarks
@@ -455,6 +456,10 @@ def main():
             results = run_net(net_cases, tools, placement, args)
             tables += net_tables(results, args)
             all_results.append(results)
+            if 'rsloop' in args.loops and any(c.server == 'streams' for c in net_cases):
+                notes.append('rsloop replaces asyncio.start_server and open_connection with '
+                             'its own native streams when imported: its streams row runs '
+                             "those, not asyncio's StreamReader/StreamWriter")
     if timer_benchmarks:
         results = run_timers(timer_benchmarks, args)
         tables.append(lateness.table(results, args.loops, SHORT_NAMES))
