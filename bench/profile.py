@@ -3,12 +3,14 @@ each function (and library) in the process that does the work: the core
 benchmark's own process, or the net server while the C client loads it.
 
     python bench/profile.py ROW [--loops NAME ...] [--top N] [--by dso|sym]
-                                [--callgrind]
+                                [--callgrind] [--size N]
 
 ROW is a core benchmark or a net case of bench/run.py (call_soon_threadsafe,
 sock_tcp_100k_x10, ...). Each loop's process runs twice, a short and a long
 run, and the profile is the difference between them divided by the
-difference in operations: start-up, imports and set-up cancel out.
+difference in operations: start-up, imports and set-up cancel out. A core
+row's short run has the benchmark's size (--size N: N), the long one ten
+times that; a net row's client runs 1 s and 4 s.
 
 By default `perf record` samples the cpu-clock software event (the virtual
 CPUs here expose no hardware counters) at 4 kHz: the table shows CPU µs per
@@ -33,7 +35,7 @@ from loops import installed_loops
 from measure import Failure, run_child
 
 PERF_FREQUENCY = 4000
-CORE_SIZES = (1, 10)                 # the short and long run, in benchmark sizes
+CORE_SIZES = (1, 10)                 # the short and long run, in multiples of the size
 NET_SECONDS = (1.0, 4.0)
 PERF_LINE = re.compile(r'\s*[\d.]+%\s+(\d+)\s+(\S+)\s+\[.\]\s+(.*)$')
 
@@ -97,7 +99,7 @@ def profile(row, loop_name, args, directory):
         else:
             wrap = perf_command(output)
         if isinstance(row, run.CoreBenchmark):
-            ops = core_run(row, loop_name, row.size * CORE_SIZES[index], wrap)
+            ops = core_run(row, loop_name, (args.size or row.size) * CORE_SIZES[index], wrap)
         else:
             tools = net.build_native(run.NATIVE_BUILD_DIR)
             ops = net_run(row, loop_name, NET_SECONDS[index], wrap, tools,
@@ -120,6 +122,7 @@ def main():
     parser.add_argument('--top', type=int, default=20)
     parser.add_argument('--by', choices=('sym', 'dso'), default='sym')
     parser.add_argument('--callgrind', action='store_true')
+    parser.add_argument('--size', type=int, help="a core row's short run (default: its size)")
     args = parser.parse_args()
     row = rows[args.row]
     if args.callgrind and not isinstance(row, run.CoreBenchmark):
