@@ -23,7 +23,7 @@ VPY := $(VENV)/bin/python
 SUITE_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all build demo test test-rust test-py test-cpython bench wheels test-wheels soak fuzz clean
+.PHONY: all build demo test test-rust test-py test-cpython bench wheels test-wheels soak fuzz clean browser
 
 all: build
 
@@ -45,9 +45,17 @@ test: build test-rust test-py test-cpython
 
 test-rust:
 	cargo test -p ferroloop-engine --quiet
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test-py: build
+test-py: build browser
 	$(VPY) -m pytest -q tests
+
+# The timeline's browser test: Debian's Chromium, driven by Playwright
+# (which uses that Chromium, never a browser of its own). Quick when present.
+browser: $(VENV)/.ready
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+	@$(VPY) -c 'import playwright.sync_api' 2>/dev/null || $(VPY) -m pip install -q playwright
 
 test-cpython: build
 	$(VPY) tests/cpython_suite/run_suite.py $(SUITE_ARGS)

@@ -13,12 +13,20 @@ import importlib.util
 import traceback
 
 LOOP_NAMES = ('asyncio', 'uvloop', 'rloop', 'rsloop', 'ferroloop')
+# ferroloop with its blocking detector on (bench/overhead.py compares them).
+DETECTOR_THRESHOLD = 0.05
+DETECTOR_LOOP = 'ferroloop+detector'
 
 
 def new_event_loop(name):
-    """A new event loop of the named kind (one of LOOP_NAMES)."""
+    """A new event loop of the named kind (one of LOOP_NAMES, or
+    DETECTOR_LOOP)."""
     if name == 'asyncio':
         return asyncio.new_event_loop()
+    if name == DETECTOR_LOOP:
+        loop = importlib.import_module('ferroloop').new_event_loop()
+        loop.detect_blocking(DETECTOR_THRESHOLD)
+        return loop
     if name not in LOOP_NAMES:
         raise ValueError(f'unknown loop {name!r}')
     return importlib.import_module(name).new_event_loop()

@@ -267,8 +267,22 @@ def pipe_cat(loop, size, watch):
     return size
 
 
+def traced_gather_sleep0(loop, size, watch):
+    """gather_sleep0 while ferroloop's timeline tracer records every task
+    step (ferroloop loops only; others are not traced). Making the timeline
+    at the end is not timed. Compared with gather_sleep0, it gives the
+    tracer's cost per task step (bench/overhead.py)."""
+    import ferroloop
+    tracer = ferroloop.trace().start()
+    try:
+        return gather_sleep0(loop, size, watch)
+    finally:
+        tracer.stop()
+
+
 WORKLOADS = {
     workload.__name__: workload
     for workload in (call_soon, call_soon_threadsafe, call_later,
-                     gather_sleep0, task_churn, lesson, spawn_true, pipe_cat)
+                     gather_sleep0, task_churn, lesson, spawn_true, pipe_cat,
+                     traced_gather_sleep0)
 }

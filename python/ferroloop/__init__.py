@@ -8,7 +8,10 @@ Use it with any of::
     ferroloop.install()   # then plain asyncio.run(main())
 """
 
+from ._blocking import BlockingReport
 from ._ferroloop import __version__
 from .policy import EventLoopPolicy, Loop, install, new_event_loop, run
+from .tracing import trace
 
-__all__ = ('EventLoopPolicy', 'Loop', 'install', 'new_event_loop', 'run')
+__all__ = ('BlockingReport', 'EventLoopPolicy', 'Loop', 'install', 'new_event_loop',
+           'run', 'trace')

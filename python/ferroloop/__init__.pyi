@@ -1,10 +1,14 @@
 """Type stubs of ferroloop's public API."""
 
 import asyncio
+import contextlib
+import os
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ('EventLoopPolicy', 'Loop', 'install', 'new_event_loop', 'run')
+__all__ = ('BlockingReport', 'EventLoopPolicy', 'Loop', 'install', 'new_event_loop',
+           'run', 'trace')
 __version__: str
 
 _T = TypeVar('_T')
@@ -16,6 +20,12 @@ class Loop(asyncio.AbstractEventLoop):
     that type checkers know the class is not abstract)."""
 
     slow_callback_duration: float
+
+    def detect_blocking(self, threshold: float | None,
+                        handler: Callable[[BlockingReport], object] | None = None) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def task_stats(self) -> list[dict[str, Any]] | None: ...
+
     add_reader = _API.add_reader
     add_signal_handler = _API.add_signal_handler
     add_writer = _API.add_writer
@@ -68,6 +78,31 @@ class Loop(asyncio.AbstractEventLoop):
     subprocess_shell = _API.subprocess_shell
     time = _API.time
 
+class BlockingReport:
+    """One blocking episode (see ``Loop.detect_blocking``)."""
+
+    duration: float
+    started: float
+    ended: float
+    callback: str
+    task: asyncio.Task[Any] | None
+    task_name: str | None
+    coroutine: str | None
+    filename: str | None
+    lineno: int | None
+    stack: traceback.StackSummary
+
+class trace(contextlib.ContextDecorator):
+    """Records the task timeline of every ferroloop loop while open."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 json: str | os.PathLike[str] | None = None,
+                 html: str | os.PathLike[str] | None = None) -> None: ...
+    def start(self) -> trace: ...
+    def stop(self) -> Any: ...
+    def __enter__(self) -> trace: ...
+    def __exit__(self, *exc_info: object) -> bool: ...
+
 def new_event_loop() -> Loop: ...
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -79,4 +114,6 @@ def run(
     *,
     debug: bool | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = ...,
+    detect_blocking: float | None = None,
+    task_stats: bool = False,
 ) -> _T: ...

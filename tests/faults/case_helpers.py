@@ -81,10 +81,14 @@ async def soak_async(rounds, run_round):
 
 
 def describe(exc):
-    """An exception as the two loops must agree on it: type and message."""
+    """An exception as the two loops must agree on it: type and message (a
+    transport's repr in it, which names the loop's own class, as
+    <transport>)."""
     if exc is None:
         return None
-    return [type(exc).__name__, str(exc)]
+    # (asyncio's transport reprs nest one level: <... write=<idle, ...>>)
+    transport_repr = r'<\w*Transport\b(?:[^<>]|<[^<>]*>)*>'
+    return [type(exc).__name__, re.sub(transport_repr, '<transport>', str(exc))]
 
 
 def handler_message(message):

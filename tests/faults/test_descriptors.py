@@ -147,10 +147,6 @@ report(asyncio.run(asyncio.wait_for(main(), 20)))
 '''
 
 
-@pytest.mark.xfail(sys.version_info >= (3, 12), strict=True,
-                   reason='new (fault suite), 3.12+: stock asyncio refuses a transport for a '
-                   'reused descriptor number (RuntimeError "File descriptor ... is used by '
-                   'transport"); ferroloop makes it')
 def test_descriptor_closed_behind_a_transport_and_reused():
     check_case('fd closed behind a transport, reused', CLOSED_BEHIND_TRANSPORT)
 

@@ -41,13 +41,6 @@ class Known:
 NOOP = Make('callable', 'noop')
 
 KNOWN = [
-    Known('new (fuzz suite)', 'call_at/call_later with a `when` that is no number raise '
-          'TypeError at once; asyncio schedules it and its run loop fails later comparing '
-          'deadlines',
-          (Call('loop', 'call_at', ([], NOOP)),),
-          lambda call, stock, ours: call.method in ('call_at', 'call_later')
-          and (raised(ours) or ('',))[0] == 'TypeError'
-          and (returned(stock) or (raised(stock) or ('',))[0] == 'RuntimeError')),
 ]
 
 

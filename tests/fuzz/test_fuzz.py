@@ -27,7 +27,8 @@ BINDING = {'create_server', 'create_datagram_endpoint', 'create_connection'}
 def run(workers, call):
     answers = workers.run(call, at_once=call.method not in BINDING)
     stock, ours = answers['asyncio'], answers['ferroloop']
-    return stock, ours, problems(stock, ours, events_in_order=call.method not in SUBPROCESSES)
+    return stock, ours, problems(stock, ours, events_in_order=call.method not in SUBPROCESSES,
+                                 method=call.method)
 
 
 @pytest.mark.parametrize('target, method', sorted(SIGNATURES),

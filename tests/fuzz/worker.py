@@ -547,12 +547,14 @@ def invoke(fixtures, target, method, args, kwargs):
     result = task.result()
     wait_for_process(loop, result)
     close_returned(result)
+    wait_for_process(loop, result)
     return ['returned', summary(result)]
 
 
 def wait_for_process(loop, result):
-    """A subprocess the call started runs to its end: when its exit is
-    noticed is the child watcher's timing, not a behaviour to compare."""
+    """A subprocess the call started runs to its end (on its own, or once
+    closing its transport killed it): when its exit is noticed is the child
+    watcher's timing, not a behaviour to compare."""
     if (isinstance(result, tuple) and len(result) == 2
             and isinstance(result[0], asyncio.SubprocessTransport)
             and isinstance(result[1], Recording)):

@@ -21,9 +21,13 @@ def run_every_way() -> list[str]:
         results.append(asyncio.run(main(), loop_factory=ferroloop.new_event_loop))
     loop: ferroloop.Loop = ferroloop.Loop()
     try:
+        reports: list[ferroloop.BlockingReport] = []
+        loop.detect_blocking(0.5, reports.append)
         timer: asyncio.TimerHandle = loop.call_later(3600, print, 'never')
         timer.cancel()
-        results.append(loop.run_until_complete(main()))
+        with ferroloop.trace():
+            results.append(loop.run_until_complete(main()))
+        assert loop.stats()['callbacks'] > 0 and loop.task_stats() is None
     finally:
         loop.close()
     policy: asyncio.AbstractEventLoopPolicy = ferroloop.EventLoopPolicy()

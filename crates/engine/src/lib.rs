@@ -16,6 +16,9 @@
 //! the interpreter released while other threads may still queue callbacks or
 //! register descriptors.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 pub mod clock;
 pub mod fd_table;
 pub mod poller;

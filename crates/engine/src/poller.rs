@@ -57,9 +57,8 @@ impl Readiness {
         let has = |flag: libc::c_int| flags & flag != 0;
         let failed = has(libc::EPOLLERR);
         let read_closed = has(libc::EPOLLHUP) || (has(libc::EPOLLIN) && has(libc::EPOLLRDHUP));
-        let write_closed = has(libc::EPOLLHUP)
-            || (has(libc::EPOLLOUT) && failed)
-            || flags == libc::EPOLLERR;
+        let write_closed =
+            has(libc::EPOLLHUP) || (has(libc::EPOLLOUT) && failed) || flags == libc::EPOLLERR;
         Readiness {
             fd: event.u64 as RawFd,
             readable: has(libc::EPOLLIN) || has(libc::EPOLLPRI) || read_closed || failed,
@@ -104,7 +103,15 @@ impl Drop for TightTimerSlack {
     fn drop(&mut self) {
         if self.previous > 0 {
             // SAFETY: as in `new`, on the same thread (the guard is not Send).
-            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, self.previous as libc::c_ulong, 0, 0, 0) };
+            unsafe {
+                libc::prctl(
+                    libc::PR_SET_TIMERSLACK,
+                    self.previous as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                )
+            };
         }
     }
 }
@@ -144,9 +151,7 @@ impl Poller {
 
     /// Whether the last poll saw the waker fire.
     pub fn woken(&self) -> bool {
-        self.events
-            .iter()
-            .any(|e| e.u64 as usize == WAKER_TOKEN.0)
+        self.events.iter().any(|e| e.u64 as usize == WAKER_TOKEN.0)
     }
 
     /// Descriptors the last poll found ready, waker excluded.
@@ -159,7 +164,11 @@ impl Poller {
 }
 
 /// One wait on `epfd` into `events`' spare room; the number of reports.
-fn wait(epfd: RawFd, events: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> io::Result<usize> {
+fn wait(
+    epfd: RawFd,
+    events: &mut Vec<libc::epoll_event>,
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
     let room = events.capacity() as libc::c_int;
     let buffer = events.as_mut_ptr();
     if PRECISE_WAIT.load(Ordering::Relaxed) {
@@ -232,7 +241,10 @@ mod tests {
             u64: 7,
         };
         let r = Readiness::of(&event(libc::EPOLLIN));
-        assert_eq!((r.fd, r.readable, r.writable, r.hangup), (7, true, false, false));
+        assert_eq!(
+            (r.fd, r.readable, r.writable, r.hangup),
+            (7, true, false, false)
+        );
         let r = Readiness::of(&event(libc::EPOLLIN | libc::EPOLLRDHUP));
         assert!(r.readable && r.hangup && !r.writable);
         let r = Readiness::of(&event(libc::EPOLLHUP));

@@ -21,10 +21,7 @@ pub fn copy_current(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// returns. Entering fails (RuntimeError) if `context` is not a Context or is
 /// already entered.
 #[inline]
-pub fn run_in<T>(
-    context: &Bound<'_, PyAny>,
-    work: impl FnOnce() -> PyResult<T>,
-) -> PyResult<T> {
+pub fn run_in<T>(context: &Bound<'_, PyAny>, work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     let py = context.py();
     // SAFETY: `context` is a live object (borrowed for the whole call);
     // PyContext_Enter type-checks it and fails with a Python error if it is

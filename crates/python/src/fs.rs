@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -17,7 +17,7 @@ use crate::errors::strerror;
 
 /// `path` as the C string the kernel takes (`os.fsencode`), or Python's
 /// ValueError for an embedded NUL.
-fn c_path(path: &PathBuf) -> PyResult<CString> {
+fn c_path(path: &Path) -> PyResult<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| PyValueError::new_err("embedded null byte"))
 }

@@ -4,64 +4,52 @@
 //! Python handles in the engine's queues, runs them, and exposes the hot loop
 //! methods to Python. The Python package builds `ferroloop.Loop` on top.
 //!
-//! - [`loop_core`]: the `LoopCore` class and its state;
-//! - [`scheduling`]: `call_soon`/`call_later`/`call_at`, as raw fastcall methods;
-//! - [`run`]: one iteration and `run_forever`'s inner loop;
-//! - [`io_watch`]: `add_reader`/`add_writer` and their removal;
+//! The crate is layered, each folder using only those below it (and the loop
+//! core and the I/O kinds each other: the loop runs the kinds' work, the
+//! kinds queue theirs on the loop):
+//!
+//! - [`loop_core`]: the `LoopCore` class, the iteration, scheduling, tasks,
+//!   `add_reader`/`add_writer`, and the observation point (blocking
+//!   detector, task steps, `loop.stats()`);
+//! - [`io`]: the native I/O kinds (stream and datagram transports, pipes as
+//!   streams of another kind, the `sock_*` operations) and what the ready
+//!   queue and fd registry hold for them;
 //! - [`handles`]: `Handle` and `TimerHandle`;
-//! - [`queue_items`]: what the ready queue and fd registry hold;
-//! - [`stream_transport`], [`datagram_transport`]: the native transports
-//!   (pipes are streams of a [`stream_kind`]), with [`write_buffer`],
-//!   [`flow_control`], [`lifecycle`] and [`buffers`];
-//! - [`sock_ops`]: the `sock_recv`/`sock_sendall` family;
-//! - [`spawn`]: starting and reaping child processes;
-//! - [`tasks`]: `create_task` and the task factory;
-//! - [`sys_io`]: the socket system calls of the hot paths;
-//! - [`errors`]: OSErrors as asyncio's, panics as exceptions;
-//! - [`fs`]: the file system calls of Unix socket set-up;
-//! - [`gil_cell`]: state guarded by the interpreter lock;
-//! - [`context`]: copying and entering `contextvars` contexts;
-//! - [`python_helpers`]: the Python functions used on cold paths.
+//! - leaves: [`spawn`] (starting and reaping children), [`fs`] (the file
+//!   system calls of Unix socket set-up), [`python_helpers`] (the Python
+//!   functions of cold paths), [`context`] (`contextvars` for native code),
+//!   [`errors`] (OSErrors as asyncio's, panics as exceptions) and [`ffi`]
+//!   (the C-API glue: the interpreter-lock contract, raw entry points).
 
-mod buffers;
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 mod context;
-mod datagram_transport;
 mod errors;
-mod flow_control;
+mod ffi;
 mod fs;
-mod gil_cell;
 mod handles;
-mod io_watch;
-mod lifecycle;
+mod io;
 mod loop_core;
 mod python_helpers;
-mod queue_items;
-mod run;
-mod scheduling;
-mod sock_ops;
 mod spawn;
-mod stream_kind;
-mod stream_transport;
-mod sys_io;
-mod tasks;
-mod write_buffer;
 
 use pyo3::prelude::*;
 
 #[pymodule(gil_used = true)]
 mod _ferroloop {
     #[pymodule_export]
-    use crate::datagram_transport::DatagramCore;
-    #[pymodule_export]
     use crate::fs::{stat_mode_and_inode, unlink};
+    #[pymodule_export]
+    use crate::io::datagram::DatagramCore;
+    #[pymodule_export]
+    use crate::io::sock_ops::SockOp;
+    #[pymodule_export]
+    use crate::io::stream::StreamCore;
     #[pymodule_export]
     use crate::loop_core::LoopCore;
     #[pymodule_export]
-    use crate::sock_ops::SockOp;
-    #[pymodule_export]
     use crate::spawn::{reap, spawn};
-    #[pymodule_export]
-    use crate::stream_transport::StreamCore;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
@@ -69,7 +57,7 @@ mod _ferroloop {
         // the wheel's metadata.
         pyo3::types::PyModuleMethods::add(m, "__version__", env!("CARGO_PKG_VERSION"))?;
         crate::handles::create_types(m)?;
-        crate::scheduling::install(m.py())?;
-        crate::stream_transport::install(m.py())
+        crate::loop_core::scheduling::install(m.py())?;
+        crate::io::stream::install(m.py())
     }
 }

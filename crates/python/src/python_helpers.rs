@@ -8,8 +8,6 @@
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::loop_core::LoopCore;
-
 fn helper<'py>(
     py: Python<'py>,
     cell: &'static PyOnceLock<Py<PyAny>>,
@@ -25,14 +23,12 @@ macro_rules! helper_fn {
     }};
 }
 
-/// `loop.get_debug()`, read natively when the loop is ours.
+/// `loop.get_debug()` (for handles built by Python code with a loop: a
+/// cold path, and the loop need not be ours).
 pub fn loop_debug(loop_obj: &Bound<'_, PyAny>) -> PyResult<bool> {
-    match loop_obj.cast::<LoopCore>() {
-        Ok(core) => core.get().debug(loop_obj.py()),
-        Err(_) => loop_obj
-            .call_method0(pyo3::intern!(loop_obj.py(), "get_debug"))?
-            .is_truthy(),
-    }
+    loop_obj
+        .call_method0(pyo3::intern!(loop_obj.py(), "get_debug"))?
+        .is_truthy()
 }
 
 /// asyncio's `repr(handle)`.

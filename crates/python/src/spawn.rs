@@ -83,7 +83,11 @@ fn fs_path(obj: &Bound<'_, PyAny>) -> PyResult<CString> {
     // reference to a bytes object in `converted`, which we own; on failure
     // it returns 0 with an exception set.
     let bytes = unsafe {
-        if pyo3::ffi::PyUnicode_FSConverter(obj.as_ptr(), (&mut converted as *mut *mut pyo3::ffi::PyObject).cast()) == 0 {
+        if pyo3::ffi::PyUnicode_FSConverter(
+            obj.as_ptr(),
+            (&mut converted as *mut *mut pyo3::ffi::PyObject).cast(),
+        ) == 0
+        {
             return Err(PyErr::fetch(py));
         }
         Bound::from_owned_ptr(py, converted).cast_into_unchecked::<pyo3::types::PyBytes>()
@@ -186,7 +190,9 @@ unsafe fn set_inheritable(fd: c_int) -> bool {
     // SAFETY: fcntl on an integer descriptor; a bad one gives EBADF.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
-        flags >= 0 && (flags & libc::FD_CLOEXEC == 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == 0)
+        flags >= 0
+            && (flags & libc::FD_CLOEXEC == 0
+                || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == 0)
     }
 }
 
@@ -217,7 +223,12 @@ unsafe fn close_fd_range(first: c_int, last: c_int, max_fd: c_int) {
     // SAFETY: close_range takes integers only; it fails with ENOSYS on
     // kernels before 5.9, where the range is closed one by one.
     let closed = unsafe {
-        libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0)
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0,
+        )
     } == 0;
     if !closed {
         for fd in first..=last.min(max_fd) {
@@ -427,6 +438,7 @@ fn clone_on(
     // the parent's handlers from running in the child, which shares its
     // memory; the mask is restored right after the clone.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above: live local sets, the calling thread's own mask.
     unsafe {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut plan.signal_mask);
@@ -511,7 +523,11 @@ pub fn spawn(
         gids,
         uid,
         umask,
-        max_fd: if max_fd > 0 { max_fd.min(c_int::MAX as libc::c_long) as c_int } else { 256 },
+        max_fd: if max_fd > 0 {
+            max_fd.min(c_int::MAX as libc::c_long) as c_int
+        } else {
+            256
+        },
         // SAFETY: a zeroed sigset_t is a valid (empty) set, filled in by
         // pthread_sigmask before use.
         signal_mask: unsafe { std::mem::zeroed() },

@@ -14,17 +14,15 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ferroloop_engine::{clock, Direction, IoRegistry, Readiness, ReadyQueue};
+use ferroloop_engine::clock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::datagram_transport::DatagramCore;
 use crate::handles::{HandleRef, RunOutcome};
+use crate::io::{Ready, Watcher};
+use crate::loop_core::observe::{self, Instrument};
 use crate::loop_core::{current_thread_ident, LoopCore, ScheduledTimer};
 use crate::python_helpers;
-use crate::queue_items::{Ready, Watcher};
-use crate::sock_ops::SockOp;
-use crate::stream_transport::StreamCore;
 
 #[pymethods]
 impl LoopCore {
@@ -44,8 +42,15 @@ impl LoopCore {
 /// `KeyboardInterrupt`/`SystemExit` (or the exception handler raises).
 fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
-    core.set_thread(current_thread_ident());
+    let ident = current_thread_ident();
+    core.set_thread(ident);
     let _slack = ferroloop_engine::TightTimerSlack::new();
+    let observation = &core.observation;
+    observation.stats.forget_reading();
+    let detecting = observation.is_on(Instrument::Detector);
+    if detecting {
+        observation.monitor.loop_started(ident);
+    }
     let result = loop {
         if let Err(err) = run_once(slf) {
             break Err(err);
@@ -54,6 +59,11 @@ fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
             break Ok(());
         }
     };
+    if detecting {
+        if let Some(claim) = observation.monitor.loop_stopped() {
+            observe::blocking::report(slf, claim, None, 0);
+        }
+    }
     core.stopping.store(false, Ordering::Relaxed);
     core.set_thread(0);
     result
@@ -95,6 +105,10 @@ fn wait_timeout(slf: &Bound<'_, LoopCore>) -> PyResult<Wait> {
             }
         }
     };
+    core.observation
+        .stats
+        .timers_cancelled
+        .add(discarded.len() as u64);
     release_timers(discarded);
     Ok(match wait {
         Wait::Until(when) => Wait::Poll(Some(duration_until(when, core.time(slf)?))),
@@ -127,10 +141,17 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
     let Some(poller) = poller_slot.as_mut() else {
         return Err(PyRuntimeError::new_err("Event loop is closed"));
     };
+    let stats = &core.observation.stats;
     let polled = match wait {
         Wait::Skip | Wait::Until(_) => None,
         Wait::Poll(Some(Duration::ZERO)) => Some(poller.poll(Some(Duration::ZERO))),
-        Wait::Poll(timeout) => Some(py.detach(|| poller.poll(timeout))),
+        Wait::Poll(timeout) => {
+            let started = stats.wait_starts();
+            let polled = py.detach(|| poller.poll(timeout));
+            let ended = stats.wait_ended(started);
+            core.observation.record_poll(py, started, ended);
+            Some(polled)
+        }
     };
     if let Some(waker) = &core.state.borrow(py)?.waker {
         waker.finish_sleep();
@@ -150,7 +171,8 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
             let st = &mut *st;
             if let Some(io) = st.io.as_mut() {
                 for readiness in poller.ready() {
-                    queue_ready_io(py, io, &mut st.ready, readiness, &mut discarded);
+                    stats.io_events.add(1);
+                    crate::io::queue_readiness(py, io, &mut st.ready, readiness, &mut discarded);
                 }
             }
             drop(poller_slot);
@@ -171,6 +193,7 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
         st.timers.pop_due(
             now,
             |timer| {
+                stats.timers_fired.add(1);
                 timer.0.mark_unscheduled();
                 ready.push(Ready::Callback(timer.0));
             },
@@ -178,72 +201,9 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
         );
     }
     drop(discarded);
+    stats.timers_cancelled.add(discarded_timers.len() as u64);
     release_timers(discarded_timers);
     Ok(())
-}
-
-/// Queues what one ready descriptor's watchers must do. A transport owns
-/// both sides and is queued once with both readinesses; callbacks and socket
-/// operations are queued per side. Descriptors with callback watchers are
-/// re-armed, which makes their readiness level-triggered.
-fn queue_ready_io(
-    py: Python<'_>,
-    io: &mut IoRegistry<Watcher>,
-    ready: &mut ReadyQueue<Ready>,
-    readiness: Readiness,
-    discarded: &mut Vec<Watcher>,
-) {
-    let fd = readiness.fd;
-    match io.get(fd, Direction::Read) {
-        Some(Watcher::Stream(transport)) => {
-            ready.push(Ready::Stream {
-                transport: transport.clone_ref(py),
-                readable: readiness.readable,
-                writable: readiness.writable,
-                hangup: readiness.hangup,
-            });
-            return;
-        }
-        Some(Watcher::Datagram(transport)) => {
-            ready.push(Ready::Datagram {
-                transport: transport.clone_ref(py),
-                readable: readiness.readable,
-                writable: readiness.writable,
-            });
-            return;
-        }
-        _ => {}
-    }
-    let mut level_triggered = false;
-    for (is_ready, direction) in [
-        (readiness.readable, Direction::Read),
-        (readiness.writable, Direction::Write),
-    ] {
-        if !is_ready {
-            continue;
-        }
-        match io.get(fd, direction) {
-            Some(Watcher::Callback { handle, .. }) => {
-                level_triggered = true;
-                if handle.is_cancelled() {
-                    discarded.extend(io.remove(fd, direction));
-                } else {
-                    ready.push(Ready::Callback(handle.clone_ref(py)));
-                }
-            }
-            Some(Watcher::SockOp(op)) => ready.push(Ready::SockOp(op.clone_ref(py))),
-            Some(Watcher::Pipe(transport)) => ready.push(Ready::Stream {
-                transport: transport.clone_ref(py),
-                readable: direction == Direction::Read,
-                writable: direction == Direction::Write,
-                hangup: readiness.hangup,
-            }),
-            _ => {}
-        }
-    }
-    if level_triggered {
-        io.rearm(fd);
-    }
 }
 
 /// Drops timers the heap let go of, outside any borrow (dropping a handle can
@@ -263,64 +223,85 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
     let mut batch = core.state.borrow_mut(py)?.ready.take_batch();
     let mut outcome = Ok(());
+    let stats = &core.observation.stats;
+    let mut clock = (!batch.is_empty()).then(|| stats.batch_clock());
     while let Some(item) = batch.pop_front() {
-        if let Err(err) = run_item(slf, core, item) {
+        let Some(clock) = clock.as_mut() else { break };
+        // Items timed alone are named if they take the longest yet.
+        let subject = if clock.next_is_alone() {
+            observe::subject_of(py, &item)
+        } else {
+            None
+        };
+        let ran = run_item(slf, core, item);
+        if let Some(took) = clock.item_ended() {
+            if stats.is_record(took) {
+                observe::stats::record_longest(py, stats, took, subject);
+            }
+        }
+        if let Err(err) = ran {
             outcome = Err(err);
             break;
         }
+    }
+    if let Some(clock) = &clock {
+        stats.batch_ended(clock);
     }
     core.state.borrow_mut(py)?.ready.return_batch(batch);
     outcome
 }
 
+/// Runs one item: with every instrument off, at the cost of one flag test.
 #[inline]
 fn run_item(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
-    let py = slf.py();
+    if core.observation.active() {
+        return observe::run_observed(slf, core, item);
+    }
     match item {
         Ready::Callback(handle) => {
+            core.observation.stats.callbacks.add(1);
+            run_handle(slf, &handle, false)
+        }
+        other => run_io(slf, other),
+    }
+}
+
+/// Runs one item with debug mode's bookkeeping and the callback observer,
+/// when they are on (the observed path, [`observe::run_observed`]).
+pub(crate) fn run_item_hooked(
+    slf: &Bound<'_, LoopCore>,
+    core: &LoopCore,
+    item: Ready,
+) -> PyResult<()> {
+    match item {
+        Ready::Callback(handle) => {
+            core.observation.stats.callbacks.add(1);
             if core.is_debug() || core.observed.load(Ordering::Relaxed) {
                 run_instrumented(slf, &handle)
             } else {
                 run_handle(slf, &handle, false)
             }
         }
-        Ready::Stream {
-            transport,
-            readable,
-            writable,
-            hangup,
-        } => report_io_error(
-            slf,
-            StreamCore::on_ready(transport.bind(py), readable, writable, hangup),
-            || transport.get().transport_object(py),
-        ),
-        Ready::Datagram {
-            transport,
-            readable,
-            writable,
-        } => report_io_error(
-            slf,
-            DatagramCore::on_ready(transport.bind(py), readable, writable),
-            || transport.get().transport_object(py),
-        ),
-        Ready::SockOp(op) => report_io_error(slf, SockOp::on_ready(op.bind(py)), || None),
+        other => run_io(slf, other),
     }
 }
 
-/// An exception that escapes a transport's or socket operation's work (a
-/// protocol's `datagram_received` or `error_received` that raises, say) is
-/// what asyncio's reader or writer handle would have raised: the loop
-/// reports it and goes on. Only `KeyboardInterrupt`/`SystemExit` stop it.
-fn report_io_error(
-    slf: &Bound<'_, LoopCore>,
-    result: PyResult<()>,
-    transport: impl FnOnce() -> Option<Py<PyAny>>,
-) -> PyResult<()> {
-    match result {
-        Err(err) if !crate::errors::is_loop_stopping(slf.py(), &err) => {
-            python_helpers::report_io_error(slf.as_any(), transport(), err)
-        }
-        other => other,
+/// A transport's readiness or a socket operation: the I/O kinds' work. An
+/// exception that escapes it (a protocol's `datagram_received` or
+/// `error_received` that raises, say) is what asyncio's reader or writer
+/// handle would have raised: the loop reports it and goes on. Only
+/// `KeyboardInterrupt`/`SystemExit` stop it.
+#[inline]
+fn run_io(slf: &Bound<'_, LoopCore>, item: Ready) -> PyResult<()> {
+    let py = slf.py();
+    match item {
+        Ready::Callback(handle) => run_handle(slf, &handle, false),
+        io => match io.run_io(py) {
+            Err(err) if !crate::errors::is_loop_stopping(py, &err) => {
+                python_helpers::report_io_error(slf.as_any(), io.transport(py), err)
+            }
+            other => other,
+        },
     }
 }
 

@@ -19,14 +19,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::PyTraverseError;
 
-use crate::buffers::WriteData;
-use crate::flow_control::{notify_protocol, FlowControl};
-use crate::gil_cell::GilCell;
-use crate::lifecycle::{schedule_connection_lost, Lifecycle};
-use crate::loop_core::LoopCore;
-use crate::queue_items::{Ready, Watcher};
 use crate::errors::{is_loop_stopping, os_error};
-use crate::sys_io::Io;
+use crate::ffi::gil_cell::GilCell;
+use crate::io::buffers::WriteData;
+use crate::io::flow_control::{notify_protocol, FlowControl};
+use crate::io::lifecycle::{schedule_connection_lost, Lifecycle};
+use crate::io::sys_io::Io;
+use crate::io::{Ready, Watcher};
+use crate::loop_core::LoopCore;
 
 struct DatagramState {
     transport: Option<Py<PyAny>>,
@@ -112,7 +112,7 @@ mod raw {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::RawFd;
 
-    use crate::sys_io::Io;
+    use crate::io::sys_io::Io;
 
     pub enum From {
         Ip(SocketAddr),
@@ -275,11 +275,23 @@ impl DatagramCore {
     pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {
         let py = slf.py();
         if writable {
-            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
+            let context = slf
+                .get()
+                .state
+                .borrow(py)?
+                .write_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
             crate::context::run_in_if_any(py, context, || slf.get().sendto_ready(py))?;
         }
         if readable {
-            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
+            let context = slf
+                .get()
+                .state
+                .borrow(py)?
+                .read_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
             crate::context::run_in_if_any(py, context, || DatagramCore::read_ready(slf))?;
         }
         Ok(())
@@ -329,7 +341,9 @@ impl DatagramCore {
                     let pair = pair.cast_into::<PyTuple>()?;
                     Ok(Some((pair.get_item(0)?, pair.get_item(1)?)))
                 }
-                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => Ok(None),
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
+                    Ok(None)
+                }
                 Err(err) => Err(err),
             }
         };
@@ -337,10 +351,9 @@ impl DatagramCore {
             Ok(None) => return Ok(()),
             Ok(Some((data, address))) => match &received {
                 Some(method) => method.bind(py).call1((data, address)),
-                None => protocol.bind(py).call_method1(
-                    pyo3::intern!(py, "datagram_received"),
-                    (data, address),
-                ),
+                None => protocol
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "datagram_received"), (data, address)),
             },
             Err(err) => {
                 return this.io_error(py, &protocol, err, "Fatal read error on datagram transport")
@@ -605,9 +618,11 @@ impl DatagramCore {
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         let removed = if registered {
-            Some(self.loop_.bind(py).get().unwatch_fd_both(py, self.fd, |w| {
-                matches!(w, Watcher::Datagram(t) if std::ptr::eq(t.get(), self))
-            })?)
+            Some(self.loop_.bind(py).get().unwatch_fd_both(
+                py,
+                self.fd,
+                |w| matches!(w, Watcher::Datagram(t) if std::ptr::eq(t.get(), self)),
+            )?)
         } else {
             None
         };

@@ -9,7 +9,6 @@
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
-
 /// Never block, never raise SIGPIPE (a closed peer gives EPIPE instead).
 const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
@@ -51,7 +50,6 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
 ///
 /// # Safety
 /// `ptr` must be valid for writes of `len` bytes for the whole call.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
     // SAFETY: guaranteed by this function's contract.
     retry(|| unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })
@@ -86,7 +84,6 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
 ///
 /// # Safety
 /// `ptr` must be valid for writes of `len` bytes for the whole call.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 pub unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
     // SAFETY: guaranteed by this function's contract.
     retry(|| unsafe { libc::read(fd, ptr.cast(), len) })

@@ -17,8 +17,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
 use crate::handles::HandleRef;
+use crate::io::Watcher;
 use crate::loop_core::LoopCore;
-use crate::queue_items::Watcher;
 
 /// `selectors._fileobj_to_fd`: an int as it is, or `int(fileobj.fileno())`;
 /// negative numbers are refused. The number may be of any size.

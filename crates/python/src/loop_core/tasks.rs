@@ -118,7 +118,6 @@ pub fn create_task_needs_asyncio(slf: &Bound<'_, LoopCore>) -> PyResult<bool> {
 /// # Safety
 /// `args` must point to `nargs` live objects followed by one per name in
 /// `kwnames` (a tuple of strings, or NULL), as CPython passes them.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 pub unsafe fn create_task_through_asyncio(
     slf: &Bound<'_, LoopCore>,
     args: *const *mut ffi::PyObject,
@@ -128,7 +127,8 @@ pub unsafe fn create_task_through_asyncio(
     static CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = slf.py();
     let method = asyncio_method(py, &CREATE_TASK, "create_task")?;
-    let positional = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    // SAFETY: PyVectorcall_NARGS only masks the offset flag off a count.
+    let positional = unsafe { ffi::PyVectorcall_NARGS(nargs as usize) } as usize;
     let named = if kwnames.is_null() {
         0
     } else {

@@ -16,7 +16,7 @@ use std::os::fd::RawFd;
 
 use ferroloop_engine::Direction;
 
-use crate::sys_io::{self, Io};
+use crate::io::sys_io::{self, Io};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {
@@ -26,7 +26,9 @@ pub enum StreamKind {
     /// The write end of a pipe. `watch_peer`: also watch it for reading,
     /// which reports the reader closing (FIFOs and sockets; asyncio does not
     /// for character devices, which may be readable with data of their own).
-    WritePipe { watch_peer: bool },
+    WritePipe {
+        watch_peer: bool,
+    },
 }
 
 impl StreamKind {
@@ -56,7 +58,6 @@ impl StreamKind {
 
     /// # Safety
     /// `ptr` must be valid for writes of `len` bytes for the whole call.
-    // SAFETY (contract): callers uphold the conditions under "# Safety" above.
     pub unsafe fn receive_raw(self, fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
         // SAFETY: the caller's guarantee, passed on.
         unsafe {

@@ -11,19 +11,17 @@
 //! `(…, callback, *args, context=None)`, with the leading arguments also
 //! allowed as keywords; `create_task(coro, *, name=None, context=None)`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
-use crate::errors::panic_error;
+use crate::ffi::{install_method, trampoline};
 use crate::handles::HandleRef;
+use crate::io::Ready;
 use crate::loop_core::{LoopCore, ScheduledTimer};
-use crate::queue_items::Ready;
 
 /// The arguments of one call, sorted out.
 struct Call<'py> {
@@ -39,7 +37,6 @@ struct Call<'py> {
 /// # Safety
 /// `args` must point to `nargs` live objects followed by one per name in
 /// `kwnames` (a tuple of strings, or NULL), as CPython passes them.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn parse<'py>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,
@@ -48,13 +45,14 @@ unsafe fn parse<'py>(
     method: &str,
     leading_name: Option<&str>,
 ) -> PyResult<Call<'py>> {
-    let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    // SAFETY: PyVectorcall_NARGS only masks the offset flag off a count.
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargs as usize) } as usize;
     // SAFETY: guaranteed by the caller: `nargs` positional arguments.
     let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
-    // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
     let named: usize = if kwnames.is_null() {
         0
     } else {
+        // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
         unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
     };
     // SAFETY: the keyword values follow the positional ones.
@@ -150,12 +148,12 @@ fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
         .clone()
 }
 
-/// The shared frame of the four methods: argument parsing, and turning a
-/// Rust result (or panic) into what CPython expects.
+/// The shared frame of the scheduling methods: binds `self`, sorts the
+/// arguments out and runs `body`, in the [`trampoline`].
 ///
 /// # Safety
-/// As [`parse`]; `slf` must be a live object, and the GIL held.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
+/// The arguments of a `METH_FASTCALL | METH_KEYWORDS` method of `LoopCore`,
+/// under the entry-point contract of [`crate::ffi`].
 unsafe fn entry(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -165,29 +163,16 @@ unsafe fn entry(
     leading_name: Option<&str>,
     body: impl FnOnce(&Bound<'_, LoopCore>, Call<'_>) -> PyResult<Py<PyAny>>,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `slf` is the live object the method was called on, and
-        // CPython's method descriptor has already checked that it is an
-        // instance of LoopCore (the type we installed the method on).
+    let run = |py: Python<'_>| {
+        // SAFETY: `slf` is a live LoopCore (the descriptor checked its
+        // type), borrowed for the call.
         let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
-        let slf = &slf;
-        // SAFETY: forwarded from our caller's contract.
+        // SAFETY: the arguments are laid out as the flags declare.
         let call = unsafe { parse(py, args, nargs, kwnames, method, leading_name)? };
-        body(slf, call)
-    }));
-    let result = match outcome {
-        Ok(result) => result,
-        Err(payload) => Err(panic_error(payload)),
+        Ok(body(&slf, call)?.into_ptr())
     };
-    match result {
-        Ok(value) => value.into_ptr(),
-        Err(err) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-    }
+    // SAFETY: the entry-point contract is this function's own.
+    unsafe { trampoline(run) }
 }
 
 /// A float deadline or delay, refusing `None` with asyncio's message.
@@ -215,6 +200,7 @@ fn soon(
         !threadsafe,
         false,
     )?;
+    slf.get().observation.stamp_queued(&handle);
     let mut st = slf.get().state.borrow_mut(py)?;
     st.ready.push(Ready::Callback(handle.clone_ref(py)));
     if threadsafe {
@@ -250,7 +236,7 @@ fn at(slf: &Bound<'_, LoopCore>, when: f64, call: Call<'_>, method: &str) -> PyR
 /// `(leading?, callback, *args, context=None)`.
 macro_rules! scheduling_method {
     ($fn_name:ident, $method:literal, $leading:expr, |$slf:ident, $call:ident| $body:expr) => {
-        // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+        /// An entry point, called under the contract of [`crate::ffi`].
         unsafe extern "C" fn $fn_name(
             slf: *mut ffi::PyObject,
             args: *const *mut ffi::PyObject,
@@ -297,7 +283,7 @@ scheduling_method!(
 /// then one value per name in `kwnames`; `slf` is a live LoopCore (checked
 /// by the method descriptor); the GIL is held.
 #[inline(always)]
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe fn soon_shortcut(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -312,35 +298,35 @@ unsafe fn soon_shortcut(
         *mut ffi::PyObject,
     ) -> *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
+    // SAFETY: the entry-point contract is this function's own; the raw
+    // reads below are of the arguments it describes.
     unsafe {
-        let py = Python::assume_attached();
-        let positional = ffi::PyVectorcall_NARGS(nargs as usize);
-        let context = if kwnames.is_null() {
-            None
-        } else if ffi::PyTuple_GET_SIZE(kwnames) == 1
-            && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr()
-        {
-            Some(*args.add(1))
-        } else {
-            return general(slf, args, nargs, kwnames);
-        };
-        let callback = if positional == 1 {
-            *args
-        } else {
-            std::ptr::null_mut()
-        };
-        let slf_bound = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
-        let core = slf_bound.get();
-        let plain = !callback.is_null()
-            && !core.is_closed()
-            && !core.is_debug()
-            && ffi::PyCallable_Check(callback) != 0
-            && ffi::PyFunction_Check(callback) == 0;
-        if !plain {
-            return general(slf, args, nargs, kwnames);
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        trampoline(|py| {
+            let positional = ffi::PyVectorcall_NARGS(nargs as usize);
+            let context = if kwnames.is_null() {
+                None
+            } else if ffi::PyTuple_GET_SIZE(kwnames) == 1
+                && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr()
+            {
+                Some(*args.add(1))
+            } else {
+                return Ok(general(slf, args, nargs, kwnames));
+            };
+            let callback = if positional == 1 {
+                *args
+            } else {
+                std::ptr::null_mut()
+            };
+            let slf_bound = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
+            let core = slf_bound.get();
+            let plain = !callback.is_null()
+                && !core.is_closed()
+                && !core.is_debug()
+                && ffi::PyCallable_Check(callback) != 0
+                && ffi::PyFunction_Check(callback) == 0;
+            if !plain {
+                return Ok(general(slf, args, nargs, kwnames));
+            }
             let (context, private_context) = match context {
                 Some(ctx) if ctx != ffi::Py_None() => {
                     (Bound::from_borrowed_ptr(py, ctx).unbind(), false)
@@ -359,6 +345,7 @@ unsafe fn soon_shortcut(
                 None,
                 private_context,
             )?;
+            core.observation.stamp_queued(&handle);
             let mut st = core.state.borrow_mut(py)?;
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
             if threadsafe {
@@ -367,19 +354,12 @@ unsafe fn soon_shortcut(
                 }
             }
             drop(st);
-            Ok(handle.into_object())
-        }));
-        match outcome.unwrap_or_else(|payload| Err(panic_error(payload))) {
-            Ok(handle) => handle.into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                std::ptr::null_mut()
-            }
-        }
+            Ok(handle.into_object().into_ptr())
+        })
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn call_soon(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -390,7 +370,7 @@ unsafe extern "C" fn call_soon(
     unsafe { soon_shortcut(slf, args, nargs, kwnames, false, call_soon_general) }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn call_soon_threadsafe(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -421,7 +401,7 @@ scheduling_method!(call_at, "call_at", Some("when"), |slf, call| {
 });
 
 /// `create_task(coro, *, name=None, context=None)`.
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn create_task(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -432,10 +412,13 @@ unsafe extern "C" fn create_task(
     unsafe {
         raw_entry(slf, |slf| {
             let py = slf.py();
-            if crate::tasks::create_task_needs_asyncio(slf)? {
+            if crate::loop_core::tasks::create_task_needs_asyncio(slf)? {
                 // CPython's vectorcall contract, forwarded (this whole
                 // function's body is under its SAFETY comment).
-                return crate::tasks::create_task_through_asyncio(slf, args, nargs, kwnames);
+                return made_task(
+                    slf,
+                    crate::loop_core::tasks::create_task_through_asyncio(slf, args, nargs, kwnames),
+                );
             }
             let [coro, name, context] = keyword_arguments(
                 py,
@@ -449,21 +432,34 @@ unsafe extern "C" fn create_task(
             let coro = coro.ok_or_else(|| {
                 PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
             })?;
-            crate::tasks::create_task(slf, &coro, name, context)
+            made_task(
+                slf,
+                crate::loop_core::tasks::create_task(slf, &coro, name, context),
+            )
         })
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// A task `create_task` made, shown to the step recorder (its parent is
+/// the task running now).
+fn made_task(slf: &Bound<'_, LoopCore>, task: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    let task = task?;
+    slf.get()
+        .observation
+        .task_created(slf.py(), task.bind(slf.py()))?;
+    Ok(task)
+}
+
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn create_future(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held and a live `self`.
-    unsafe { raw_entry(slf, crate::tasks::create_future) }
+    unsafe { raw_entry(slf, crate::loop_core::tasks::create_future) }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn get_debug(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
@@ -488,7 +484,6 @@ unsafe extern "C" fn get_debug(
 ///
 /// # Safety
 /// As for [`parse`].
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn keyword_arguments<'py, const N: usize>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,
@@ -498,7 +493,8 @@ unsafe fn keyword_arguments<'py, const N: usize>(
     names: &[&str; N],
     positional: usize,
 ) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
-    let nargs = ffi::PyVectorcall_NARGS(nargs as usize) as usize;
+    // SAFETY: PyVectorcall_NARGS only masks the offset flag off a count.
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargs as usize) } as usize;
     if nargs > positional {
         return Err(PyTypeError::new_err(format!(
             "{method}() takes {} positional arguments but {} were given",
@@ -506,10 +502,10 @@ unsafe fn keyword_arguments<'py, const N: usize>(
             nargs + 1
         )));
     }
-    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
     let named: usize = if kwnames.is_null() {
         0
     } else {
+        // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall contract).
         unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
     };
     let mut values: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
@@ -538,29 +534,23 @@ unsafe fn keyword_arguments<'py, const N: usize>(
     Ok(values)
 }
 
-/// Binds `self` and turns errors and panics into Python exceptions.
+/// Binds `self` and runs `body`, in the [`trampoline`].
 ///
 /// # Safety
-/// `slf` must be a live LoopCore (the method descriptor checks this); GIL held.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
+/// `slf` as a method of `LoopCore` receives it, under the entry-point
+/// contract of [`crate::ffi`].
 unsafe fn raw_entry(
     slf: *mut ffi::PyObject,
     body: impl FnOnce(&Bound<'_, LoopCore>) -> PyResult<Py<PyAny>>,
 ) -> *mut ffi::PyObject {
-    // SAFETY: as documented above.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `slf` is live, and an instance of LoopCore.
+    let run = |py: Python<'_>| {
+        // SAFETY: `slf` is a live LoopCore (the descriptor checked its
+        // type), borrowed for the call.
         let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
-        body(&slf)
-    }));
-    match outcome.unwrap_or_else(|payload| Err(panic_error(payload))) {
-        Ok(value) => value.into_ptr(),
-        Err(err) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-    }
+        Ok(body(&slf)?.into_ptr())
+    };
+    // SAFETY: the entry-point contract is this function's own.
+    unsafe { trampoline(run) }
 }
 
 const FASTCALL: std::os::raw::c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
@@ -578,24 +568,6 @@ fn method_def(
         ml_flags: FASTCALL,
         ml_doc: doc.as_ptr(),
     }
-}
-
-/// Puts a raw method on a type, as a method descriptor.
-pub fn install_method(
-    py: Python<'_>,
-    ty: &Bound<'_, PyType>,
-    def: &'static mut ffi::PyMethodDef,
-) -> PyResult<()> {
-    // SAFETY: `def` is 'static and describes a function matching its flags;
-    // `ty` is a live type. The descriptor is a new reference, owned by the
-    // Bound.
-    let descriptor =
-        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-    // SAFETY: ml_name is a NUL-terminated 'static string.
-    let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) }
-        .to_str()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    ty.setattr(name, descriptor)
 }
 
 /// Puts the raw methods on `LoopCore`. Called once, at module import.

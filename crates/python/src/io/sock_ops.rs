@@ -17,12 +17,12 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::buffers::WritableBuffer;
-use crate::gil_cell::GilCell;
-use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
-use crate::queue_items::Watcher;
 use crate::errors::os_error;
-use crate::sys_io::{self, Io};
+use crate::ffi::gil_cell::GilCell;
+use crate::io::buffers::WritableBuffer;
+use crate::io::sys_io::{self, Io};
+use crate::io::Watcher;
+use crate::loop_core::{LoopCore, RECV_BUFFER_SIZE};
 
 enum Operation {
     /// Only wait for readiness (the Python caller retries its own call).
@@ -195,7 +195,7 @@ fn recv_bytes(
 ) -> PyResult<Option<Py<PyAny>>> {
     let (received, data) = if max > RECV_BUFFER_SIZE {
         // As Python's recv(max): a bytes of that size, received into.
-        crate::buffers::recv_new_bytes(py, fd, max)?
+        crate::io::buffers::recv_new_bytes(py, fd, max)?
     } else {
         let mut buf = core.take_recv_buffer(py)?;
         let received = sys_io::recv(fd, &mut buf[..max]);
@@ -208,7 +208,9 @@ fn recv_bytes(
     };
     match received {
         Ok(Io::Done(_)) => Ok(Some(
-            data.unwrap_or_else(|| PyBytes::new(py, b"")).into_any().unbind(),
+            data.unwrap_or_else(|| PyBytes::new(py, b""))
+                .into_any()
+                .unbind(),
         )),
         Ok(Io::WouldBlock) => Ok(None),
         Err(err) => Err(os_error(err)),
@@ -310,7 +312,7 @@ impl SockOp {
         self.loop_
             .bind(py)
             .get()
-            .push_ready(py, crate::queue_items::Ready::SockOp(slf.clone().unbind()))
+            .push_ready(py, crate::io::Ready::SockOp(slf.clone().unbind()))
     }
 
     /// Removes this operation from the registry if it is still the watcher.
@@ -356,7 +358,7 @@ impl SockOp {
                 Attempt::Again => again = true,
             }
         }
-        crate::io_watch::ensure_no_transport(slf, fd.into_pyobject(py)?.as_any())?;
+        crate::loop_core::io_watch::ensure_no_transport(slf, fd.into_pyobject(py)?.as_any())?;
         let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
         let op = Bound::new(
             py,
@@ -478,7 +480,7 @@ impl LoopCore {
         fd: RawFd,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let data = crate::buffers::send_data(data)?;
+        let data = crate::io::buffers::send_data(data)?;
         let bytes = data.bytes();
         let sent = match sys_io::send(fd, bytes).map_err(os_error)? {
             Io::Done(n) => n,

@@ -32,16 +32,16 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::{PyTraverseError, PyTypeInfo};
 
-use crate::buffers::{WritableBuffer, WriteData};
-use crate::flow_control::{notify_protocol, FlowControl};
-use crate::gil_cell::GilCell;
-use crate::lifecycle::{schedule_connection_lost, Lifecycle};
-use crate::loop_core::LoopCore;
-use crate::queue_items::{Ready, Watcher};
 use crate::errors::os_error;
-use crate::stream_kind::StreamKind;
-use crate::sys_io::{self, Io};
-use crate::write_buffer::WriteBuffer;
+use crate::ffi::gil_cell::GilCell;
+use crate::io::buffers::{WritableBuffer, WriteData};
+use crate::io::flow_control::{notify_protocol, FlowControl};
+use crate::io::lifecycle::{schedule_connection_lost, Lifecycle};
+use crate::io::stream_kind::StreamKind;
+use crate::io::sys_io::{self, Io};
+use crate::io::write_buffer::WriteBuffer;
+use crate::io::{Ready, Watcher};
+use crate::loop_core::LoopCore;
 
 /// A read at least this large makes the next one ask the kernel how much is
 /// waiting and read it straight into a `bytes` of that size (`recv_exact`).
@@ -193,15 +193,56 @@ impl StreamCore {
         hangup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
+        let this = slf.get();
         if writable {
-            let context = slf.get().state.borrow(py)?.write_context.as_ref().map(|c| c.clone_ref(py));
-            crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf))?;
+            let context = this
+                .state
+                .borrow(py)?
+                .write_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
+            let wrote = crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf));
+            this.resume_after(slf, &wrote, false)?;
+            wrote?;
         }
         if readable {
-            let context = slf.get().state.borrow(py)?.read_context.as_ref().map(|c| c.clone_ref(py));
-            crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup))?;
+            let context = this
+                .state
+                .borrow(py)?
+                .read_context
+                .as_ref()
+                .map(|c| c.clone_ref(py));
+            let read =
+                crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup));
+            this.resume_after(slf, &read, true)?;
+            read?;
         }
         Ok(())
+    }
+
+    /// A protocol callback stopped the loop (KeyboardInterrupt, SystemExit)
+    /// in the middle of a read or write: asyncio's level-triggered reader or
+    /// writer would pick up where it was on the next run, so queue the side
+    /// again (its edge is gone).
+    fn resume_after(
+        &self,
+        slf: &Bound<'_, StreamCore>,
+        outcome: &PyResult<()>,
+        read: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        match outcome {
+            Err(err) if crate::errors::is_loop_stopping(py, err) => {
+                let again = Ready::Stream {
+                    transport: slf.clone().unbind(),
+                    readable: read,
+                    writable: !read,
+                    hangup: read,
+                };
+                self.loop_core(py).get().push_ready(py, again)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn read_ready(slf: &Bound<'_, StreamCore>, hangup: bool) -> PyResult<()> {
@@ -213,7 +254,10 @@ impl StreamCore {
                 return Ok(());
             }
             return match this.transport_object(py) {
-                Some(t) => t.bind(py).call_method0(pyo3::intern!(py, "_closed_by_peer")).map(drop),
+                Some(t) => t
+                    .bind(py)
+                    .call_method0(pyo3::intern!(py, "_closed_by_peer"))
+                    .map(drop),
                 None => Ok(()),
             };
         }
@@ -326,7 +370,7 @@ impl StreamCore {
         let size = pending.min(crate::loop_core::RECV_BUFFER_SIZE);
         let kind = self.kind;
         let fd = self.fd;
-        let (received, data) = crate::buffers::new_bytes_from(py, size, |ptr, len| {
+        let (received, data) = crate::io::buffers::new_bytes_from(py, size, |ptr, len| {
             // SAFETY: new_bytes_from passes memory valid for `len` bytes.
             unsafe { kind.receive_raw(fd, ptr, len) }
         })?;
@@ -355,12 +399,18 @@ impl StreamCore {
         // asyncio checks len(buf) (a failure is get_buffer()'s), then
         // recv_into(buf) takes it (a refusal is a read error).
         let sized = match target.len() {
-            Ok(0) => Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer")),
+            Ok(0) => Err(PyRuntimeError::new_err(
+                "get_buffer() returned an empty buffer",
+            )),
             Ok(_) => Ok(()),
             Err(err) => Err(err),
         };
         if let Err(err) = sized {
-            return self.protocol_failed(py, err, "Fatal error: protocol.get_buffer() call failed.");
+            return self.protocol_failed(
+                py,
+                err,
+                "Fatal error: protocol.get_buffer() call failed.",
+            );
         }
         let view = match WritableBuffer::get(&target) {
             Ok(view) => view,
@@ -653,7 +703,11 @@ impl StreamCore {
 
     /// What `write()` and 3.12's `writelines()` share: send at once what the
     /// socket takes, buffer the rest.
-    fn write_data(slf: &Bound<'_, StreamCore>, data: WriteData<'_>, call: WriteCall) -> PyResult<()> {
+    fn write_data(
+        slf: &Bound<'_, StreamCore>,
+        data: WriteData<'_>,
+        call: WriteCall,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let method = match call {
@@ -863,9 +917,11 @@ impl StreamCore {
             (false, _) => (None, Vec::new()),
             (true, true) => (None, StreamCore::unwatch_pipe(slf)?),
             (true, false) => (
-                Some(this.loop_core(py).get().unwatch_fd_both(py, this.fd, |w| {
-                    matches!(w, Watcher::Stream(t) if t.is(slf))
-                })?),
+                Some(this.loop_core(py).get().unwatch_fd_both(
+                    py,
+                    this.fd,
+                    |w| matches!(w, Watcher::Stream(t) if t.is(slf)),
+                )?),
                 Vec::new(),
             ),
         };
@@ -913,7 +969,7 @@ impl StreamCore {
         }
         let mut joined = Vec::new();
         for view in &views {
-            match crate::buffers::send_data(view.as_any()) {
+            match crate::io::buffers::send_data(view.as_any()) {
                 Ok(buffer) => joined.extend_from_slice(buffer.bytes()),
                 // asyncio queues the views and fails when sendmsg() takes
                 // them (a non-contiguous one): a fatal write error.
@@ -1033,9 +1089,11 @@ impl StreamCore {
     fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
         let registered = self.state.borrow_mut(py)?.life.stop_watching();
         if registered {
-            let removed = self.loop_core(py).get().unwatch_fd_both(py, self.fd, |w| {
-                matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self))
-            })?;
+            let removed = self.loop_core(py).get().unwatch_fd_both(
+                py,
+                self.fd,
+                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
+            )?;
             drop(removed);
         }
         Ok(())
@@ -1121,27 +1179,20 @@ impl StreamCore {
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// `StreamCore.write(data)`, a `METH_O` entry point (see [`crate::ffi`]).
 unsafe extern "C" fn raw_write(
     slf: *mut ffi::PyObject,
     data: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls METH_O methods with the GIL held, a live `self`
-    // of the type the method was installed on (StreamCore), and a live
-    // argument.
+    // SAFETY: the entry-point contract: `slf` is a live StreamCore (the
+    // descriptor checked its type) and `data` a live argument, both borrowed
+    // for the call.
     unsafe {
-        let py = Python::assume_attached();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::ffi::trampoline(|py| {
             let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StreamCore>();
-            StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))
-        }));
-        match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
-            Ok(()) => py.None().into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                std::ptr::null_mut()
-            }
-        }
+            StreamCore::write(&slf, &Bound::from_borrowed_ptr(py, data))?;
+            Ok(py.None().into_ptr())
+        })
     }
 }
 
@@ -1158,5 +1209,5 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         ml_doc: c"write(data)\n--\n\nSend data, buffering what the socket cannot take now."
             .as_ptr(),
     }));
-    crate::scheduling::install_method(py, &StreamCore::type_object(py), def)
+    crate::ffi::install_method(py, &StreamCore::type_object(py), def)
 }

@@ -7,7 +7,7 @@
 //! `asyncio.AbstractEventLoop`; the cold methods (run_until_complete,
 //! executors, exception handling, async generators) are written in Python
 //! there, on top of the native ones here. The iteration itself is in
-//! [`crate::run`], descriptor watching in [`crate::io_watch`].
+//! [`crate::loop_core::run`], descriptor watching in [`crate::loop_core::io_watch`].
 //!
 //! Flags that every call reads (closed, debug, running thread) are atomics
 //! next to the engine rather than inside it, so checking them needs no borrow.
@@ -20,6 +20,12 @@
 //! running it or watching descriptors with it raises `RuntimeError`, and
 //! closing it (or its transports) forgets the registrations without touching
 //! the epoll set.
+
+pub mod io_watch;
+pub mod observe;
+pub mod run;
+pub mod scheduling;
+pub mod tasks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -34,10 +40,11 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError};
 
 use crate::errors::os_error;
-use crate::gil_cell::GilCell;
+use crate::ffi::gil_cell::GilCell;
 use crate::handles::{HandleRef, TimerSpec};
+use crate::io::{Ready, Watcher};
+use crate::loop_core::observe::{Instrument, Observation};
 use crate::python_helpers;
-use crate::queue_items::{Ready, Watcher};
 
 /// A timer handle in the heap.
 pub struct ScheduledTimer(pub HandleRef);
@@ -85,6 +92,8 @@ pub struct LoopCore {
     /// `threading.get_ident()` of the thread running the loop, 0 if none.
     thread_id: AtomicU64,
     pub(crate) observed: AtomicBool,
+    /// The blocking detector, task steps and the loop's counters.
+    pub(crate) observation: Observation,
     /// `time` is overridden (by a subclass, or on the instance, as test
     /// tools that fake the clock do): the loop's own reads of the clock call
     /// it, as asyncio's do.
@@ -191,6 +200,14 @@ impl LoopCore {
         self.thread_id.store(ident, Ordering::Relaxed);
     }
 
+    /// The thread running the loop, if it runs.
+    pub(crate) fn running_thread(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            ident => Some(ident),
+        }
+    }
+
     /// asyncio's debug-mode `_check_thread`.
     fn check_thread(&self) -> PyResult<()> {
         let owner = self.thread_id.load(Ordering::Relaxed);
@@ -254,6 +271,7 @@ impl LoopCore {
     }
 
     /// Builds the handle for a `call_*` method after the checks asyncio makes.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new_handle(
         slf: &Bound<'_, LoopCore>,
         callback: &Bound<'_, PyAny>,
@@ -392,7 +410,10 @@ impl LoopCore {
         let Some(io) = st.io.as_mut() else {
             return Ok((None, None));
         };
-        if !io.get(fd, ferroloop_engine::Direction::Read).is_some_and(owns) {
+        if !io
+            .get(fd, ferroloop_engine::Direction::Read)
+            .is_some_and(owns)
+        {
             return Ok((None, None));
         }
         Ok(io.remove_pair(fd))
@@ -449,6 +470,7 @@ impl LoopCore {
             stopping: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             observed: AtomicBool::new(false),
+            observation: Observation::new(),
             time_overridden: AtomicBool::new(false),
             forks_at_creation: FORKS.load(Ordering::Relaxed),
             creator_pid: std::process::id(),
@@ -488,9 +510,11 @@ impl LoopCore {
     fn _set_debug_flag(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = enabled.py();
         let flag = enabled.is_truthy()?;
-        let value = (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
+        let value =
+            (!enabled.is_instance_of::<pyo3::types::PyBool>()).then(|| enabled.clone().unbind());
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.debug_value, value);
         self.debug.store(flag, Ordering::Relaxed);
+        self.observation.set(Instrument::Debug, flag);
         drop(previous);
         Ok(())
     }
@@ -562,6 +586,8 @@ impl LoopCore {
             Some((begin, end))
         };
         self.observed.store(observer.is_some(), Ordering::Relaxed);
+        self.observation
+            .set(Instrument::CallbackObserver, observer.is_some());
         let previous = std::mem::replace(&mut self.state.borrow_mut(py)?.observer, observer);
         drop(previous);
         Ok(())
@@ -584,6 +610,11 @@ impl LoopCore {
             (ready, timers, watchers, waker)
         };
         let poller = self.poller.borrow_mut(py)?.take();
+        let watchdog = self.observation.watchdog.borrow_mut(py)?.take();
+        if let Some(watchdog) = watchdog {
+            self.observation.set(Instrument::Detector, false);
+            watchdog.stop(py);
+        }
         release_handles(
             py,
             &released.0,

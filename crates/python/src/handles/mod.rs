@@ -56,6 +56,9 @@ struct HandleObject {
     /// Timers only: the heap's count of cancelled entries.
     cancelled_in_heap: Option<CancelledCount>,
     when: f64,
+    /// When it was queued (ns, CLOCK_MONOTONIC), stamped only while task
+    /// steps are recorded; 0 otherwise.
+    queued_ns: i64,
     cancelled: bool,
     /// Runs more than once: keeps its callback after running.
     persistent: bool,
@@ -171,6 +174,29 @@ impl HandleRef {
         unsafe { (*self.raw()).cancelled }
     }
 
+    /// The callback, while the handle holds it.
+    pub fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        // SAFETY: the GIL is held (`py`); the handle is alive; the field is
+        // an owned reference or NULL.
+        unsafe {
+            let callback = (*self.raw()).callback;
+            Bound::from_borrowed_ptr_or_opt(py, callback).map(Bound::unbind)
+        }
+    }
+
+    /// When the handle was queued, if stamped (see `queued_ns`).
+    #[inline]
+    pub fn queued_ns(&self) -> i64 {
+        // SAFETY: reading a field of a live handle; callers hold the GIL.
+        unsafe { (*self.raw()).queued_ns }
+    }
+
+    #[inline]
+    pub fn set_queued_ns(&self, ns: i64) {
+        // SAFETY: writing a field of a live handle; callers hold the GIL.
+        unsafe { (*self.raw()).queued_ns = ns };
+    }
+
     /// Called when the heap lets go of a timer handle (fired or discarded).
     pub fn mark_unscheduled(&self) {
         // SAFETY: writing a flag of a live handle; callers hold the GIL.
@@ -241,9 +267,10 @@ impl HandleRef {
 /// # Safety
 /// GIL held; `h` a live handle.
 #[inline]
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn retrack_context(h: *mut HandleObject) {
-    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+    // SAFETY: `h` is a live handle (this function's contract) whose context
+    // field is an owned reference; re-tracking is only done for a context this
+    // handle untracked itself.
     unsafe {
         if (*h).context_untracked {
             (*h).context_untracked = false;
@@ -254,9 +281,10 @@ unsafe fn retrack_context(h: *mut HandleObject) {
 
 /// # Safety
 /// GIL held; `h` a live handle.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn release_callback(py: Python<'_>, h: *mut HandleObject) {
-    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+    // SAFETY: `h` is a live handle (this function's contract); the fields taken
+    // are owned references or NULL, dropped after the handle stops pointing
+    // to them.
     unsafe {
         if (*h).persistent && !(*h).cancelled {
             return;
@@ -276,7 +304,6 @@ unsafe fn release_callback(py: Python<'_>, h: *mut HandleObject) {
 /// `context` must stay alive for the whole call (the handle owning it is
 /// kept alive by the caller).
 #[inline]
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn run_in_context(
     py: Python<'_>,
     context: *mut ffi::PyObject,
@@ -344,10 +371,25 @@ fn alloc(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObj
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: CPython calls tp_dealloc with the GIL held, once, for an
-    // object of our layout (or a Python subclass of it) whose count is 0.
+    // SAFETY: a `tp_dealloc` slot under the entry-point contract: called
+    // once, for an object of our layout (or a Python subclass of it) whose
+    // count is 0, so its fields are ours to release and its memory to reuse.
+    unsafe {
+        crate::ffi::trampoline(|_| {
+            release_object(obj);
+            Ok(())
+        })
+    }
+}
+
+/// What `dealloc` does.
+///
+/// # Safety
+/// As `dealloc`: `obj` a handle whose count is 0, GIL held.
+unsafe fn release_object(obj: *mut ffi::PyObject) {
+    // SAFETY: this function's contract.
     unsafe {
         let h = obj.cast::<HandleObject>();
         let ty = ffi::Py_TYPE(obj);
@@ -398,31 +440,29 @@ fn is_exact_handle_type(ty: *mut ffi::PyTypeObject) -> bool {
 
 /// # Safety
 /// `obj` must be a live handle; GIL held.
-// SAFETY (contract): callers uphold the conditions under "# Safety" above.
 unsafe fn handle_of<'a>(obj: *mut ffi::PyObject) -> &'a mut HandleObject {
-    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+    // SAFETY: `obj` points to a live object of our layout (this function's
+    // contract); callers keep the reference only for the call, under the GIL.
     unsafe { &mut *obj.cast::<HandleObject>() }
 }
 
-/// Wraps a method body: binds `self`, turns errors and panics into Python
-/// exceptions.
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// Runs a method body with `self` bound, in the [`crate::ffi::trampoline`].
+///
+/// # Safety
+/// `slf` as a method or slot of a handle type receives it, under the
+/// entry-point contract of [`crate::ffi`].
 unsafe fn method(
     slf: *mut ffi::PyObject,
     body: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held and a live `self`.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: `slf` is the live object the method was called on.
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(py, &slf)));
-    match outcome.unwrap_or_else(|payload| Err(crate::errors::panic_error(payload))) {
-        Ok(value) => value.into_ptr(),
-        Err(err) => {
-            err.restore(py);
-            ptr::null_mut()
-        }
-    }
+    let run = |py: Python<'_>| {
+        // SAFETY: `slf` is the live object the method was called on,
+        // borrowed for the call.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        Ok(body(py, &slf)?.into_ptr())
+    };
+    // SAFETY: the entry-point contract is this function's own.
+    unsafe { crate::ffi::trampoline(run) }
 }
 
 fn borrowed_or_none(py: Python<'_>, field: *mut ffi::PyObject) -> Py<PyAny> {
@@ -442,9 +482,11 @@ fn loop_debug(py: Python<'_>, h: &HandleObject) -> PyResult<bool> {
     python_helpers::loop_debug(unsafe { &Bound::from_borrowed_ptr(py, h.loop_) })
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn cancel(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
+    // SAFETY: the entry-point contract: `slf` is a live handle (the
+    // descriptor checked its type), which `handle_of` may cast to our layout;
+    // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
             let h = handle_of(slf.as_ptr());
@@ -471,12 +513,14 @@ unsafe extern "C" fn cancel(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn cancelled(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+    // SAFETY: the entry-point contract: `slf` is a live handle (the
+    // descriptor checked its type), which `handle_of` may cast to our layout;
+    // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
             Ok(
@@ -489,12 +533,14 @@ unsafe extern "C" fn cancelled(
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn get_context(
     slf: *mut ffi::PyObject,
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
+    // SAFETY: the entry-point contract: `slf` is a live handle (the
+    // descriptor checked its type), which `handle_of` may cast to our layout;
+    // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
             retrack_context(slf.as_ptr().cast());
@@ -503,9 +549,11 @@ unsafe extern "C" fn get_context(
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+    // SAFETY: the entry-point contract: `slf` is a live handle (the
+    // descriptor checked its type), which `handle_of` may cast to our layout;
+    // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
             Ok(handle_of(slf.as_ptr())
@@ -519,9 +567,11 @@ unsafe extern "C" fn when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mu
 
 /// `_run()`: runs the callback now, sending an exception to the loop's
 /// exception handler. Only handles built with a loop can.
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn run_now(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+    // SAFETY: the entry-point contract: `slf` is a live handle (the
+    // descriptor checked its type), which `handle_of` may cast to our layout;
+    // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
             let h = handle_of(slf.as_ptr());
@@ -541,9 +591,11 @@ unsafe extern "C" fn run_now(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> 
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+    // SAFETY: the entry-point contract: `slf` is a live handle (the
+    // descriptor checked its type), which `handle_of` may cast to our layout;
+    // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
             let h = handle_of(slf.as_ptr());
@@ -555,23 +607,26 @@ unsafe extern "C" fn repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn hash(slf: *mut ffi::PyObject) -> ffi::Py_hash_t {
-    // SAFETY: GIL held; hashing a float cannot fail.
-    unsafe {
-        ffi::PyObject_Hash(
-            pyo3::types::PyFloat::new(Python::assume_attached(), handle_of(slf).when).as_ptr(),
-        )
-    }
+    let run = |py: Python<'_>| {
+        // SAFETY: `slf` is a live timer handle (the slot's type).
+        let when = unsafe { handle_of(slf) }.when;
+        pyo3::types::PyFloat::new(py, when).hash()
+    };
+    // SAFETY: a `tp_hash` slot under the entry-point contract.
+    unsafe { crate::ffi::trampoline(run) }
 }
 
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn richcompare(
     slf: *mut ffi::PyObject,
     other: *mut ffi::PyObject,
     op: c_int,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython with the GIL held and live arguments; `self` is one of our objects (the method descriptor checks its type), so the casts to our layout hold.
+    // SAFETY: the entry-point contract: `slf` is a live handle (the
+    // descriptor checked its type), which `handle_of` may cast to our layout;
+    // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
             let other = Bound::from_borrowed_ptr(py, other);
@@ -610,16 +665,18 @@ unsafe extern "C" fn richcompare(
 /// `TimerHandle(when, callback, args, loop, context=None)`, asyncio's
 /// constructors. Handles built this way keep their loop and may be queued
 /// any number of times (as a signal handler's handle is).
-// SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+/// An entry point, called under the contract of [`crate::ffi`].
 unsafe extern "C" fn new(
     subtype: *mut ffi::PyTypeObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython with the GIL held and live arguments.
+    // SAFETY: a `tp_new` slot under the entry-point contract: `subtype` is
+    // a handle type (or a subclass), `args` a tuple and `kwargs` a dict or
+    // NULL, all live; the object allocated is of our layout and filled with
+    // owned references before anything else sees it.
     unsafe {
-        let py = Python::assume_attached();
-        let outcome = (|| -> PyResult<Py<PyAny>> {
+        crate::ffi::trampoline(|py| {
             let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
             let kwargs = Bound::from_borrowed_ptr_or_opt(py, kwargs);
             let ty = Bound::from_borrowed_ptr(py, subtype.cast()).cast_into::<PyType>()?;
@@ -685,26 +742,20 @@ unsafe extern "C" fn new(
                 (*h).when = when;
                 (*h).is_timer = true;
             }
-            Ok(Bound::from_owned_ptr(py, obj).unbind())
-        })();
-        match outcome {
-            Ok(obj) => obj.into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                ptr::null_mut()
-            }
-        }
+            Ok(obj)
+        })
     }
 }
 
 macro_rules! getter {
     ($name:ident, |$py:ident, $h:ident| $body:expr) => {
-        // SAFETY (contract): CPython calls this with the GIL held and live arguments of the types its slot or flags declare.
+        /// An entry point, called under the contract of [`crate::ffi`].
         unsafe extern "C" fn $name(
             slf: *mut ffi::PyObject,
             _closure: *mut c_void,
         ) -> *mut ffi::PyObject {
-            // SAFETY: this function's contract (GIL held, live objects of our layout) covers every operation below.
+            // SAFETY: the entry-point contract (a getter of a handle type): `slf`
+            // is a live handle, which `handle_of` may cast to our layout.
             unsafe {
                 method(slf, |$py, slf| {
                     let $h = handle_of(slf.as_ptr());

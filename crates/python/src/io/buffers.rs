@@ -169,10 +169,13 @@ pub fn recv_new_bytes(
     py: Python<'_>,
     fd: RawFd,
     size: usize,
-) -> PyResult<(std::io::Result<crate::sys_io::Io>, Option<Bound<'_, PyBytes>>)> {
+) -> PyResult<(
+    std::io::Result<crate::io::sys_io::Io>,
+    Option<Bound<'_, PyBytes>>,
+)> {
     new_bytes_from(py, size, |ptr, len| {
         // SAFETY: new_bytes_from passes memory valid for writes of `len` bytes.
-        unsafe { crate::sys_io::recv_raw(fd, ptr, len) }
+        unsafe { crate::io::sys_io::recv_raw(fd, ptr, len) }
     })
 }
 
@@ -181,9 +184,12 @@ pub fn recv_new_bytes(
 pub fn new_bytes_from(
     py: Python<'_>,
     size: usize,
-    receive: impl FnOnce(*mut u8, usize) -> std::io::Result<crate::sys_io::Io>,
-) -> PyResult<(std::io::Result<crate::sys_io::Io>, Option<Bound<'_, PyBytes>>)> {
-    use crate::sys_io::Io;
+    receive: impl FnOnce(*mut u8, usize) -> std::io::Result<crate::io::sys_io::Io>,
+) -> PyResult<(
+    std::io::Result<crate::io::sys_io::Io>,
+    Option<Bound<'_, PyBytes>>,
+)> {
+    use crate::io::sys_io::Io;
     let Ok(length) = ffi::Py_ssize_t::try_from(size) else {
         return Err(pyo3::exceptions::PyMemoryError::new_err(()));
     };

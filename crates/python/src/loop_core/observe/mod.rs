@@ -1,0 +1,134 @@
+//! Watching what the loop runs: the blocking detector, task steps (for the
+//! timeline tracer and per-task statistics), the loop's counters, and the
+//! Python-level callback observer, all at one observation point.
+//!
+//! Every item of the ready queue — a callback, a transport's readiness
+//! (where `data_received`, `buffer_updated`, `datagram_received`... run), a
+//! pending `sock_*` operation — goes through [`crate::loop_core::run`]'s `run_item`.
+//! With every instrument off, that costs one test of [`Observation::active`]
+//! per item; with any on, the item runs through [`run_observed`], which
+//! gives each instrument what it needs and nothing more:
+//!
+//! - the blocking detector ([`blocking`]): a sequence number and the item's
+//!   subject, published in two relaxed atomic stores; no clock read;
+//! - task steps ([`steps`]): two clock reads per task step, and the task's
+//!   wait at the end of the step;
+//! - debug mode and `_set_callback_observer`: as before, callbacks only.
+//!
+//! The counters of `loop.stats()` ([`stats`]) are always on: plain integer
+//! increments per item and the clock read per iteration.
+
+mod api;
+pub mod blocking;
+pub mod stats;
+pub mod steps;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use pyo3::prelude::*;
+
+use crate::ffi::gil_cell::GilCell;
+use crate::io::Ready;
+use crate::loop_core::LoopCore;
+
+/// The instruments, as bits of [`Observation::active`].
+#[derive(Clone, Copy)]
+#[repr(u8)]
+pub enum Instrument {
+    /// asyncio's debug mode (slow-callback warnings, current handle).
+    Debug = 1,
+    /// `_set_callback_observer` hooks.
+    CallbackObserver = 2,
+    /// The blocking detector's watchdog.
+    Detector = 4,
+    /// Task steps: the tracer or per-task statistics.
+    Steps = 8,
+}
+
+/// The per-loop observation state.
+pub struct Observation {
+    active: AtomicU8,
+    pub monitor: std::sync::Arc<blocking::Monitor>,
+    pub watchdog: GilCell<Option<blocking::Watchdog>>,
+    pub steps: GilCell<Option<steps::StepRecorder>>,
+    pub stats: stats::LoopStats,
+}
+
+impl Observation {
+    pub fn new() -> Self {
+        Observation {
+            active: AtomicU8::new(0),
+            monitor: std::sync::Arc::new(blocking::Monitor::new()),
+            watchdog: GilCell::new(None),
+            steps: GilCell::new(None),
+            stats: stats::LoopStats::new(),
+        }
+    }
+
+    /// True when any instrument is on: the one test an item costs when all are off.
+    #[inline(always)]
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed) != 0
+    }
+
+    #[inline]
+    pub fn is_on(&self, instrument: Instrument) -> bool {
+        self.active.load(Ordering::Relaxed) & instrument as u8 != 0
+    }
+
+    pub fn set(&self, instrument: Instrument, on: bool) {
+        if on {
+            self.active.fetch_or(instrument as u8, Ordering::Relaxed);
+        } else {
+            self.active
+                .fetch_and(!(instrument as u8), Ordering::Relaxed);
+        }
+    }
+}
+
+/// What an item runs, for naming it: a callback, or a transport (whose
+/// protocol method runs), or a socket operation. A strong reference, held
+/// until the item ends, so the watchdog may look at it while it runs.
+pub fn subject_of(py: Python<'_>, item: &Ready) -> Option<Py<PyAny>> {
+    item.subject(py)
+}
+
+/// Runs one item with the instruments that are on.
+pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
+    let py = slf.py();
+    let observation = &core.observation;
+    let detecting = observation.is_on(Instrument::Detector);
+    let stepping = observation.is_on(Instrument::Steps);
+    let subject = if detecting || stepping {
+        subject_of(py, &item)
+    } else {
+        None
+    };
+    let step = if stepping {
+        steps::begin(py, observation, &item, subject.as_ref())
+    } else {
+        None
+    };
+    let sequence = if detecting {
+        observation.monitor.begin_item(subject.as_ref())
+    } else {
+        0
+    };
+    let result = crate::loop_core::run::run_item_hooked(slf, core, item);
+    let claim = if sequence != 0 {
+        observation.monitor.end_item(sequence)
+    } else {
+        None
+    };
+    // The step ends before its blocking report is made (which takes time).
+    let task = step.map_or(0, |step| steps::end(py, observation, step));
+    if let Some(claim) = claim {
+        let own = claim
+            .is_about(sequence)
+            .then_some(subject.as_ref())
+            .flatten();
+        blocking::report(slf, claim, own, task);
+    }
+    drop(subject);
+    result
+}
