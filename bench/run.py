@@ -378,7 +378,7 @@ def header_lines(args):
                 cpu_model = line.partition(':')[2].strip()
                 break
     return [
-        f'command:   {shlex.join(sys.orig_argv)}',
+        f'command:   {shlex.join(map(within_checkout, sys.orig_argv))}',
         f'machine:   nproc {len(os.sched_getaffinity(0))}, {cpu_model}',
         f'python:    {platform.python_implementation()} {platform.python_version()}',
         f'peers:     {", ".join(peer_versions(args.loops))}',
@@ -387,6 +387,14 @@ def header_lines(args):
         f'runs:      median of {args.repeat} per cell, '
         f'{"quick" if args.quick else "full"} sizes',
     ]
+
+
+def within_checkout(argument):
+    """A path under the checkout relative to it, so the report names no
+    directory of the machine it ran on."""
+    path = Path(argument)
+    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) \
+        else argument
 
 
 def peer_versions(loops):
