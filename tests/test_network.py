@@ -331,6 +331,37 @@ def test_datagram_echo_and_errors():
     assert errors == ['ConnectionRefusedError']
 
 
+def test_shared_transport_state_on_every_kind():
+    """What every asyncio transport has, read as libraries read it (aiohttp
+    reads ``_protocol_paused``, asyncio's sslproto ``_conn_lost``), on a
+    TCP and a UDP transport, open, closing and lost."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        tcp, _ = await loop.create_connection(asyncio.Protocol, *server.sockets[0].getsockname())
+        udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                     local_addr=('127.0.0.1', 0))
+        states = []
+
+        def state(transport):
+            return (transport.is_closing(), transport._protocol_paused, transport._conn_lost,
+                    transport.get_write_buffer_size())
+
+        for transport in (tcp, udp):
+            before = state(transport)
+            transport.close()
+            closing = state(transport)
+            await asyncio.sleep(0)
+            states.append((before, closing, state(transport)))
+        udp.abort()
+        server.close()
+        await server.wait_closed()
+        return states
+
+    states = assert_same_on_both(lambda loop: run(loop, main()))
+    assert states[1][0] == (False, False, 0, 0)
+
+
 def test_sock_methods():
     async def main():
         loop = asyncio.get_running_loop()

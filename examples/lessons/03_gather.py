@@ -3,15 +3,29 @@ as the longest sleep (0.3 s), not the sum (0.6 s)."""
 import asyncio
 
 
-async def work(name: str, delay: float) -> str:
-    print(name, 'started')
-    await asyncio.sleep(delay)
-    print(name, 'finished')
-    return name
+async def a() -> str:
+    print('a started')
+    await asyncio.sleep(0.2)
+    print('a finished')
+    return 'a'
+
+
+async def b() -> str:
+    print('b started')
+    await asyncio.sleep(0.1)
+    print('b finished')
+    return 'b'
+
+
+async def c() -> str:
+    print('c started')
+    await asyncio.sleep(0.3)
+    print('c finished')
+    return 'c'
 
 
 async def main() -> None:
-    result = await asyncio.gather(work('a', 0.2), work('b', 0.1), work('c', 0.3))
+    result = await asyncio.gather(a(), b(), c())
     print('Result', result)
 
 

@@ -25,7 +25,6 @@ import struct
 import sys
 import threading
 
-from . import instruments
 
 _REQUEST_LIMIT = 4096
 _TIMEOUT = 5.0
@@ -62,7 +61,8 @@ def _private_dir(path):
 
 
 class _Server:
-    def __init__(self):
+    def __init__(self, live_loops):
+        self.live_loops = live_loops
         self.pid = os.getpid()
         self.path = socket_path(self.pid)
         _private_dir(os.path.dirname(self.path))
@@ -117,21 +117,22 @@ class _Server:
             command = None
         if command != 'ps':
             return _reply({'ok': False, 'error': f'unknown request {request[:80]!r}'})
-        return _reply({'ok': True, 'pid': os.getpid(), 'argv': sys.argv, 'tasks': list_tasks()})
+        return _reply({'ok': True, 'pid': os.getpid(), 'argv': sys.argv, 'tasks': list_tasks(self.live_loops())})
 
 
 def _reply(message):
     return json.dumps(message).encode() + b'\n'
 
 
-def serve():
+def serve(live_loops):
     """Starts serving the console in this process (once; again in a forked
-    child). A directory that is not private is refused, with a warning."""
+    child), reporting the loops ``live_loops()`` lists. A directory that is
+    not private is refused, with a warning."""
     global _server
     if _server is not None and _server.pid == os.getpid():
         return
     try:
-        _server = _Server()
+        _server = _Server(live_loops)
     except OSError as exc:
         _server = None
         print(f'ferroloop: console not served: {exc}', file=sys.stderr)
@@ -163,10 +164,10 @@ def _state(task, running):
     return 'waiting' if getattr(task, '_fut_waiter', None) is not None else 'ready'
 
 
-def list_tasks():
-    """Every task of every live ferroloop loop, as the console reports them."""
+def list_tasks(loops):
+    """Every task of the given loops, as the console reports them."""
     rows = []
-    for number, loop in enumerate(instruments.live_loops(), 1):
+    for number, loop in enumerate(loops, 1):
         stats = {id(entry['task']): entry for entry in (loop.task_stats() or ())
                  if entry['task'] is not None}
         running = asyncio.current_task(loop) if loop.is_running() else None

@@ -82,7 +82,7 @@ def attach(loop):
     if os.environ.get('FERROLOOP_CONSOLE', '') not in ('', '0'):
         from . import console
         loop._record_steps(False)  # steps and busy time for `ps`
-        console.serve()
+        console.serve(live_loops)
 
 
 def live_loops():

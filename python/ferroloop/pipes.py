@@ -74,7 +74,6 @@ class ReadPipeTransport(_PipeTransport, CoreReading, transports.ReadTransport):
         self._core = StreamCore(loop, self._fileno, protocol, self,
                                 pipe='read')
         self._pipe = pipe
-        self.is_closing = self._core.is_closing
         self._start(protocol, waiter)
 
     def _state_info(self):
@@ -123,7 +122,6 @@ class WritePipeTransport(_PipeTransport, CoreWriting,
                                 pipe='write', watch_peer=watch_peer)
         self._pipe = pipe
         self.write = self._core.write
-        self.is_closing = self._core.is_closing
         self._start(protocol, waiter)
 
     def _state_info(self):

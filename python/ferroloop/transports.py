@@ -247,7 +247,6 @@ class SocketTransport(_TransportBase, CoreReading, transports.Transport):
         self.write = self._core.write
         if _OWN_WRITELINES:
             self.writelines = self._core.writelines
-        self.is_closing = self._core.is_closing
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._core._start)
         if waiter is not None:

@@ -3,12 +3,16 @@
 //!
 //! - [`ready`]: the FIFO of callbacks due to run, in iteration batches;
 //! - [`timers`]: the heap of scheduled callbacks, earliest and then oldest first;
-//! - [`poller`]: the epoll wait, with millisecond timeouts rounded up;
+//! - [`poller`]: the epoll wait, with microsecond timeouts where the kernel
+//!   has `epoll_pwait2` (milliseconds, rounded up, elsewhere);
 //! - [`registry`]: which descriptor is watched by whom, level-triggered;
 //! - [`fd_table`]: values found by descriptor number, in memory bounded by
 //!   the descriptors held;
 //! - [`waker`]: how another thread wakes a sleeping loop without lost wake-ups;
-//! - [`clock`]: `CLOCK_MONOTONIC`, read and rounded as `time.monotonic()` is.
+//! - [`clock`]: `CLOCK_MONOTONIC`, read and rounded as `time.monotonic()` is;
+//! - [`lifecycle`] and [`flow_control`]: a transport's close/abort state
+//!   machine and its write water marks, the arithmetic of asyncio's
+//!   transports without their Python objects.
 //!
 //! The pieces are generic over what they hold, so the Python layer stores its
 //! handles in them and the tests here store plain values. They are separate
@@ -21,12 +25,16 @@
 
 pub mod clock;
 pub mod fd_table;
+pub mod flow_control;
+pub mod lifecycle;
 pub mod poller;
 pub mod ready;
 pub mod registry;
 pub mod timers;
 pub mod waker;
 
+pub use flow_control::{FlowControl, WriteFlow};
+pub use lifecycle::Lifecycle;
 pub use poller::{Poller, Readiness, TightTimerSlack};
 pub use ready::ReadyQueue;
 pub use registry::{Direction, IoRegistry};

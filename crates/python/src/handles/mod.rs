@@ -828,9 +828,9 @@ fn timer_handle_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
         .ok_or_else(|| PyRuntimeError::new_err("ferroloop handle types not initialised"))
 }
 
-// SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
+/// A `METH_NOARGS` entry point (see [`crate::ffi`]).
 type NoArgs = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
-// SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
+/// A getter's entry point (see [`crate::ffi`]).
 type Getter = unsafe extern "C" fn(*mut ffi::PyObject, *mut c_void) -> *mut ffi::PyObject;
 
 fn no_args(name: &'static CStr, function: NoArgs, doc: &'static CStr) -> ffi::PyMethodDef {

@@ -13,36 +13,65 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 
+use ferroloop_engine::FlowControl;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::PyTraverseError;
 
-use crate::errors::{is_loop_stopping, os_error};
+use crate::errors::os_error;
 use crate::ffi::gil_cell::GilCell;
 use crate::io::buffers::WriteData;
-use crate::io::flow_control::{notify_protocol, FlowControl};
-use crate::io::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::io::sys_io::Io;
+use crate::io::transport_core::{transport_methods, KindState, NativeTransport, TransportState};
 use crate::io::{Ready, Watcher};
 use crate::loop_core::LoopCore;
 
-struct DatagramState {
-    transport: Option<Py<PyAny>>,
-    protocol: Option<Py<PyAny>>,
+pub struct DatagramState {
+    shared: TransportState,
     datagram_received: Option<Py<PyAny>>,
     /// Datagrams waiting for the socket: (data, address or None).
     buffer: VecDeque<(Py<PyBytes>, Py<PyAny>)>,
     buffer_size: usize,
-    flow: FlowControl,
-    life: Lifecycle,
-    /// The contexts the protocol's callbacks run in, as in the stream
-    /// transport: a copy of the one current when reading started, and of the
-    /// one current when a datagram had to wait for the socket (`None` while
-    /// none waits).
-    read_context: Option<Py<PyAny>>,
-    write_context: Option<Py<PyAny>>,
+}
+
+impl KindState for DatagramState {
+    type Released = (Option<Py<PyAny>>, VecDeque<(Py<PyBytes>, Py<PyAny>)>);
+
+    fn shared(&self) -> &TransportState {
+        &self.shared
+    }
+
+    fn shared_mut(&mut self) -> &mut TransportState {
+        &mut self.shared
+    }
+
+    fn buffered_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    fn drop_buffer(&mut self) -> Self::Released {
+        self.buffer_size = 0;
+        (None, std::mem::take(&mut self.buffer))
+    }
+
+    fn release_own(&mut self) -> Self::Released {
+        self.buffer_size = 0;
+        (
+            self.datagram_received.take(),
+            std::mem::take(&mut self.buffer),
+        )
+    }
+
+    fn traverse_own(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.datagram_received)?;
+        for (data, addr) in &self.buffer {
+            visit.call(data)?;
+            visit.call(addr)?;
+        }
+        Ok(())
+    }
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "DatagramCore", frozen)]
@@ -263,36 +292,14 @@ enum Sent {
 }
 
 impl DatagramCore {
-    pub fn transport_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state
-            .borrow(py)
-            .ok()?
-            .transport
-            .as_ref()
-            .map(|t| t.clone_ref(py))
-    }
-
     pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {
         let py = slf.py();
+        let this = slf.get();
         if writable {
-            let context = slf
-                .get()
-                .state
-                .borrow(py)?
-                .write_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
-            crate::context::run_in_if_any(py, context, || slf.get().sendto_ready(py))?;
+            this.in_write_context(py, || this.sendto_ready(py))?;
         }
         if readable {
-            let context = slf
-                .get()
-                .state
-                .borrow(py)?
-                .read_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
-            crate::context::run_in_if_any(py, context, || DatagramCore::read_ready(slf))?;
+            this.in_read_context(py, || DatagramCore::read_ready(slf))?;
         }
         Ok(())
     }
@@ -302,10 +309,10 @@ impl DatagramCore {
         let this = slf.get();
         let (received, protocol) = {
             let st = this.state.borrow(py)?;
-            if st.life.is_lost() || st.life.closing {
+            if st.shared.life.is_lost() || st.shared.life.is_closing() {
                 return Ok(());
             }
-            match &st.protocol {
+            match &st.shared.protocol {
                 Some(p) => (
                     st.datagram_received.as_ref().map(|cb| cb.clone_ref(py)),
                     p.clone_ref(py),
@@ -376,12 +383,7 @@ impl DatagramCore {
 
     /// A send from `sendto()` failed: asyncio's rule for datagram errors.
     fn fail_write(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
-        let protocol = self
-            .state
-            .borrow(py)?
-            .protocol
-            .as_ref()
-            .map(|p| p.clone_ref(py));
+        let protocol = self.protocol_object(py)?;
         match protocol {
             Some(p) => self.io_error(py, &p, err, "Fatal write error on datagram transport"),
             None => Ok(()),
@@ -403,25 +405,7 @@ impl DatagramCore {
                 .call_method1(pyo3::intern!(py, "error_received"), (err.into_value(py),))?;
             return Ok(());
         }
-        self.fatal_or_propagate(py, err, fatal_message)
-    }
-
-    fn fatal_or_propagate(
-        &self,
-        py: Python<'_>,
-        err: PyErr,
-        message: &'static str,
-    ) -> PyResult<()> {
-        if is_loop_stopping(py, &err) {
-            return Err(err);
-        }
-        if let Some(transport) = self.transport_object(py) {
-            transport.bind(py).call_method1(
-                pyo3::intern!(py, "_fatal_error"),
-                (err.into_value(py), message),
-            )?;
-        }
-        Ok(())
+        self.fatal_error(py, err, fatal_message)
     }
 
     /// One send of `data` to `addr` (None: the connected peer).
@@ -461,7 +445,7 @@ impl DatagramCore {
         loop {
             let front = {
                 let st = self.state.borrow(py)?;
-                if st.life.is_lost() {
+                if st.shared.life.is_lost() {
                     return Ok(());
                 }
                 st.buffer
@@ -486,12 +470,7 @@ impl DatagramCore {
                         st.buffer.pop_front()
                     };
                     drop(popped);
-                    let protocol = self
-                        .state
-                        .borrow(py)?
-                        .protocol
-                        .as_ref()
-                        .map(|p| p.clone_ref(py));
+                    let protocol = self.protocol_object(py)?;
                     if let Some(protocol) = protocol {
                         return self.io_error(
                             py,
@@ -504,52 +483,23 @@ impl DatagramCore {
                 }
             }
         }
-        self.flow_notify(py, FlowControl::resume_notice)?;
+        self.flow_notify(py, FlowControl::after_drain)?;
         let (empty, closing, writer_context) = {
             let mut st = self.state.borrow_mut(py)?;
             let empty = st.buffer.is_empty();
             // Drained: asyncio removes its writer (and its context).
-            let writer_context = if empty { st.write_context.take() } else { None };
-            (empty, st.life.closing, writer_context)
+            let writer_context = if empty {
+                st.shared.write_context.take()
+            } else {
+                None
+            };
+            (empty, st.shared.life.is_closing(), writer_context)
         };
         drop(writer_context);
         if empty && closing {
-            if let Some(transport) = self.transport_object(py) {
-                transport
-                    .bind(py)
-                    .call_method1(pyo3::intern!(py, "_call_connection_lost"), (py.None(),))?;
-            }
+            self.call_connection_lost_now(py, py.None())?;
         }
         Ok(())
-    }
-
-    /// Pauses or resumes the protocol if `notice` (`FlowControl::pause_notice`
-    /// or `resume_notice`) says the buffered size calls for it.
-    fn flow_notify(
-        &self,
-        py: Python<'_>,
-        notice: fn(&mut FlowControl, usize) -> Option<&'static str>,
-    ) -> PyResult<()> {
-        let (method, transport, protocol) = {
-            let mut st = self.state.borrow_mut(py)?;
-            let size = st.buffer_size;
-            let Some(method) = notice(&mut st.flow, size) else {
-                return Ok(());
-            };
-            (
-                method,
-                st.transport.as_ref().map(|t| t.clone_ref(py)),
-                st.protocol.as_ref().map(|p| p.clone_ref(py)),
-            )
-        };
-        if let (Some(transport), Some(protocol)) = (transport, protocol) {
-            notify_protocol(transport.bind(py), protocol.bind(py), method)?;
-        }
-        Ok(())
-    }
-
-    fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        schedule_connection_lost(self.loop_.bind(py), self.transport_object(py), exc)
     }
 }
 
@@ -582,64 +532,12 @@ impl DatagramCore {
             send_empty,
             header_size,
             state: GilCell::new(DatagramState {
-                transport: Some(transport),
+                shared: TransportState::new(transport, Some(protocol.clone().unbind())),
                 datagram_received: bound_datagram_received(protocol),
-                protocol: Some(protocol.clone().unbind()),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
-                flow: FlowControl::default(),
-                life: Lifecycle::default(),
-                read_context: None,
-                write_context: None,
             }),
         })
-    }
-
-    fn _start(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.state.borrow_mut(py)?.life.begin_watching() {
-            return Ok(());
-        }
-        let context = crate::context::copy_current(py)?;
-        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
-        drop(previous);
-        let me = slf.clone().unbind();
-        let replaced = this.loop_.bind(py).get().watch_fd_both(
-            py,
-            this.fd,
-            Watcher::Datagram(me.clone_ref(py)),
-            Watcher::Datagram(me),
-        )?;
-        drop(replaced);
-        Ok(())
-    }
-
-    fn _detach(&self, py: Python<'_>) -> PyResult<()> {
-        let registered = self.state.borrow_mut(py)?.life.stop_watching();
-        let removed = if registered {
-            Some(self.loop_.bind(py).get().unwatch_fd_both(
-                py,
-                self.fd,
-                |w| matches!(w, Watcher::Datagram(t) if std::ptr::eq(t.get(), self)),
-            )?)
-        } else {
-            None
-        };
-        let released = {
-            let mut st = self.state.borrow_mut(py)?;
-            st.buffer_size = 0;
-            (
-                st.transport.take(),
-                st.protocol.take(),
-                st.datagram_received.take(),
-                std::mem::take(&mut st.buffer),
-                st.read_context.take(),
-                st.write_context.take(),
-            )
-        };
-        drop((removed, released));
-        Ok(())
     }
 
     #[pyo3(signature = (data, addr=None))]
@@ -665,10 +563,10 @@ impl DatagramCore {
         }
         let (buffer_empty, lost) = {
             let st = self.state.borrow(py)?;
-            (st.buffer.is_empty(), st.life.is_lost())
+            (st.buffer.is_empty(), st.shared.life.is_lost())
         };
         if lost && self.address.is_some() {
-            let warn = self.state.borrow_mut(py)?.life.write_after_loss();
+            let warn = self.state.borrow_mut(py)?.shared.life.write_after_loss();
             if warn {
                 crate::python_helpers::log_warning(py, "socket.send() raised exception.")?;
             }
@@ -689,7 +587,12 @@ impl DatagramCore {
         if buffer_empty {
             // Where asyncio adds its writer, whose handle copies the context.
             let context = crate::context::copy_current(py)?;
-            let previous = self.state.borrow_mut(py)?.write_context.replace(context);
+            let previous = self
+                .state
+                .borrow_mut(py)?
+                .shared
+                .write_context
+                .replace(context);
             drop(previous);
         }
         {
@@ -697,52 +600,52 @@ impl DatagramCore {
             st.buffer_size += bytes.len() + self.header_size;
             st.buffer.push_back((owned, addr.unbind()));
         }
-        self.flow_notify(py, FlowControl::pause_notice)
+        self.flow_notify(py, FlowControl::after_growth)
+    }
+}
+
+transport_methods!(DatagramCore);
+
+impl NativeTransport for DatagramCore {
+    type State = DatagramState;
+
+    fn state(&self) -> &GilCell<DatagramState> {
+        &self.state
     }
 
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let lost_now = {
-            let mut st = self.state.borrow_mut(py)?;
-            let nothing_buffered = st.buffer.is_empty();
-            st.life.close(nothing_buffered)
-        };
-        if lost_now {
-            self.schedule_connection_lost(py, py.None())?;
-        }
+    fn event_loop(&self) -> &Py<LoopCore> {
+        &self.loop_
+    }
+
+    fn traverse_fixed(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.sock)?;
+        visit.call(&self.address)
+    }
+
+    fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let me = slf.clone().unbind();
+        let replaced = this.loop_.bind(py).get().watch_fd_both(
+            py,
+            this.fd,
+            Watcher::Datagram(me.clone_ref(py)),
+            Watcher::Datagram(me),
+        )?;
+        drop(replaced);
         Ok(())
     }
 
-    fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        self._force_close(py, py.None())
-    }
-
-    fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        let released = {
-            let mut st = self.state.borrow_mut(py)?;
-            if !st.life.force_close() {
-                return Ok(());
-            }
-            st.buffer_size = 0;
-            std::mem::take(&mut st.buffer)
-        };
-        drop(released);
-        self.schedule_connection_lost(py, exc)
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.state.borrow(py)?.life.closing)
-    }
-
-    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.state.borrow(py)?.buffer_size)
-    }
-
-    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
-    /// Python transport does asyncio's arithmetic and checks, and keeps the
-    /// values it was given for `get_write_buffer_limits`.
-    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low);
-        self.flow_notify(py, FlowControl::pause_notice)
+    fn unwatch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let removed = this.loop_.bind(py).get().unwatch_fd_both(
+            py,
+            this.fd,
+            |w| matches!(w, Watcher::Datagram(t) if t.is(slf)),
+        )?;
+        drop(removed);
+        Ok(())
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -751,59 +654,11 @@ impl DatagramCore {
         let previous = {
             let mut st = self.state.borrow_mut(py)?;
             (
-                st.protocol.replace(protocol.clone().unbind()),
+                st.shared.protocol.replace(protocol.clone().unbind()),
                 std::mem::replace(&mut st.datagram_received, received),
             )
         };
         drop(previous);
         Ok(())
-    }
-
-    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self
-            .state
-            .borrow(py)?
-            .protocol
-            .as_ref()
-            .map(|p| p.clone_ref(py)))
-    }
-
-    #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
-        Ok(self.state.borrow(py)?.life.conn_lost)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.sock)?;
-        visit.call(&self.address)?;
-        if let Some(st) = self.state.borrow_in_traverse(&visit) {
-            visit.call(&st.transport)?;
-            visit.call(&st.protocol)?;
-            visit.call(&st.datagram_received)?;
-            visit.call(&st.read_context)?;
-            visit.call(&st.write_context)?;
-            for (data, addr) in &st.buffer {
-                visit.call(data)?;
-                visit.call(addr)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        Python::attach(|py| {
-            let released = self.state.borrow_mut(py).ok().map(|mut st| {
-                (
-                    st.transport.take(),
-                    st.protocol.take(),
-                    st.datagram_received.take(),
-                    std::mem::take(&mut st.buffer),
-                    st.read_context.take(),
-                    st.write_context.take(),
-                )
-            });
-            drop(released);
-        });
     }
 }

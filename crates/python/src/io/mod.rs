@@ -4,9 +4,10 @@
 //!   which), with [`write_buffer`];
 //! - [`datagram`]: datagram socket transports;
 //! - [`sock_ops`]: the pending `sock_*` operations;
-//! - shared by them: [`lifecycle`] (closing and losing the connection),
-//!   [`flow_control`] (the protocol's pause/resume), [`buffers`] (Python
-//!   buffers given to system calls) and [`sys_io`] (the system calls).
+//! - shared by them: [`transport_core`] (what every transport kind has:
+//!   lifecycle, flow control, fatal errors, contexts, the common methods),
+//!   [`buffers`] (Python buffers given to system calls) and [`sys_io`] (the
+//!   system calls).
 //!
 //! The ready queue holds more than callbacks: a transport's readiness is
 //! queued as itself (no `Handle`, no bound method allocated per event), in
@@ -15,12 +16,11 @@
 
 pub mod buffers;
 pub mod datagram;
-pub mod flow_control;
-pub mod lifecycle;
 pub mod sock_ops;
 pub mod stream;
 pub mod stream_kind;
 pub mod sys_io;
+pub mod transport_core;
 pub mod write_buffer;
 
 use ferroloop_engine::{Direction, IoRegistry, Readiness, ReadyQueue};
@@ -32,6 +32,7 @@ use crate::handles::HandleRef;
 use datagram::DatagramCore;
 use sock_ops::SockOp;
 use stream::StreamCore;
+use transport_core::NativeTransport;
 
 /// An entry of the ready queue.
 pub enum Ready {

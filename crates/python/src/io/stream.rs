@@ -25,6 +25,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ferroloop_engine::FlowControl;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
@@ -35,10 +36,9 @@ use pyo3::{PyTraverseError, PyTypeInfo};
 use crate::errors::os_error;
 use crate::ffi::gil_cell::GilCell;
 use crate::io::buffers::{WritableBuffer, WriteData};
-use crate::io::flow_control::{notify_protocol, FlowControl};
-use crate::io::lifecycle::{schedule_connection_lost, Lifecycle};
 use crate::io::stream_kind::StreamKind;
 use crate::io::sys_io::{self, Io};
+use crate::io::transport_core::{transport_methods, KindState, NativeTransport, TransportState};
 use crate::io::write_buffer::WriteBuffer;
 use crate::io::{Ready, Watcher};
 use crate::loop_core::LoopCore;
@@ -118,32 +118,53 @@ fn buffered_protocol_type(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyT
     Ok(TYPE.import(py, "asyncio", "BufferedProtocol")?.clone())
 }
 
-struct StreamState {
-    /// The Python `asyncio.Transport` this core works for; `None` once the
-    /// connection is lost and the core has let go of everything.
-    transport: Option<Py<PyAny>>,
-    protocol: Option<Py<PyAny>>,
+pub struct StreamState {
+    shared: TransportState,
     reader: Option<Reader>,
     buffer: WriteBuffer,
-    flow: FlowControl,
     reading_paused: bool,
     /// `eof_received()` asked to keep the connection open: nothing more to read.
     read_eof: bool,
-    life: Lifecycle,
     /// `write_eof()` was called.
     eof: bool,
     /// A sendfile in progress waits for the buffer to drain on this future.
     empty_waiter: Option<Py<PyAny>>,
-    /// The protocol's read callbacks (`data_received`, `eof_received`, ...)
-    /// run in this context: a copy of the one current when the transport
-    /// started reading, as asyncio's reader handle copies it (and again at
-    /// each `resume_reading()`, which in asyncio adds a new reader).
-    read_context: Option<Py<PyAny>>,
-    /// The write side's callbacks (`resume_writing`, `connection_lost` once
-    /// drained) run in a copy of the context current when buffered data made
-    /// the transport start watching for writability (asyncio's writer
-    /// handle); `None` while nothing is buffered.
-    write_context: Option<Py<PyAny>>,
+}
+
+impl KindState for StreamState {
+    type Released = (Option<Reader>, Vec<Py<PyBytes>>, Option<Py<PyAny>>);
+
+    fn shared(&self) -> &TransportState {
+        &self.shared
+    }
+
+    fn shared_mut(&mut self) -> &mut TransportState {
+        &mut self.shared
+    }
+
+    fn buffered_size(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn drop_buffer(&mut self) -> Self::Released {
+        (None, self.buffer.clear(), None)
+    }
+
+    fn release_own(&mut self) -> Self::Released {
+        (
+            self.reader.take(),
+            self.buffer.clear(),
+            self.empty_waiter.take(),
+        )
+    }
+
+    fn traverse_own(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(reader) = &self.reader {
+            reader.traverse(visit)?;
+        }
+        self.buffer.traverse(visit)?;
+        visit.call(&self.empty_waiter)
+    }
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen)]
@@ -170,15 +191,6 @@ enum After {
 }
 
 impl StreamCore {
-    pub fn transport_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state
-            .borrow(py)
-            .ok()?
-            .transport
-            .as_ref()
-            .map(|t| t.clone_ref(py))
-    }
-
     fn loop_core<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
         self.loop_.bind(py)
     }
@@ -195,25 +207,12 @@ impl StreamCore {
         let py = slf.py();
         let this = slf.get();
         if writable {
-            let context = this
-                .state
-                .borrow(py)?
-                .write_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
-            let wrote = crate::context::run_in_if_any(py, context, || StreamCore::write_ready(slf));
+            let wrote = this.in_write_context(py, || StreamCore::write_ready(slf));
             this.resume_after(slf, &wrote, false)?;
             wrote?;
         }
         if readable {
-            let context = this
-                .state
-                .borrow(py)?
-                .read_context
-                .as_ref()
-                .map(|c| c.clone_ref(py));
-            let read =
-                crate::context::run_in_if_any(py, context, || StreamCore::read_ready(slf, hangup));
+            let read = this.in_read_context(py, || StreamCore::read_ready(slf, hangup));
             this.resume_after(slf, &read, true)?;
             read?;
         }
@@ -250,7 +249,7 @@ impl StreamCore {
         let this = slf.get();
         if let StreamKind::WritePipe { .. } = this.kind {
             // The write end of a pipe turns readable when the reader closes.
-            if this.state.borrow(py)?.life.is_lost() {
+            if this.state.borrow(py)?.shared.life.is_lost() {
                 return Ok(());
             }
             return match this.transport_object(py) {
@@ -263,7 +262,11 @@ impl StreamCore {
         }
         let reader = {
             let st = this.state.borrow(py)?;
-            if st.life.is_lost() || st.life.closing || st.reading_paused || st.read_eof {
+            if st.shared.life.is_lost()
+                || st.shared.life.is_closing()
+                || st.reading_paused
+                || st.read_eof
+            {
                 return Ok(());
             }
             match &st.reader {
@@ -322,7 +325,7 @@ impl StreamCore {
             Ok(Io::Done(_)) => {
                 if let Err(err) = data_received(data.expect("data of a non-empty read")) {
                     if !self.kind.is_pipe() {
-                        return self.protocol_failed(
+                        return self.fatal_error(
                             py,
                             err,
                             "Fatal error: protocol.data_received() call failed.",
@@ -389,11 +392,7 @@ impl StreamCore {
         let target = match get_buffer.call1((-1,)) {
             Ok(target) => target,
             Err(err) => {
-                return self.protocol_failed(
-                    py,
-                    err,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                )
+                return self.fatal_error(py, err, "Fatal error: protocol.get_buffer() call failed.")
             }
         };
         // asyncio checks len(buf) (a failure is get_buffer()'s), then
@@ -406,17 +405,11 @@ impl StreamCore {
             Err(err) => Err(err),
         };
         if let Err(err) = sized {
-            return self.protocol_failed(
-                py,
-                err,
-                "Fatal error: protocol.get_buffer() call failed.",
-            );
+            return self.fatal_error(py, err, "Fatal error: protocol.get_buffer() call failed.");
         }
         let view = match WritableBuffer::get(&target) {
             Ok(view) => view,
-            Err(err) => {
-                return self.protocol_failed(py, err, "Fatal read error on socket transport")
-            }
+            Err(err) => return self.fatal_error(py, err, "Fatal read error on socket transport"),
         };
         // SAFETY: `view` holds the exported buffer for the duration of the
         // call, so its pointer is valid for writes of `view.len()` bytes.
@@ -428,7 +421,7 @@ impl StreamCore {
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(n)) => {
                 if let Err(err) = buffer_updated.call1((n,)) {
-                    return self.protocol_failed(
+                    return self.fatal_error(
                         py,
                         err,
                         "Fatal error: protocol.buffer_updated() call failed.",
@@ -461,8 +454,8 @@ impl StreamCore {
         let (protocol, transport) = {
             let st = self.state.borrow(py)?;
             (
-                st.protocol.as_ref().map(|p| p.clone_ref(py)),
-                st.transport.as_ref().map(|t| t.clone_ref(py)),
+                st.shared.protocol.as_ref().map(|p| p.clone_ref(py)),
+                st.shared.transport.as_ref().map(|t| t.clone_ref(py)),
             )
         };
         let (Some(protocol), Some(transport)) = (protocol, transport) else {
@@ -485,7 +478,7 @@ impl StreamCore {
         {
             Ok(result) => result.is_truthy()?,
             Err(err) => {
-                return self.protocol_failed(
+                return self.fatal_error(
                     py,
                     err,
                     "Fatal error: protocol.eof_received() call failed.",
@@ -498,7 +491,7 @@ impl StreamCore {
             self.state.borrow_mut(py)?.read_eof = true;
             Ok(())
         } else {
-            StreamCore::close_impl(slf)
+            slf.get().close(py)
         }
     }
 
@@ -517,33 +510,13 @@ impl StreamCore {
         Ok(())
     }
 
-    fn protocol_failed(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
-        if crate::errors::is_loop_stopping(py, &err) {
-            return Err(err);
-        }
-        self.fatal_error(py, err, message)
-    }
-
-    /// asyncio's `_fatal_error`: report (the Python transport decides how),
-    /// then force the connection closed.
-    fn fatal_error(&self, py: Python<'_>, err: PyErr, message: &'static str) -> PyResult<()> {
-        let Some(transport) = self.transport_object(py) else {
-            return Ok(());
-        };
-        transport.bind(py).call_method1(
-            pyo3::intern!(py, "_fatal_error"),
-            (err.into_value(py), message),
-        )?;
-        Ok(())
-    }
-
     fn write_ready(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let released;
         let outcome = {
             let mut st = this.state.borrow_mut(py)?;
-            if st.buffer.is_empty() || st.life.is_lost() {
+            if st.buffer.is_empty() || st.shared.life.is_lost() {
                 return Ok(());
             }
             let sent = {
@@ -589,7 +562,7 @@ impl StreamCore {
             }
             return Ok(());
         }
-        this.flow_notify(py, FlowControl::resume_notice)?;
+        this.flow_notify(py, FlowControl::after_drain)?;
         let (empty, closing, eof, waiter, writer_context) = {
             let mut st = this.state.borrow_mut(py)?;
             let empty = st.buffer.is_empty();
@@ -598,12 +571,18 @@ impl StreamCore {
                 // writer's context) here.
                 (
                     st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
-                    st.write_context.take(),
+                    st.shared.write_context.take(),
                 )
             } else {
                 (None, None)
             };
-            (empty, st.life.closing, st.eof, waiter, writer_context)
+            (
+                empty,
+                st.shared.life.is_closing(),
+                st.eof,
+                waiter,
+                writer_context,
+            )
         };
         drop(writer_context);
         if empty {
@@ -619,70 +598,6 @@ impl StreamCore {
             }
         }
         Ok(())
-    }
-
-    /// Pauses or resumes the protocol if `notice` (`FlowControl::pause_notice`
-    /// or `resume_notice`) says the buffered size calls for it.
-    fn flow_notify(
-        &self,
-        py: Python<'_>,
-        notice: fn(&mut FlowControl, usize) -> Option<&'static str>,
-    ) -> PyResult<()> {
-        let (method, transport, protocol) = {
-            let mut st = self.state.borrow_mut(py)?;
-            let size = st.buffer.len();
-            let Some(method) = notice(&mut st.flow, size) else {
-                return Ok(());
-            };
-            (
-                method,
-                st.transport.as_ref().map(|t| t.clone_ref(py)),
-                st.protocol.as_ref().map(|p| p.clone_ref(py)),
-            )
-        };
-        if let (Some(transport), Some(protocol)) = (transport, protocol) {
-            notify_protocol(transport.bind(py), protocol.bind(py), method)?;
-        }
-        Ok(())
-    }
-
-    fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        schedule_connection_lost(self.loop_.bind(py), self.transport_object(py), exc)
-    }
-
-    fn call_connection_lost_now(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        if let Some(transport) = self.transport_object(py) {
-            transport
-                .bind(py)
-                .call_method1(pyo3::intern!(py, "_call_connection_lost"), (exc,))?;
-        }
-        Ok(())
-    }
-
-    fn close_impl(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let lost_now = {
-            let mut st = this.state.borrow_mut(py)?;
-            let nothing_buffered = st.buffer.is_empty();
-            st.life.close(nothing_buffered)
-        };
-        if lost_now {
-            this.schedule_connection_lost(py, py.None())?;
-        }
-        Ok(())
-    }
-
-    fn force_close_impl(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        let released = {
-            let mut st = self.state.borrow_mut(py)?;
-            if !st.life.force_close() {
-                return Ok(());
-            }
-            st.buffer.clear()
-        };
-        drop(released);
-        self.schedule_connection_lost(py, exc)
     }
 
     /// `transport.write(data)`: send at once what the socket takes, buffer
@@ -716,9 +631,9 @@ impl StreamCore {
         };
         let (failure, started_buffering) = {
             let mut st = this.state.borrow_mut(py)?;
-            if this.kind.is_pipe() && st.life.closing && !data.is_empty() {
+            if this.kind.is_pipe() && st.shared.life.is_closing() && !data.is_empty() {
                 // A closing pipe drops writes, as a lost connection does.
-                let warn = st.life.write_after_loss();
+                let warn = st.shared.life.write_after_loss();
                 drop(st);
                 if warn {
                     crate::python_helpers::log_warning(py, this.kind.lost_write_warning())?;
@@ -738,12 +653,12 @@ impl StreamCore {
             if data.is_empty() {
                 return Ok(());
             }
-            if st.life.is_lost() {
+            if st.shared.life.is_lost() {
                 if call == WriteCall::Writelines {
                     // asyncio's writelines() drops it without a word.
                     return Ok(());
                 }
-                let warn = st.life.write_after_loss();
+                let warn = st.shared.life.write_after_loss();
                 drop(st);
                 if warn {
                     crate::python_helpers::log_warning(py, this.kind.lost_write_warning())?;
@@ -782,10 +697,15 @@ impl StreamCore {
         if started_buffering {
             // Where asyncio adds its writer, whose handle copies the context.
             let context = crate::context::copy_current(py)?;
-            let previous = this.state.borrow_mut(py)?.write_context.replace(context);
+            let previous = this
+                .state
+                .borrow_mut(py)?
+                .shared
+                .write_context
+                .replace(context);
             drop(previous);
         }
-        this.flow_notify(py, FlowControl::pause_notice)
+        this.flow_notify(py, FlowControl::after_growth)
     }
 
     /// Removes the registrations of the sides this pipe end watches, if they
@@ -808,25 +728,6 @@ impl StreamCore {
             }
         }
         Ok(removed)
-    }
-
-    fn set_protocol_impl(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = protocol.py();
-        let reader = match self.kind {
-            StreamKind::Socket => Some(Reader::for_protocol(protocol)?),
-            // asyncio's read pipes call `data_received` whatever the protocol.
-            StreamKind::ReadPipe => Some(Reader::for_data(protocol)),
-            StreamKind::WritePipe { .. } => None,
-        };
-        let previous = {
-            let mut st = self.state.borrow_mut(py)?;
-            (
-                st.protocol.replace(protocol.clone().unbind()),
-                std::mem::replace(&mut st.reader, reader),
-            )
-        };
-        drop(previous);
-        Ok(())
     }
 }
 
@@ -860,85 +761,17 @@ impl StreamCore {
             large_reads: AtomicBool::new(false),
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             state: GilCell::new(StreamState {
-                transport: Some(transport),
-                protocol: None,
+                shared: TransportState::new(transport, None),
                 reader: None,
                 buffer: WriteBuffer::default(),
-                flow: FlowControl::default(),
                 reading_paused: false,
                 read_eof: false,
-                life: Lifecycle::default(),
                 eof: false,
                 empty_waiter: None,
-                read_context: None,
-                write_context: None,
             }),
         };
-        core.set_protocol_impl(protocol)?;
+        NativeTransport::set_protocol(&core, protocol)?;
         Ok(core)
-    }
-
-    /// Starts watching the socket (scheduled right after `connection_made`).
-    fn _start(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.state.borrow_mut(py)?.life.begin_watching() {
-            return Ok(());
-        }
-        let context = crate::context::copy_current(py)?;
-        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
-        drop(previous);
-        let me = slf.clone().unbind();
-        let core = this.loop_core(py).get();
-        if this.kind.is_pipe() {
-            for &direction in this.kind.pipe_directions() {
-                let replaced =
-                    core.watch_fd(py, this.fd, direction, Watcher::Pipe(me.clone_ref(py)))?;
-                drop(replaced);
-            }
-            return Ok(());
-        }
-        let replaced = core.watch_fd_both(
-            py,
-            this.fd,
-            Watcher::Stream(me.clone_ref(py)),
-            Watcher::Stream(me),
-        )?;
-        drop(replaced);
-        Ok(())
-    }
-
-    /// Stops watching the socket: the connection is over.
-    fn _detach(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let registered = this.state.borrow_mut(py)?.life.stop_watching();
-        let removed = match (registered, this.kind.is_pipe()) {
-            (false, _) => (None, Vec::new()),
-            (true, true) => (None, StreamCore::unwatch_pipe(slf)?),
-            (true, false) => (
-                Some(this.loop_core(py).get().unwatch_fd_both(
-                    py,
-                    this.fd,
-                    |w| matches!(w, Watcher::Stream(t) if t.is(slf)),
-                )?),
-                Vec::new(),
-            ),
-        };
-        let released = {
-            let mut st = this.state.borrow_mut(py)?;
-            (
-                st.transport.take(),
-                st.protocol.take(),
-                st.reader.take(),
-                st.buffer.clear(),
-                st.empty_waiter.take(),
-                st.read_context.take(),
-                st.write_context.take(),
-            )
-        };
-        drop((removed, released));
-        Ok(())
     }
 
     /// 3.12's `writelines()`: its own checks and messages, any falsy
@@ -988,10 +821,10 @@ impl StreamCore {
         let this = slf.get();
         if this.kind.is_pipe() {
             // A pipe cannot be half-closed: its end of file is its close.
-            return StreamCore::close_impl(slf);
+            return slf.get().close(py);
         }
         let mut st = this.state.borrow_mut(py)?;
-        if st.life.closing || st.eof {
+        if st.shared.life.is_closing() || st.eof {
             return Ok(());
         }
         st.eof = true;
@@ -1005,32 +838,15 @@ impl StreamCore {
         true
     }
 
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        StreamCore::close_impl(slf)
-    }
-
-    fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        self.force_close_impl(py, py.None())
-    }
-
-    /// asyncio's `_force_close(exc)`: drop buffered data, lose the connection.
-    fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        self.force_close_impl(py, exc)
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.state.borrow(py)?.life.closing)
-    }
-
     fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
         let st = self.state.borrow(py)?;
-        Ok(!st.reading_paused && !st.life.closing)
+        Ok(!st.reading_paused && !st.shared.life.is_closing())
     }
 
     /// True if reading was paused by this call.
     fn pause_reading(&self, py: Python<'_>) -> PyResult<bool> {
         let mut st = self.state.borrow_mut(py)?;
-        if st.reading_paused || st.life.closing {
+        if st.reading_paused || st.shared.life.is_closing() {
             return Ok(false);
         }
         st.reading_paused = true;
@@ -1043,7 +859,7 @@ impl StreamCore {
         let this = slf.get();
         {
             let mut st = this.state.borrow_mut(py)?;
-            if st.life.closing || !st.reading_paused {
+            if st.shared.life.is_closing() || !st.reading_paused {
                 return Ok(false);
             }
             st.reading_paused = false;
@@ -1051,7 +867,12 @@ impl StreamCore {
         // asyncio adds a new reader here, whose handle copies the context of
         // the caller.
         let context = crate::context::copy_current(py)?;
-        let previous = this.state.borrow_mut(py)?.read_context.replace(context);
+        let previous = this
+            .state
+            .borrow_mut(py)?
+            .shared
+            .read_context
+            .replace(context);
         drop(previous);
         // Data (or the end) may have arrived while paused, and its edge is
         // gone: look, until a read comes back empty-handed.
@@ -1059,61 +880,14 @@ impl StreamCore {
         Ok(true)
     }
 
-    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.state.borrow(py)?.buffer.len())
-    }
-
-    /// New water marks (`high`, `low`): `set_write_buffer_limits` of the
-    /// Python transport does asyncio's arithmetic and checks, and keeps the
-    /// values it was given for `get_write_buffer_limits`.
-    fn _set_write_buffer_limits(&self, py: Python<'_>, high: f64, low: f64) -> PyResult<()> {
-        self.state.borrow_mut(py)?.flow.set_limits(high, low);
-        self.flow_notify(py, FlowControl::pause_notice)
-    }
-
-    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.set_protocol_impl(protocol)
-    }
-
-    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self
-            .state
-            .borrow(py)?
-            .protocol
-            .as_ref()
-            .map(|p| p.clone_ref(py)))
-    }
-
     /// Stops watching the socket for a while (sendfile writes to it
     /// directly); `_resume` starts again.
-    fn _suspend(&self, py: Python<'_>) -> PyResult<()> {
-        let registered = self.state.borrow_mut(py)?.life.stop_watching();
-        if registered {
-            let removed = self.loop_core(py).get().unwatch_fd_both(
-                py,
-                self.fd,
-                |w| matches!(w, Watcher::Stream(t) if std::ptr::eq(t.get(), self)),
-            )?;
-            drop(removed);
-        }
-        Ok(())
+    fn _suspend(slf: &Bound<'_, Self>) -> PyResult<()> {
+        StreamCore::suspend(slf)
     }
 
     fn _resume(slf: &Bound<'_, Self>) -> PyResult<()> {
-        StreamCore::_start(slf)
-    }
-
-    /// Whether `pause_writing()` was called without `resume_writing()` yet.
-    #[getter]
-    fn _protocol_paused(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.state.borrow(py)?.flow.is_paused())
-    }
-
-    /// Number of writes attempted after the connection was lost (asyncio's
-    /// `_conn_lost`).
-    #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> PyResult<u32> {
-        Ok(self.state.borrow(py)?.life.writes_lost())
+        StreamCore::start(slf)
     }
 
     /// For sendfile: a future set when the write buffer is empty; writes are
@@ -1144,38 +918,85 @@ impl StreamCore {
         drop(waiter);
         Ok(())
     }
+}
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        if let Some(st) = self.state.borrow_in_traverse(&visit) {
-            visit.call(&st.transport)?;
-            visit.call(&st.protocol)?;
-            if let Some(reader) = &st.reader {
-                reader.traverse(&visit)?;
-            }
-            st.buffer.traverse(&visit)?;
-            visit.call(&st.empty_waiter)?;
-            visit.call(&st.read_context)?;
-            visit.call(&st.write_context)?;
-        }
+transport_methods!(StreamCore);
+
+impl NativeTransport for StreamCore {
+    type State = StreamState;
+
+    fn state(&self) -> &GilCell<StreamState> {
+        &self.state
+    }
+
+    fn event_loop(&self) -> &Py<LoopCore> {
+        &self.loop_
+    }
+
+    fn traverse_fixed(&self, _visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         Ok(())
     }
 
-    fn __clear__(&self) {
-        Python::attach(|py| {
-            let released = self.state.borrow_mut(py).ok().map(|mut st| {
-                (
-                    st.transport.take(),
-                    st.protocol.take(),
-                    st.reader.take(),
-                    st.buffer.clear(),
-                    st.empty_waiter.take(),
-                    st.read_context.take(),
-                    st.write_context.take(),
-                )
-            });
-            drop(released);
-        });
+    /// Sockets: both sides, edge-triggered, as one registration. Pipes: the
+    /// sides this end watches, each as its own (a pty's reading and writing
+    /// transports may share a descriptor).
+    fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let me = slf.clone().unbind();
+        let core = this.loop_core(py).get();
+        if this.kind.is_pipe() {
+            for &direction in this.kind.pipe_directions() {
+                let replaced =
+                    core.watch_fd(py, this.fd, direction, Watcher::Pipe(me.clone_ref(py)))?;
+                drop(replaced);
+            }
+            return Ok(());
+        }
+        let replaced = core.watch_fd_both(
+            py,
+            this.fd,
+            Watcher::Stream(me.clone_ref(py)),
+            Watcher::Stream(me),
+        )?;
+        drop(replaced);
+        Ok(())
+    }
+
+    fn unwatch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.kind.is_pipe() {
+            let removed = StreamCore::unwatch_pipe(slf)?;
+            drop(removed);
+            return Ok(());
+        }
+        let removed = this.loop_core(py).get().unwatch_fd_both(
+            py,
+            this.fd,
+            |w| matches!(w, Watcher::Stream(t) if t.is(slf)),
+        )?;
+        drop(removed);
+        Ok(())
+    }
+
+    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = protocol.py();
+        let reader = match self.kind {
+            StreamKind::Socket => Some(Reader::for_protocol(protocol)?),
+            // asyncio's read pipes call `data_received` whatever the protocol.
+            StreamKind::ReadPipe => Some(Reader::for_data(protocol)),
+            StreamKind::WritePipe { .. } => None,
+        };
+        let previous = {
+            let mut st = self.state.borrow_mut(py)?;
+            (
+                st.shared.protocol.replace(protocol.clone().unbind()),
+                std::mem::replace(&mut st.reader, reader),
+            )
+        };
+        drop(previous);
+        Ok(())
     }
 }
 

@@ -281,16 +281,15 @@ scheduling_method!(
 /// # Safety
 /// CPython's vectorcall contract: `args` holds `nargs` positional arguments
 /// then one value per name in `kwnames`; `slf` is a live LoopCore (checked
-/// by the method descriptor); the GIL is held.
+/// by the method descriptor); the GIL is held; `general` is the general
+/// path's entry point, called with the same arguments.
 #[inline(always)]
-/// An entry point, called under the contract of [`crate::ffi`].
 unsafe fn soon_shortcut(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
     threadsafe: bool,
-    // SAFETY: only a function-pointer type; the functions it holds keep CPython's calling contract.
     general: unsafe extern "C" fn(
         *mut ffi::PyObject,
         *const *mut ffi::PyObject,
@@ -400,8 +399,8 @@ scheduling_method!(call_at, "call_at", Some("when"), |slf, call| {
     at(slf, when, call, "call_at")
 });
 
-/// `create_task(coro, *, name=None, context=None)`.
-/// An entry point, called under the contract of [`crate::ffi`].
+/// `create_task(coro, *, name=None, context=None)`, an entry point called
+/// under the contract of [`crate::ffi`].
 unsafe extern "C" fn create_task(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
