@@ -29,14 +29,13 @@ idle machine: a busy CPU delays every wake-up.
 
 import asyncio
 import ctypes
-import json
 import math
 import sys
 import time
 from dataclasses import dataclass
 
 import report
-from loops import describe, new_event_loop, stop_on_first_error
+from loops import print_report, run_on_new_loop
 from measure import Failure, run_child
 
 DELAYS = tuple(0.002 + i * 0.00037 % 0.003 for i in range(50))
@@ -139,21 +138,17 @@ KINDS = {'sleep_lateness': sleep_lateness, 'call_later_lateness': call_later_lat
 
 def child_main():
     loop_name, kind, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    try:
+
+    def late_ms(seconds):
+        return [s * 1e3 for s in seconds]
+
+    def measure():
         if loop_name == FLOOR:
-            late = floor_lateness(count)
-            print(json.dumps({'late_ms': [s * 1e3 for s in late]}), flush=True)
-            return
-        loop = new_event_loop(loop_name)
-        errors = stop_on_first_error(loop)
-        try:
-            late = KINDS[kind](loop, count)
-        finally:
-            loop.close()
-        result = {'error': errors[0]} if errors else {'late_ms': [s * 1e3 for s in late]}
-    except Exception as exc:  # noqa: BLE001  (the harness shows the cell as failed)
-        result = {'error': describe(exc)}
-    print(json.dumps(result), flush=True)
+            return {'late_ms': late_ms(floor_lateness(count))}
+        return run_on_new_loop(loop_name, lambda loop: late_ms(KINDS[kind](loop, count)),
+                               'late_ms')
+
+    print_report(measure)
 
 
 # ---- the harness side -----------------------------------------------------

@@ -10,6 +10,7 @@ bench/peers.py; a peer that is not installed is left out of the run.
 import asyncio
 import importlib
 import importlib.util
+import json
 import traceback
 
 LOOP_NAMES = ('asyncio', 'uvloop', 'rloop', 'rsloop', 'ferroloop')
@@ -62,3 +63,26 @@ def describe(exc):
     if not message and exc.__traceback__:
         message = f'raised in {traceback.extract_tb(exc.__traceback__)[-1].name}()'
     return f'{type(exc).__name__}: {message}'
+
+
+def run_on_new_loop(loop_name, work, key):
+    """``{key: work(loop)}`` on a new loop of the named kind, closed
+    afterwards, or ``{"error": ...}`` naming the first error the loop logged
+    (see stop_on_first_error)."""
+    loop = new_event_loop(loop_name)
+    errors = stop_on_first_error(loop)
+    try:
+        value = work(loop)
+    finally:
+        loop.close()
+    return {'error': errors[0]} if errors else {key: value}
+
+
+def print_report(measure):
+    """Prints the one JSON line a measuring process reports: the dict that
+    ``measure()`` returns, or ``{"error": ...}`` naming what it raised."""
+    try:
+        result = measure()
+    except Exception as exc:  # noqa: BLE001  (the harness shows the cell as failed)
+        result = {'error': describe(exc)}
+    print(json.dumps(result), flush=True)

@@ -29,7 +29,6 @@ task at most uvloop's.
 
 import asyncio
 import gc
-import json
 import resource
 import socket
 import statistics
@@ -37,7 +36,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from loops import describe, new_event_loop, stop_on_first_error
+from loops import print_report, run_on_new_loop
 from measure import Failure, Target, run_child, spread
 
 CHILD = __file__
@@ -192,17 +191,8 @@ def child_main():
         hold_connections(int(sys.argv[2]), int(sys.argv[3]))
         return
     loop_name, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    try:
-        loop = new_event_loop(loop_name)
-        errors = stop_on_first_error(loop)
-        try:
-            per_thing = MODES[mode](loop, count)
-        finally:
-            loop.close()
-        result = {'error': errors[0]} if errors else {'bytes': per_thing}
-    except Exception as exc:  # noqa: BLE001  (the harness shows the cell as failed)
-        result = {'error': describe(exc)}
-    print(json.dumps(result), flush=True)
+    print_report(lambda: run_on_new_loop(loop_name, lambda loop: MODES[mode](loop, count),
+                                         'bytes'))
 
 
 # ---- the harness side -----------------------------------------------------
