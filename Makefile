@@ -2,7 +2,8 @@
 #
 #   make demo     build, then run the lesson programs on stock asyncio and on ferroloop
 #   make test     build, then run every test (Rust engine, pytest, CPython's asyncio suite)
-#   make bench    build, then compare ferroloop, stock asyncio and uvloop
+#   make bench    build, then compare ferroloop, stock asyncio, uvloop, rloop and rsloop
+#                 on every suite (BENCH_ARGS=--quick for a short run)
 #   make wheels   release wheels for CPython 3.11-3.13 and the sdist, in dist/
 #   make test-wheels   each wheel (and the sdist's) in a clean venv without Rust
 #   make soak     build, then run the fault suite's soaks at full size
@@ -20,6 +21,7 @@ PYTHON_EXE := $(call find_python,$(PYTHON))
 VENV := $(CURDIR)/.venv-$(notdir $(PYTHON))
 VPY := $(VENV)/bin/python
 SUITE_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: all build demo test test-rust test-py test-cpython bench wheels test-wheels soak fuzz clean browser
 
@@ -58,8 +60,11 @@ browser: $(VENV)/.ready
 test-cpython: build
 	$(VPY) tests/cpython_suite/run_suite.py $(SUITE_ARGS)
 
+# bench/peers.py installs rloop, and rsloop built from source once (kept in
+# target/bench-peers/); a peer it cannot install is skipped with a note.
 bench: build
-	$(VPY) bench/run.py
+	$(VPY) bench/peers.py
+	$(VPY) bench/run.py --suite all $(BENCH_ARGS)
 
 # Wheels: manylinux 2.17 (zig links against that glibc's symbols; auditwheel
 # checks the claim in test-wheels), in their own target directory.

@@ -10,10 +10,9 @@ threads it started), or {"error": "Type: message"}.
 """
 
 import gc
-import json
 import sys
 
-from loops import describe, new_event_loop, stop_on_first_error
+from loops import describe, new_event_loop, print_report, stop_on_first_error
 from workloads import WORKLOADS, Stopwatch
 
 
@@ -37,11 +36,7 @@ def measure(loop_name, benchmark, size):
 
 def main():
     loop_name, benchmark, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    try:
-        result = measure(loop_name, benchmark, size)
-    except Exception as exc:  # noqa: BLE001  (the harness shows the cell as failed)
-        result = {'error': describe(exc)}
-    print(json.dumps(result), flush=True)
+    print_report(lambda: measure(loop_name, benchmark, size))
 
 
 if __name__ == '__main__':

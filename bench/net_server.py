@@ -24,6 +24,7 @@ import time
 from loops import describe, new_event_loop, stop_on_first_error
 
 READ_SIZE = 256 * 1024
+DATAGRAM_RECEIVE_BUFFER = 1024 * 1024   # also in baseline/echo_epoll.c
 HTTP_BODY = b'Hello'
 
 
@@ -182,10 +183,15 @@ async def serve_sock(loop, address):
 
 
 async def serve_udp(loop, address):
-    """Datagram echo: datagram_received() sends the datagram back."""
+    """Datagram echo: datagram_received() sends the datagram back. The
+    socket's receive buffer is made large enough for ten 10 KiB datagrams
+    arriving at once (the default drops some, and the client then waits for
+    an answer that never comes); the C baseline server does the same."""
     _, where = parse_address(address)
     transport, _ = await loop.create_datagram_endpoint(
         DatagramEchoProtocol, local_addr=where)
+    transport.get_extra_info('socket').setsockopt(
+        socket.SOL_SOCKET, socket.SO_RCVBUF, DATAGRAM_RECEIVE_BUFFER)
     return transport, transport.get_extra_info('sockname')
 
 

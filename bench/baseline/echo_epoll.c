@@ -22,6 +22,8 @@
 
 #define MAX_FDS 4096
 #define BUFFER_SIZE (256 * 1024)   /* what asyncio reads at most per call */
+/* Room for ten 10 KiB datagrams at once; as in bench/net_server.py. */
+#define DATAGRAM_RECEIVE_BUFFER (1024 * 1024)
 
 /* Bytes a connection could not write yet; it is not read until they are. */
 struct backlog {
@@ -65,6 +67,9 @@ static int listen_on(const struct address *address)
         die("bind");
     if (address->type == SOCK_STREAM && listen(fd, 1024) < 0)
         die("listen");
+    int receive_buffer = DATAGRAM_RECEIVE_BUFFER;
+    if (address->type == SOCK_DGRAM)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     return fd;
 }
 
