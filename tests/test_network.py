@@ -331,6 +331,56 @@ def test_datagram_echo_and_errors():
     assert errors == ['ConnectionRefusedError']
 
 
+def test_datagram_peers_beyond_those_remembered():
+    """More peers than a transport keeps the address tuples of, in turns:
+    each datagram names its sender, and each reply to that address reaches
+    it (IPv4 and IPv6, whose addresses are 4-tuples)."""
+    async def main(host):
+        loop = asyncio.get_running_loop()
+        seen = []
+
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def datagram_received(self, data, addr):
+                seen.append((data, addr))
+                self.transport.sendto(data.upper(), addr)
+
+        class Peer(asyncio.DatagramProtocol):
+            def __init__(self):
+                self.replies = asyncio.Queue()
+
+            def datagram_received(self, data, addr):
+                self.replies.put_nowait(data)
+
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=(host, 0))
+        address = server.get_extra_info('sockname')
+        peers = [await loop.create_datagram_endpoint(Peer, local_addr=(host, 0))
+                 for _ in range(20)]
+        replies_right = []
+        names_right = []
+        for turn in range(3):
+            for number, (transport, peer) in enumerate(peers):
+                message = f'{turn}-{number}'.encode()
+                transport.sendto(message, address)
+                reply = await asyncio.wait_for(peer.replies.get(), 5)
+                replies_right.append(reply == message.upper())
+                data, addr = seen[-1]
+                names_right.append(data == message
+                                   and addr == transport.get_extra_info('sockname')
+                                   and type(addr) is tuple)
+        for transport, _ in peers:
+            transport.close()
+        server.close()
+        await asyncio.sleep(0)
+        return all(replies_right), all(names_right), len(seen), len(address)
+
+    assert assert_same_on_both(lambda loop: run(loop, main('127.0.0.1'))) == (True, True, 60, 2)
+    if socket.has_ipv6:
+        assert assert_same_on_both(lambda loop: run(loop, main('::1'))) == (True, True, 60, 4)
+
+
 def test_shared_transport_state_on_every_kind():
     """What every asyncio transport has, read as libraries read it (aiohttp
     reads ``_protocol_paused``, asyncio's sslproto ``_conn_lost``), on a

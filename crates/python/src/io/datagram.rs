@@ -10,7 +10,7 @@
 //! socket methods.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use ferroloop_engine::FlowControl;
@@ -23,6 +23,7 @@ use pyo3::PyTraverseError;
 use crate::errors::os_error;
 use crate::ffi::gil_cell::GilCell;
 use crate::io::buffers::WriteData;
+use crate::io::datagram_addresses::{numeric_sockaddr, PeerAddresses};
 use crate::io::sys_io::Io;
 use crate::io::transport_core::{transport_methods, KindState, NativeTransport, TransportState};
 use crate::io::{Ready, Watcher};
@@ -34,10 +35,15 @@ pub struct DatagramState {
     /// Datagrams waiting for the socket: (data, address or None).
     buffer: VecDeque<(Py<PyBytes>, Py<PyAny>)>,
     buffer_size: usize,
+    peers: PeerAddresses,
 }
 
 impl KindState for DatagramState {
-    type Released = (Option<Py<PyAny>>, VecDeque<(Py<PyBytes>, Py<PyAny>)>);
+    type Released = (
+        Option<Py<PyAny>>,
+        VecDeque<(Py<PyBytes>, Py<PyAny>)>,
+        PeerAddresses,
+    );
 
     fn shared(&self) -> &TransportState {
         &self.shared
@@ -53,7 +59,11 @@ impl KindState for DatagramState {
 
     fn drop_buffer(&mut self) -> Self::Released {
         self.buffer_size = 0;
-        (None, std::mem::take(&mut self.buffer))
+        (
+            None,
+            std::mem::take(&mut self.buffer),
+            PeerAddresses::default(),
+        )
     }
 
     fn release_own(&mut self) -> Self::Released {
@@ -61,6 +71,7 @@ impl KindState for DatagramState {
         (
             self.datagram_received.take(),
             std::mem::take(&mut self.buffer),
+            std::mem::take(&mut self.peers),
         )
     }
 
@@ -70,7 +81,7 @@ impl KindState for DatagramState {
             visit.call(data)?;
             visit.call(addr)?;
         }
-        Ok(())
+        self.peers.traverse(visit)
     }
 }
 
@@ -91,49 +102,6 @@ pub struct DatagramCore {
     send_empty: bool,
     header_size: usize,
     state: GilCell<DatagramState>,
-}
-
-/// `sockaddr` for an (ip, port[, flowinfo, scope_id]) tuple with a numeric
-/// host; `None` sends the address through Python instead.
-fn numeric_sockaddr(addr: &Bound<'_, PyAny>) -> Option<SocketAddr> {
-    let tuple = addr.cast::<PyTuple>().ok()?;
-    let host: String = tuple.get_item(0).ok()?.extract().ok()?;
-    let port: u16 = tuple.get_item(1).ok()?.extract().ok()?;
-    let ip: IpAddr = host.parse().ok()?;
-    match (ip, tuple.len()) {
-        (IpAddr::V4(_), 2) => Some(SocketAddr::new(ip, port)),
-        (IpAddr::V6(v6), 2) => Some(SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, 0))),
-        (IpAddr::V6(v6), 4) => {
-            let flow: u32 = tuple.get_item(2).ok()?.extract().ok()?;
-            let scope: u32 = tuple.get_item(3).ok()?.extract().ok()?;
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
-                v6, port, flow, scope,
-            )))
-        }
-        _ => None,
-    }
-}
-
-/// The address tuple Python's `recvfrom` would return for an IP peer.
-fn address_tuple<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
-    match addr {
-        SocketAddr::V4(a) => PyTuple::new(
-            py,
-            [
-                a.ip().to_string().into_pyobject(py)?.into_any(),
-                a.port().into_pyobject(py)?.into_any(),
-            ],
-        ),
-        SocketAddr::V6(a) => PyTuple::new(
-            py,
-            [
-                a.ip().to_string().into_pyobject(py)?.into_any(),
-                a.port().into_pyobject(py)?.into_any(),
-                a.flowinfo().into_pyobject(py)?.into_any(),
-                a.scope_id().into_pyobject(py)?.into_any(),
-            ],
-        ),
-    }
 }
 
 mod raw {
@@ -292,10 +260,25 @@ enum Sent {
 }
 
 impl DatagramCore {
+    /// The address tuple of a peer a datagram came from.
+    fn peer_tuple<'py>(&self, py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
+        let (tuple, evicted) = self.state.borrow_mut(py)?.peers.tuple_for(py, addr)?;
+        drop(evicted);
+        Ok(tuple.into_bound(py))
+    }
+
+    /// The `sockaddr` to send to for `addr`, if it can be sent natively.
+    fn peer_sockaddr(&self, py: Python<'_>, addr: &Bound<'_, PyAny>) -> Option<SocketAddr> {
+        let known = self.state.borrow(py).ok()?.peers.sockaddr_of(addr);
+        known.or_else(|| numeric_sockaddr(addr))
+    }
+
     pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if writable {
+        // Writable is reported with every event of the edge-triggered
+        // registration: only a waiting datagram makes it work.
+        if writable && !this.state.borrow(py)?.buffer.is_empty() {
             this.in_write_context(py, || this.sendto_ready(py))?;
         }
         if readable {
@@ -328,7 +311,7 @@ impl DatagramCore {
                 Ok((Io::WouldBlock, _)) => Ok(None),
                 Ok((Io::Done(n), from)) => {
                     let address = match from {
-                        raw::From::Ip(addr) => address_tuple(py, addr)?.into_any(),
+                        raw::From::Ip(addr) => this.peer_tuple(py, addr)?.into_any(),
                         raw::From::Other => py.None().into_bound(py),
                     };
                     Ok(Some((PyBytes::new(py, &buf[..n]).into_any(), address)))
@@ -417,7 +400,7 @@ impl DatagramCore {
         let target = if self.connected {
             Some(None)
         } else if self.ip_addresses {
-            numeric_sockaddr(addr).map(Some)
+            self.peer_sockaddr(py, addr).map(Some)
         } else {
             None
         };
@@ -536,6 +519,7 @@ impl DatagramCore {
                 datagram_received: bound_datagram_received(protocol),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
+                peers: PeerAddresses::default(),
             }),
         })
     }

@@ -2,7 +2,7 @@
 //!
 //! - [`stream`]: stream socket and pipe transports ([`stream_kind`] says
 //!   which), with [`write_buffer`];
-//! - [`datagram`]: datagram socket transports;
+//! - [`datagram`]: datagram socket transports, with [`datagram_addresses`];
 //! - [`sock_ops`]: the pending `sock_*` operations;
 //! - shared by them: [`transport_core`] (what every transport kind has:
 //!   lifecycle, flow control, fatal errors, contexts, the common methods),
@@ -16,6 +16,7 @@
 
 pub mod buffers;
 pub mod datagram;
+pub mod datagram_addresses;
 pub mod sock_ops;
 pub mod stream;
 pub mod stream_kind;
