@@ -187,15 +187,26 @@ pub struct SockOp {
     operation: GilCell<Operation>,
 }
 
+/// A `sock_recv` at least this large makes the next one on the descriptor
+/// size its `bytes` by what the kernel holds (as the stream transports do).
+const LARGE_READ: usize = 32 * 1024;
+
 fn recv_bytes(
     py: Python<'_>,
     core: &LoopCore,
     fd: RawFd,
     max: usize,
 ) -> PyResult<Option<Py<PyAny>>> {
+    let pending = if max >= LARGE_READ && core.state.borrow(py)?.large_sock_readers.contains(&fd) {
+        sys_io::bytes_pending(fd)
+    } else {
+        0
+    };
     let (received, data) = if max > RECV_BUFFER_SIZE {
         // As Python's recv(max): a bytes of that size, received into.
         crate::io::buffers::recv_new_bytes(py, fd, max)?
+    } else if pending > 0 {
+        crate::io::buffers::recv_new_bytes(py, fd, pending.min(max))?
     } else {
         let mut buf = core.take_recv_buffer(py)?;
         let received = sys_io::recv(fd, &mut buf[..max]);
@@ -206,6 +217,15 @@ fn recv_bytes(
         core.return_recv_buffer(py, buf)?;
         (received, data)
     };
+    if let Ok(Io::Done(n)) = received {
+        let large = n >= LARGE_READ;
+        let mut st = core.state.borrow_mut(py)?;
+        if large {
+            st.large_sock_readers.insert(fd);
+        } else if pending > 0 {
+            st.large_sock_readers.remove(&fd);
+        }
+    }
     match received {
         Ok(Io::Done(_)) => Ok(Some(
             data.unwrap_or_else(|| PyBytes::new(py, b""))

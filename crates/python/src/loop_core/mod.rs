@@ -27,6 +27,8 @@ pub mod run;
 pub mod scheduling;
 pub mod tasks;
 
+use std::collections::HashSet;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -64,6 +66,10 @@ pub struct LoopState {
     /// One receive buffer for all transports: only one read runs at a time,
     /// and the data is copied out into an exact-size `bytes` anyway.
     pub recv_buffer: Vec<u8>,
+    /// Descriptors whose last `sock_recv` was large: the next one asks the
+    /// kernel how much is waiting and receives straight into a `bytes` of
+    /// that size, saving the copy out of `recv_buffer`.
+    pub large_sock_readers: HashSet<RawFd>,
     pub waker: Option<Arc<Waker>>,
     /// The handle running now, kept in debug mode for the exception handler.
     pub current_handle: Option<Py<PyAny>>,
@@ -456,6 +462,7 @@ impl LoopCore {
                 timers,
                 io: Some(IoRegistry::new(registry)),
                 recv_buffer: Vec::new(),
+                large_sock_readers: HashSet::new(),
                 waker: Some(waker),
                 current_handle: None,
                 observer: None,
