@@ -217,13 +217,13 @@ fn recv_bytes(
         core.return_recv_buffer(py, buf)?;
         (received, data)
     };
+    // Only a change of the hint touches the loop state: small reads of a
+    // descriptor without one (the common case) cost nothing here.
     if let Ok(Io::Done(n)) = received {
-        let large = n >= LARGE_READ;
-        let mut st = core.state.borrow_mut(py)?;
-        if large {
-            st.large_sock_readers.insert(fd);
+        if n >= LARGE_READ {
+            core.state.borrow_mut(py)?.large_sock_readers.insert(fd);
         } else if pending > 0 {
-            st.large_sock_readers.remove(&fd);
+            core.state.borrow_mut(py)?.large_sock_readers.remove(&fd);
         }
     }
     match received {
