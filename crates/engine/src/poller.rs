@@ -209,8 +209,19 @@ fn wait(
             .as_millis()
             .min(libc::c_int::MAX as u128) as libc::c_int
     });
+    // The kernel's call, not glibc's wrapper: that is a pthread cancellation
+    // point, two atomic operations a call once the process has threads, and
+    // nothing cancels the loop's thread.
     // SAFETY: `buffer` has room for `room` events.
-    let ret = unsafe { libc::epoll_wait(epfd, buffer, room, millis) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_wait,
+            epfd as libc::c_long,
+            buffer,
+            room as libc::c_long,
+            millis as libc::c_long,
+        )
+    };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }

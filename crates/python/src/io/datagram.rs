@@ -125,7 +125,7 @@ mod raw {
             let (ret, storage, _len) = unsafe {
                 let mut storage: libc::sockaddr_storage = std::mem::zeroed();
                 let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                let ret = libc::recvfrom(
+                let ret = crate::io::sys_io::kernel::recvfrom(
                     fd,
                     buf.as_mut_ptr().cast(),
                     buf.len(),
@@ -184,7 +184,7 @@ mod raw {
             // SAFETY: `data` is readable for its length; `storage` holds a
             // sockaddr of `len` bytes (or is ignored with len 0).
             let ret = unsafe {
-                libc::sendto(
+                crate::io::sys_io::kernel::sendto(
                     fd,
                     data.as_ptr().cast(),
                     data.len(),

@@ -5,6 +5,15 @@
 //! Python's socket methods raise `BlockingIOError` when a non-blocking call
 //! would block, and creating that exception costs more than the call itself.
 //! Calling the kernel directly lets "would block" be a plain return value.
+//!
+//! The calls of the data path (receive, send, read, write) go to the kernel
+//! through `syscall(2)` rather than through glibc's wrappers: those are
+//! pthread cancellation points, and once the process has a second thread
+//! (an executor's worker, the blocking detector's watchdog) each call
+//! switches asynchronous cancellation on and off around the system call,
+//! about 70 instructions and two atomic read-modify-writes a call. Nothing
+//! cancels the loop's thread with `pthread_cancel`, so the switch buys us
+//! nothing.
 
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
@@ -29,6 +38,93 @@ fn classify(ret: isize) -> io::Result<Io> {
     }
 }
 
+/// The kernel's calls, as glibc's `syscall(2)` makes them: -1 and `errno`
+/// on failure, like the wrappers they replace. Every argument is widened to
+/// a `c_long`, the width of the registers the kernel reads.
+pub(crate) mod kernel {
+    use libc::{c_long, c_void, sockaddr, socklen_t};
+
+    /// # Safety
+    /// `buf` must be valid for writes of `len` bytes; `addr`/`addr_len` NULL
+    /// or valid for the kernel to write an address of `*addr_len` bytes.
+    pub unsafe fn recvfrom(
+        fd: i32,
+        buf: *mut c_void,
+        len: usize,
+        flags: i32,
+        addr: *mut sockaddr,
+        addr_len: *mut socklen_t,
+    ) -> isize {
+        // SAFETY: the arguments are as recvfrom(2) takes them (this
+        // function's contract).
+        unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                fd as c_long,
+                buf,
+                len as c_long,
+                flags as c_long,
+                addr,
+                addr_len,
+            ) as isize
+        }
+    }
+
+    /// # Safety
+    /// `buf` must be valid for reads of `len` bytes; `addr` NULL (with
+    /// `addr_len` 0) or valid for reads of `addr_len` bytes.
+    pub unsafe fn sendto(
+        fd: i32,
+        buf: *const c_void,
+        len: usize,
+        flags: i32,
+        addr: *const sockaddr,
+        addr_len: socklen_t,
+    ) -> isize {
+        // SAFETY: the arguments are as sendto(2) takes them (this
+        // function's contract).
+        unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd as c_long,
+                buf,
+                len as c_long,
+                flags as c_long,
+                addr,
+                addr_len as c_long,
+            ) as isize
+        }
+    }
+
+    /// # Safety
+    /// `msg` must point to a valid `msghdr` whose buffers are readable.
+    pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32) -> isize {
+        // SAFETY: as sendmsg(2) takes them (this function's contract).
+        unsafe { libc::syscall(libc::SYS_sendmsg, fd as c_long, msg, flags as c_long) as isize }
+    }
+
+    /// # Safety
+    /// `buf` must be valid for writes of `len` bytes.
+    pub unsafe fn read(fd: i32, buf: *mut c_void, len: usize) -> isize {
+        // SAFETY: as read(2) takes them (this function's contract).
+        unsafe { libc::syscall(libc::SYS_read, fd as c_long, buf, len as c_long) as isize }
+    }
+
+    /// # Safety
+    /// `buf` must be valid for reads of `len` bytes.
+    pub unsafe fn write(fd: i32, buf: *const c_void, len: usize) -> isize {
+        // SAFETY: as write(2) takes them (this function's contract).
+        unsafe { libc::syscall(libc::SYS_write, fd as c_long, buf, len as c_long) as isize }
+    }
+
+    /// # Safety
+    /// `iov` must point to `count` valid `iovec`s over readable memory.
+    pub unsafe fn writev(fd: i32, iov: *const libc::iovec, count: usize) -> isize {
+        // SAFETY: as writev(2) takes them (this function's contract).
+        unsafe { libc::syscall(libc::SYS_writev, fd as c_long, iov, count as c_long) as isize }
+    }
+}
+
 /// Retries a call interrupted by a signal (Python's own socket methods do
 /// the same, PEP 475).
 fn retry(mut call: impl FnMut() -> isize) -> io::Result<Io> {
@@ -43,7 +139,16 @@ fn retry(mut call: impl FnMut() -> isize) -> io::Result<Io> {
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
     // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the
     // duration of the call; recv writes at most that many bytes.
-    retry(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+    retry(|| unsafe {
+        kernel::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    })
 }
 
 /// Receives into raw memory (a Python buffer held by the caller).
@@ -52,12 +157,30 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
 /// `ptr` must be valid for writes of `len` bytes for the whole call.
 pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
     // SAFETY: guaranteed by this function's contract.
-    retry(|| unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })
+    retry(|| unsafe {
+        kernel::recvfrom(
+            fd,
+            ptr.cast(),
+            len,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    })
 }
 
 pub fn send(fd: RawFd, data: &[u8]) -> io::Result<Io> {
     // SAFETY: `data` is a valid readable region of `data.len()` bytes.
-    retry(|| unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) })
+    retry(|| unsafe {
+        kernel::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            SEND_FLAGS,
+            std::ptr::null(),
+            0,
+        )
+    })
 }
 
 /// Sends several buffers in one call (`sendmsg` with an iovec).
@@ -69,7 +192,7 @@ pub fn send_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = chunks.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = chunks.len() as _;
-        libc::sendmsg(fd, &msg, SEND_FLAGS)
+        kernel::sendmsg(fd, &msg, SEND_FLAGS)
     })
 }
 
@@ -77,7 +200,7 @@ pub fn send_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
     // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the
     // duration of the call; read writes at most that many bytes.
-    retry(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    retry(|| unsafe { kernel::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// Reads into raw memory (a Python buffer held by the caller).
@@ -86,21 +209,21 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<Io> {
 /// `ptr` must be valid for writes of `len` bytes for the whole call.
 pub unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<Io> {
     // SAFETY: guaranteed by this function's contract.
-    retry(|| unsafe { libc::read(fd, ptr.cast(), len) })
+    retry(|| unsafe { kernel::read(fd, ptr.cast(), len) })
 }
 
 /// `write(2)`, for pipes and character devices. A pipe whose reader is gone
 /// gives EPIPE (the interpreter ignores SIGPIPE, as asyncio relies on too).
 pub fn write(fd: RawFd, data: &[u8]) -> io::Result<Io> {
     // SAFETY: `data` is a valid readable region of `data.len()` bytes.
-    retry(|| unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) })
+    retry(|| unsafe { kernel::write(fd, data.as_ptr().cast(), data.len()) })
 }
 
 /// Writes several buffers in one call (`writev`).
 pub fn write_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
     // SAFETY: std guarantees `IoSlice` has the layout of `struct iovec`; the
     // slices outlive the call, which only reads them.
-    retry(|| unsafe { libc::writev(fd, chunks.as_ptr().cast(), chunks.len() as libc::c_int) })
+    retry(|| unsafe { kernel::writev(fd, chunks.as_ptr().cast(), chunks.len()) })
 }
 
 /// Bytes waiting to be read on a stream socket, pipe or terminal (FIONREAD);

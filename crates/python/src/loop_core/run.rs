@@ -257,12 +257,12 @@ fn run_item(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult
     if core.observation.active() {
         return observe::run_observed(slf, core, item);
     }
-    match item {
+    match &item {
         Ready::Callback(handle) => {
             core.observation.stats.callbacks.add(1);
-            run_handle(slf, &handle, false)
+            run_handle(slf, handle, false)
         }
-        other => run_io(slf, other),
+        io => run_io(slf, io),
     }
 }
 
@@ -271,18 +271,18 @@ fn run_item(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult
 pub(crate) fn run_item_hooked(
     slf: &Bound<'_, LoopCore>,
     core: &LoopCore,
-    item: Ready,
+    item: &Ready,
 ) -> PyResult<()> {
     match item {
         Ready::Callback(handle) => {
             core.observation.stats.callbacks.add(1);
             if core.is_debug() || core.observed.load(Ordering::Relaxed) {
-                run_instrumented(slf, &handle)
+                run_instrumented(slf, handle)
             } else {
-                run_handle(slf, &handle, false)
+                run_handle(slf, handle, false)
             }
         }
-        other => run_io(slf, other),
+        io => run_io(slf, io),
     }
 }
 
@@ -292,10 +292,10 @@ pub(crate) fn run_item_hooked(
 /// handle would have raised: the loop reports it and goes on. Only
 /// `KeyboardInterrupt`/`SystemExit` stop it.
 #[inline]
-fn run_io(slf: &Bound<'_, LoopCore>, item: Ready) -> PyResult<()> {
+fn run_io(slf: &Bound<'_, LoopCore>, item: &Ready) -> PyResult<()> {
     let py = slf.py();
     match item {
-        Ready::Callback(handle) => run_handle(slf, &handle, false),
+        Ready::Callback(handle) => run_handle(slf, handle, false),
         io => match io.run_io(py) {
             Err(err) if !crate::errors::is_loop_stopping(py, &err) => {
                 python_helpers::report_io_error(slf.as_any(), io.transport(py), err)

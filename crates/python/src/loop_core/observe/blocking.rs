@@ -5,7 +5,7 @@
 //! Why this way: a callback costs 0.1–0.25 µs here, so reading the clock per
 //! item (≈ 40 ns) or calling Python per item would cost far more than the
 //! 5 % budget. Instead the loop publishes, per item, a sequence number and a
-//! pointer to what runs ([`Monitor::begin_item`], two relaxed stores), clears
+//! pointer to the item ([`Monitor::begin_item`], two relaxed stores), clears
 //! the number when the item ends and tests one atomic for a pending claim
 //! ([`Monitor::end_item`]). Waiting in the poller leaves the number at 0, so
 //! waiting is never taken for blocking.
@@ -32,10 +32,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ferroloop_engine::clock;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use crate::io::Ready;
 use crate::loop_core::LoopCore;
 
 /// Samples per threshold, and the shortest sampling period.
@@ -48,9 +48,11 @@ pub struct Monitor {
     running: AtomicU64,
     /// The last number handed out (written by the loop thread only).
     last_sequence: AtomicU64,
-    /// What the running item runs: valid only while `running` holds its
-    /// number and only read while attached to the interpreter.
-    subject: AtomicPtr<ffi::PyObject>,
+    /// The running item (on the loop thread's stack): valid only while
+    /// `running` holds its number, and only read while attached to the
+    /// interpreter. Naming what it runs is left to the watchdog, which
+    /// needs it once in a long while; the loop only stores a pointer.
+    item: AtomicPtr<Ready>,
     /// The item the watchdog claimed (held the loop ≥ threshold), 0 if none.
     claimed: AtomicU64,
     /// The claimed item started after this (ns, CLOCK_MONOTONIC).
@@ -92,7 +94,7 @@ impl Monitor {
         Monitor {
             running: AtomicU64::new(0),
             last_sequence: AtomicU64::new(0),
-            subject: AtomicPtr::new(std::ptr::null_mut()),
+            item: AtomicPtr::new(std::ptr::null_mut()),
             claimed: AtomicU64::new(0),
             claimed_start_ns: AtomicI64::new(0),
             claimed_at_ns: AtomicI64::new(0),
@@ -109,13 +111,12 @@ impl Monitor {
 
     /// The loop thread, as an item starts.
     #[inline]
-    pub fn begin_item(&self, subject: Option<&Py<PyAny>>) -> u64 {
+    /// `item` must stay where it is until [`Monitor::end_item`].
+    pub fn begin_item(&self, item: &Ready) -> u64 {
         let sequence = self.last_sequence.load(Ordering::Relaxed) + 1;
         self.last_sequence.store(sequence, Ordering::Relaxed);
-        self.subject.store(
-            subject.map_or(std::ptr::null_mut(), |s| s.as_ptr()),
-            Ordering::Relaxed,
-        );
+        self.item
+            .store(item as *const Ready as *mut Ready, Ordering::Relaxed);
         self.running.store(sequence, Ordering::Release);
         sequence
     }
@@ -322,20 +323,23 @@ fn capture(monitor: &Monitor, sequence: u64, thread_ident: u64) {
     // try_attach refuses while the interpreter finalizes.
     Python::try_attach(|py| {
         // Attached, the loop thread cannot end the item (ending it needs the
-        // interpreter), so `running` and `subject` are stable here.
+        // interpreter), so `running` and `item` are stable here.
         if monitor.running.load(Ordering::Acquire) != sequence
             || monitor.claimed.load(Ordering::Acquire) != sequence
         {
             return;
         }
-        let subject_ptr = monitor.subject.load(Ordering::Relaxed);
-        let subject = if subject_ptr.is_null() {
-            py.None().into_bound(py)
-        } else {
-            // SAFETY: the loop holds a strong reference to the subject of
-            // the running item until the item ends, which it cannot do while
-            // we are attached (checked `running` above, attached).
-            unsafe { Bound::from_borrowed_ptr(py, subject_ptr) }
+        let item = monitor.item.load(Ordering::Relaxed);
+        // SAFETY: `item` was stored by `begin_item` for the item numbered
+        // `running`, which is still `sequence`: the loop thread has not
+        // reached `end_item` (it stores 0 there while attached, before it
+        // lets the item go), and cannot while we are attached, so the item
+        // is alive and unmoved. What `subject` reads is guarded by the
+        // interpreter (`GilCell`s, owned references), which we hold.
+        let subject = unsafe { (*item).subject(py) };
+        let subject = match subject {
+            Some(subject) => subject.into_bound(py),
+            None => py.None().into_bound(py),
         };
         let captured = CAPTURE
             .import(py, "ferroloop._blocking", "capture")

@@ -9,8 +9,8 @@
 //! per item; with any on, the item runs through [`run_observed`], which
 //! gives each instrument what it needs and nothing more:
 //!
-//! - the blocking detector ([`blocking`]): a sequence number and the item's
-//!   subject, published in two relaxed atomic stores; no clock read;
+//! - the blocking detector ([`blocking`]): a sequence number and the item,
+//!   published in two relaxed atomic stores; no clock read;
 //! - task steps ([`steps`]): two clock reads per task step, and the task's
 //!   wait at the end of the step;
 //! - debug mode and `_set_callback_observer`: as before, callbacks only.
@@ -93,28 +93,29 @@ pub fn subject_of(py: Python<'_>, item: &Ready) -> Option<Py<PyAny>> {
     item.subject(py)
 }
 
-/// Runs one item with the instruments that are on.
+/// Runs one item with the instruments that are on. The item stays here
+/// until the instruments are done with it: the watchdog names what it runs
+/// from it ([`blocking::Monitor::begin_item`]).
 pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
     let py = slf.py();
     let observation = &core.observation;
-    let detecting = observation.is_on(Instrument::Detector);
-    let stepping = observation.is_on(Instrument::Steps);
-    let subject = if detecting || stepping {
-        subject_of(py, &item)
+    let step = if observation.is_on(Instrument::Steps) {
+        steps::begin(py, observation, &item)
     } else {
         None
     };
-    let step = if stepping {
-        steps::begin(py, observation, &item, subject.as_ref())
+    let (sequence, callback) = if observation.is_on(Instrument::Detector) {
+        // A handle lets its callback go once it has run: kept, to name it
+        // in a report (a transport or an operation outlives its item).
+        let callback = match &item {
+            Ready::Callback(handle) => handle.callback(py),
+            _ => None,
+        };
+        (observation.monitor.begin_item(&item), callback)
     } else {
-        None
+        (0, None)
     };
-    let sequence = if detecting {
-        observation.monitor.begin_item(subject.as_ref())
-    } else {
-        0
-    };
-    let result = crate::loop_core::run::run_item_hooked(slf, core, item);
+    let result = crate::loop_core::run::run_item_hooked(slf, core, &item);
     let claim = if sequence != 0 {
         observation.monitor.end_item(sequence)
     } else {
@@ -125,10 +126,10 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
     if let Some(claim) = claim {
         let own = claim
             .is_about(sequence)
-            .then_some(subject.as_ref())
+            .then(|| callback.or_else(|| subject_of(py, &item)))
             .flatten();
-        blocking::report(slf, claim, own, task);
+        blocking::report(slf, claim, own.as_ref(), task);
     }
-    drop(subject);
+    drop(item);
     result
 }

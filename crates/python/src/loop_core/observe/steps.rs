@@ -379,12 +379,11 @@ pub fn begin(
     py: Python<'_>,
     observation: &Observation,
     item: &Ready,
-    subject: Option<&Py<PyAny>>,
 ) -> Option<Step> {
     let Ready::Callback(handle) = item else {
         return None;
     };
-    let task = task_of(py, subject?.bind(py))?;
+    let task = task_of(py, handle.callback(py)?.bind(py))?;
     let start_ns = clock::monotonic_ns();
     let mut slot = observation.steps.borrow_mut(py).ok()?;
     let recorder = slot.as_mut()?;
