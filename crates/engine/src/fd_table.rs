@@ -12,8 +12,9 @@
 //! descriptors the kernel has accepted, so the table never grows for a
 //! number that names no open file.
 
-use std::collections::HashMap;
 use std::os::fd::RawFd;
+
+use crate::int_hash::IntMap;
 
 /// Descriptors below this are stored by index; the vector then holds at most
 /// this many slots.
@@ -26,7 +27,7 @@ const MIN_CAPACITY: usize = 64;
 
 pub struct FdTable<T> {
     dense: Vec<Option<T>>,
-    sparse: HashMap<RawFd, T>,
+    sparse: IntMap<RawFd, T>,
     count: usize,
 }
 
@@ -34,7 +35,7 @@ impl<T> Default for FdTable<T> {
     fn default() -> Self {
         FdTable {
             dense: Vec::new(),
-            sparse: HashMap::new(),
+            sparse: IntMap::default(),
             count: 0,
         }
     }

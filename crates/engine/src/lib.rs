@@ -8,6 +8,8 @@
 //! - [`registry`]: which descriptor is watched by whom, level-triggered;
 //! - [`fd_table`]: values found by descriptor number, in memory bounded by
 //!   the descriptors held;
+//! - [`int_hash`]: maps keyed by addresses and descriptor numbers, hashed
+//!   in a few instructions;
 //! - [`waker`]: how another thread wakes a sleeping loop without lost wake-ups;
 //! - [`clock`]: `CLOCK_MONOTONIC`, read and rounded as `time.monotonic()` is;
 //! - [`lifecycle`] and [`flow_control`]: a transport's close/abort state
@@ -26,6 +28,7 @@
 pub mod clock;
 pub mod fd_table;
 pub mod flow_control;
+pub mod int_hash;
 pub mod lifecycle;
 pub mod poller;
 pub mod ready;
@@ -34,6 +37,7 @@ pub mod timers;
 pub mod waker;
 
 pub use flow_control::{FlowControl, WriteFlow};
+pub use int_hash::{IntMap, IntSet};
 pub use lifecycle::Lifecycle;
 pub use poller::{Poller, Readiness, TightTimerSlack};
 pub use ready::ReadyQueue;

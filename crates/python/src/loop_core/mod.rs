@@ -27,7 +27,6 @@ pub mod run;
 pub mod scheduling;
 pub mod tasks;
 
-use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -69,7 +68,7 @@ pub struct LoopState {
     /// Descriptors whose last `sock_recv` was large: the next one asks the
     /// kernel how much is waiting and receives straight into a `bytes` of
     /// that size, saving the copy out of `recv_buffer`.
-    pub large_sock_readers: HashSet<RawFd>,
+    pub large_sock_readers: ferroloop_engine::IntSet<RawFd>,
     pub waker: Option<Arc<Waker>>,
     /// The handle running now, kept in debug mode for the exception handler.
     pub current_handle: Option<Py<PyAny>>,
@@ -462,7 +461,7 @@ impl LoopCore {
                 timers,
                 io: Some(IoRegistry::new(registry)),
                 recv_buffer: Vec::new(),
-                large_sock_readers: HashSet::new(),
+                large_sock_readers: Default::default(),
                 waker: Some(waker),
                 current_handle: None,
                 observer: None,

@@ -19,6 +19,7 @@
 //! increments per item and the clock read per iteration.
 
 mod api;
+mod attributes;
 pub mod blocking;
 pub mod stats;
 pub mod steps;

@@ -15,14 +15,13 @@
 //! (`ferroloop._trace`). The buffer and the list of finished tasks are
 //! bounded; what does not fit is counted, not kept.
 
-use std::collections::HashMap;
-
-use ferroloop_engine::clock;
+use ferroloop_engine::{clock, IntMap};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyDict, PyList, PyTuple, PyWeakrefMethods, PyWeakrefReference};
 
+use super::attributes::{self, Attributes};
 use super::Observation;
 use crate::io::Ready;
 
@@ -33,26 +32,36 @@ const MAX_FINISHED: usize = 100_000;
 /// How deep an await chain is followed.
 const MAX_AWAIT_DEPTH: usize = 64;
 
+/// A code object the recorder has looked at, by address: its table of code
+/// objects ([`StepRecorder::classify`], the only maker of a `KnownCode`)
+/// holds a reference to each for as long as the recorder lives, and a
+/// `KnownCode` never leaves the recorder. So the events and the statistics
+/// name code objects without counting references, step after step.
+#[derive(Clone, Copy)]
+struct KnownCode(usize);
+
+impl KnownCode {
+    fn bind<'py>(self, py: Python<'py>) -> Bound<'py, PyAny> {
+        // SAFETY: the address is that of a code object the recorder's table
+        // keeps alive (see the type's docs), and we are attached.
+        unsafe { Bound::from_borrowed_ptr(py, self.0 as *mut ffi::PyObject) }
+    }
+}
+
 /// Where a task is suspended: a code object and the offset of the
 /// instruction (its line is looked up when the recording is read, as
 /// computing it costs more than the rest of a step's bookkeeping), or
 /// [`Place::FIRST_LINE`] for a coroutine not started yet.
+#[derive(Clone, Copy)]
 struct Place {
-    code: Py<PyAny>,
+    code: KnownCode,
     offset: i32,
 }
 
 impl Place {
     const FIRST_LINE: i32 = -1;
 
-    fn clone_ref(&self, py: Python<'_>) -> Place {
-        Place {
-            code: self.code.clone_ref(py),
-            offset: self.offset,
-        }
-    }
-
-    fn line(&self, py: Python<'_>) -> PyResult<i32> {
+    fn line(self, py: Python<'_>) -> PyResult<i32> {
         let code = self.code.bind(py);
         if self.offset == Self::FIRST_LINE {
             return code.getattr(pyo3::intern!(py, "co_firstlineno"))?.extract();
@@ -62,11 +71,11 @@ impl Place {
         Ok(unsafe { ffi::PyCode_Addr2Line(code.as_ptr().cast(), self.offset) })
     }
 
-    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+    fn to_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(
             py,
             [
-                self.code.bind(py).clone(),
+                self.code.bind(py),
                 self.line(py)?.into_pyobject(py)?.into_any(),
             ],
         )
@@ -79,7 +88,7 @@ struct Wait {
     at: Option<Place>,
     /// The innermost coroutine of the chain, when it is not user code
     /// (`asyncio.sleep`, `Lock.acquire`...).
-    inner: Option<Py<PyAny>>,
+    inner: Option<KnownCode>,
     /// The awaited future's type, and its task number if it is a task.
     future_type: Option<Py<PyAny>>,
     future_task: u32,
@@ -118,6 +127,8 @@ struct TaskEntry {
     name: Option<Py<PyAny>>,
     /// The coroutine's code object (or its type, for other awaitables).
     coroutine: Py<PyAny>,
+    /// The same code object, if it is one.
+    code: Option<KnownCode>,
     /// The coroutine itself, for what it awaits after each step, and its
     /// frame if it is user code; dropped when the task ends.
     coroutine_object: Py<PyAny>,
@@ -154,20 +165,21 @@ pub struct StepRecorder {
     tracing: bool,
     events: Vec<Event>,
     dropped_events: u64,
-    tasks: HashMap<usize, TaskEntry>,
+    tasks: IntMap<usize, TaskEntry>,
     finished: Vec<TaskEntry>,
     dropped_tasks: u64,
     next_id: u32,
     /// The task whose step runs now, 0 if none.
     running: u32,
     started_ns: i64,
-    /// Code object → is it user code (not the standard library, not ferroloop)?
-    user_code: HashMap<usize, (Py<PyAny>, bool)>,
+    /// Code object → is it user code (not the standard library, not
+    /// ferroloop)? Holds the code objects a [`KnownCode`] names.
+    user_code: IntMap<usize, (Py<PyAny>, bool)>,
 }
 
 /// A step in progress.
-pub struct Step {
-    task: Py<PyAny>,
+pub struct Step<'py> {
+    task: Bound<'py, PyAny>,
     key: usize,
     queued_ns: i64,
     start_ns: i64,
@@ -179,13 +191,13 @@ impl StepRecorder {
             tracing,
             events: Vec::new(),
             dropped_events: 0,
-            tasks: HashMap::new(),
+            tasks: IntMap::default(),
             finished: Vec::new(),
             dropped_tasks: 0,
             next_id: 1,
             running: 0,
             started_ns: clock::monotonic_ns(),
-            user_code: HashMap::new(),
+            user_code: IntMap::default(),
         }
     }
 
@@ -214,73 +226,92 @@ impl StepRecorder {
         at_ns: i64,
     ) -> PyResult<&mut TaskEntry> {
         let key = task.as_ptr() as usize;
-        let stale = self
+        let known = self
             .tasks
             .get(&key)
-            .is_some_and(|entry| !entry.task.bind(py).upgrade().is_some_and(|t| t.is(task)));
-        if stale {
+            .map(|entry| entry.task.bind(py).upgrade().is_some_and(|t| t.is(task)));
+        if known == Some(false) {
             if let Some(old) = self.tasks.remove(&key) {
-                self.retire(old);
+                self.retire(py, old);
             }
         }
-        if !self.tasks.contains_key(&key) {
-            let id = self.next_id;
-            self.next_id = self.next_id.wrapping_add(1).max(1);
-            let coroutine_object = task.call_method0(pyo3::intern!(py, "get_coro"))?;
-            let (coroutine, code) = coroutine_of(py, &coroutine_object)?;
-            let library = match &code {
-                Some(code) => !self.is_user_code(py, code)?,
-                None => false,
-            };
-            // The first step starts at the top of the coroutine.
-            let resumes_at = code.as_ref().map(|code| Place {
-                code: code.clone().unbind(),
-                offset: Place::FIRST_LINE,
-            });
-            // Its frame, kept: every step looks at it.
-            let frame = match (&code, library) {
-                (Some(_), false) => {
-                    let frame = coroutine_object.getattr(pyo3::intern!(py, "cr_frame"))?;
-                    is_frame(&frame).then(|| frame.unbind())
-                }
-                _ => None,
-            };
-            let parent = self.running;
-            let entry = TaskEntry {
-                id,
-                task: PyWeakrefReference::new(task)?.unbind(),
-                name: None,
-                coroutine,
-                coroutine_object: coroutine_object.unbind(),
-                frame,
-                library,
-                parent,
-                created_ns: at_ns,
-                steps: 0,
-                busy_ns: 0,
-                scheduled_ns: 0,
-                idle_ns: 0,
-                slowest_ns: -1,
-                slowest_at: None,
-                resumes_at,
-                last_end_ns: at_ns,
-                done: false,
-                cancelled: false,
-            };
-            self.tasks.insert(key, entry);
-            self.push(Event::Created {
-                task: id,
-                parent,
-                at_ns,
-            });
+        if known != Some(true) {
+            self.insert_entry(py, task, key, at_ns)?;
         }
         Ok(self.tasks.get_mut(&key).expect("inserted above"))
     }
 
-    fn retire(&mut self, mut entry: TaskEntry) {
+    /// Makes the entry of a task seen for the first time (out of line: the
+    /// hot path of [`StepRecorder::entry`] is a lookup).
+    #[inline(never)]
+    fn insert_entry(
+        &mut self,
+        py: Python<'_>,
+        task: &Bound<'_, PyAny>,
+        key: usize,
+        at_ns: i64,
+    ) -> PyResult<()> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let coroutine_object = Attributes::get(py)?.coro.read(task)?;
+        let (coroutine, code) = coroutine_of(py, &coroutine_object)?;
+        let (code, library) = match &code {
+            Some(code) => {
+                let (known, user) = self.classify(py, code)?;
+                (Some(known), !user)
+            }
+            None => (None, false),
+        };
+        // The first step starts at the top of the coroutine.
+        let resumes_at = code.map(|code| Place {
+            code,
+            offset: Place::FIRST_LINE,
+        });
+        // Its frame, kept: every step looks at it.
+        let frame = match (Attributes::get(py)?.awaitable(&coroutine_object), library) {
+            (Some(awaitable), false) => {
+                let frame = awaitable.frame.read(&coroutine_object)?;
+                is_frame(&frame).then(|| frame.unbind())
+            }
+            _ => None,
+        };
+        let parent = self.running;
+        let entry = TaskEntry {
+            id,
+            task: PyWeakrefReference::new(task)?.unbind(),
+            name: None,
+            coroutine,
+            code,
+            coroutine_object: coroutine_object.unbind(),
+            frame,
+            library,
+            parent,
+            created_ns: at_ns,
+            steps: 0,
+            busy_ns: 0,
+            scheduled_ns: 0,
+            idle_ns: 0,
+            slowest_ns: -1,
+            slowest_at: None,
+            resumes_at,
+            last_end_ns: at_ns,
+            done: false,
+            cancelled: false,
+        };
+        self.tasks.insert(key, entry);
+        self.push(Event::Created {
+            task: id,
+            parent,
+            at_ns,
+        });
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn retire(&mut self, py: Python<'_>, mut entry: TaskEntry) {
         // A name set after creation (asyncio.create_task's `name=` on 3.11
         // is set after the task is made) is taken now.
-        Python::attach(|py| entry.refresh_name(py));
+        entry.refresh_name(py);
         if self.finished.len() < MAX_FINISHED {
             self.finished.push(entry);
         } else {
@@ -288,36 +319,23 @@ impl StepRecorder {
         }
     }
 
-    fn is_user_code(&mut self, py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<bool> {
+    /// Whether code object `code` is user code, and the `KnownCode` that
+    /// names it from now on.
+    fn classify(&mut self, py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<(KnownCode, bool)> {
         let key = code.as_ptr() as usize;
         if let Some((_, user)) = self.user_code.get(&key) {
-            return Ok(*user);
+            return Ok((KnownCode(key), *user));
         }
         let user = IS_USER_CODE
             .import(py, "ferroloop._trace", "is_user_code")?
             .call1((code,))?
             .is_truthy()?;
         self.user_code.insert(key, (code.clone().unbind(), user));
-        Ok(user)
+        Ok((KnownCode(key), user))
     }
 }
 
 static IS_USER_CODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static TASK_TYPES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-
-/// `asyncio.Task` and the pure-Python `_PyTask`.
-fn task_types(py: Python<'_>) -> PyResult<&Bound<'_, PyTuple>> {
-    Ok(TASK_TYPES
-        .get_or_try_init(py, || {
-            let tasks = py.import("asyncio.tasks")?;
-            let mut types = vec![tasks.getattr("Task")?];
-            if let Ok(py_task) = tasks.getattr("_PyTask") {
-                types.push(py_task);
-            }
-            PyTuple::new(py, types).map(Bound::unbind)
-        })?
-        .bind(py))
-}
 
 /// What names a task's coroutine (its code object, or its type), and the
 /// code object if it has one.
@@ -325,9 +343,9 @@ fn coroutine_of<'py>(
     py: Python<'py>,
     coro: &Bound<'py, PyAny>,
 ) -> PyResult<(Py<PyAny>, Option<Bound<'py, PyAny>>)> {
-    Ok(match awaitable_names(py, coro) {
-        Some([code, _, _]) => {
-            let code = coro.getattr(code)?;
+    Ok(match Attributes::get(py)?.awaitable(coro) {
+        Some(awaitable) => {
+            let code = awaitable.code.read(coro)?;
             (code.clone().unbind(), Some(code))
         }
         None => (coro.get_type().into_any().unbind(), None),
@@ -365,21 +383,20 @@ fn task_of<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'
             .to_bytes()
             .ends_with(b"TaskStepMethWrapper")
         {
-            callback.getattr(pyo3::intern!(py, "__self__")).ok()?
+            attributes::step_owner(callback).ok()?
         } else {
             return None;
         }
     };
-    let types = task_types(py).ok()?;
-    owner.is_instance(types.as_any()).ok()?.then_some(owner)
+    Attributes::get(py).ok()?.is_task(&owner).then_some(owner)
 }
 
 /// At the start of an item: a [`Step`] if it is a task step.
-pub fn begin(
-    py: Python<'_>,
+pub fn begin<'py>(
+    py: Python<'py>,
     observation: &Observation,
     item: &Ready,
-) -> Option<Step> {
+) -> Option<Step<'py>> {
     let Ready::Callback(handle) = item else {
         return None;
     };
@@ -397,7 +414,7 @@ pub fn begin(
     recorder.running = id;
     Some(Step {
         key: task.as_ptr() as usize,
-        task: task.unbind(),
+        task,
         queued_ns: handle.queued_ns(),
         start_ns,
     })
@@ -405,18 +422,22 @@ pub fn begin(
 
 /// At the end of a task step: its duration, and what the task waits on.
 /// Returns the task's number (0 if it is no longer known).
-pub fn end(py: Python<'_>, observation: &Observation, step: Step) -> u32 {
+pub fn end(py: Python<'_>, observation: &Observation, step: Step<'_>) -> u32 {
     let end_ns = clock::monotonic_ns();
-    let task = step.task.bind(py);
-    // A task awaiting a future is not done: done() is asked only otherwise.
-    let future = task
-        .getattr(pyo3::intern!(py, "_fut_waiter"))
+    let task = &step.task;
+    let Ok(attributes) = Attributes::get(py) else {
+        return 0;
+    };
+    let future = attributes
+        .fut_waiter
+        .read(task)
         .unwrap_or_else(|_| py.None().into_bound(py));
-    let done = future.is_none()
-        && task
-            .call_method0(pyo3::intern!(py, "done"))
-            .and_then(|d| d.is_truthy())
-            .unwrap_or(true);
+    // A task awaiting a future is not done.
+    let (done, cancelled) = if future.is_none() {
+        attributes.outcome(task)
+    } else {
+        (false, false)
+    };
     let Ok(mut slot) = observation.steps.borrow_mut(py) else {
         return 0;
     };
@@ -425,14 +446,14 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) -> u32 {
     };
     recorder.running = 0;
     let coroutine = recorder.tasks.get(&step.key).map(|e| Top {
-        coroutine: e.coroutine_object.clone_ref(py),
-        code: e.coroutine.clone_ref(py),
-        frame: e.frame.as_ref().map(|f| f.clone_ref(py)),
+        coroutine: e.coroutine_object.bind(py).clone(),
+        code: e.code.map(|code| (code, !e.library)),
+        frame: e.frame.as_ref().map(|f| f.bind(py).clone()),
     });
     let wait = if done {
         None
     } else {
-        match waits_on(py, recorder, &future, coroutine) {
+        match waits_on(py, attributes, recorder, &future, coroutine) {
             Ok(wait) => Some(wait),
             Err(err) => {
                 err.write_unraisable(py, Some(task));
@@ -440,11 +461,6 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) -> u32 {
             }
         }
     };
-    let cancelled = done
-        && task
-            .call_method0(pyo3::intern!(py, "cancelled"))
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(false);
     let Some(entry) = recorder.tasks.get_mut(&step.key) else {
         return 0;
     };
@@ -463,22 +479,17 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) -> u32 {
         entry.slowest_ns = busy;
         entry.slowest_at = entry
             .resumes_at
-            .as_ref()
-            .or_else(|| wait.as_ref().and_then(|w| w.at.as_ref()))
-            .map(|p| p.clone_ref(py));
+            .or_else(|| wait.as_ref().and_then(|w| w.at));
     }
     entry.last_end_ns = end_ns;
-    entry.resumes_at = wait
-        .as_ref()
-        .and_then(|w| w.at.as_ref())
-        .map(|p| p.clone_ref(py));
+    entry.resumes_at = wait.as_ref().and_then(|w| w.at);
     if done {
         entry.done = true;
         entry.cancelled = cancelled;
         entry.coroutine_object = py.None();
         entry.frame = None;
         if let Some(entry) = recorder.tasks.remove(&step.key) {
-            recorder.retire(entry);
+            recorder.retire(py, entry);
         }
     }
     recorder.push(Event::Step {
@@ -493,10 +504,11 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step) -> u32 {
 }
 
 /// A task's own coroutine, with what its entry keeps of it.
-struct Top {
-    coroutine: Py<PyAny>,
-    code: Py<PyAny>,
-    frame: Option<Py<PyAny>>,
+struct Top<'py> {
+    coroutine: Bound<'py, PyAny>,
+    /// Its code, and whether that is user code, if it is a coroutine.
+    code: Option<(KnownCode, bool)>,
+    frame: Option<Bound<'py, PyAny>>,
 }
 
 /// What a suspended task waits on (see the module docs). The chain is
@@ -504,13 +516,14 @@ struct Top {
 /// below that is the library's own business).
 fn waits_on(
     py: Python<'_>,
+    attributes: &Attributes,
     recorder: &mut StepRecorder,
     future: &Bound<'_, PyAny>,
-    top: Option<Top>,
+    top: Option<Top<'_>>,
 ) -> PyResult<Wait> {
     let (future_type, future_task) = if future.is_none() {
         (None, 0)
-    } else if future.is_instance(task_types(py)?.as_any())? {
+    } else if attributes.is_task(future) {
         let id = recorder.entry(py, future, clock::monotonic_ns())?.id;
         (Some(future.get_type().into_any().unbind()), id)
     } else {
@@ -526,31 +539,29 @@ fn waits_on(
             future_task,
         });
     };
-    let mut awaiting = top.coroutine.into_bound(py);
-    let mut known = Some((top.code.into_bound(py), top.frame));
+    let mut awaiting = top.coroutine;
+    // The task's own coroutine is known from its entry.
+    let mut known = top.code.map(|code| (code, top.frame));
     for _ in 0..MAX_AWAIT_DEPTH {
-        let Some([code_name, frame_name, awaits]) = awaitable_names(py, &awaiting) else {
+        let Some(attribute) = attributes.awaitable(&awaiting) else {
             break;
         };
-        let (code, frame) = match known.take() {
-            Some((code, frame)) => (code, frame.map(|f| f.into_bound(py))),
-            None => (awaiting.getattr(code_name)?, None),
+        let ((code, user), frame) = match known.take() {
+            Some((code, frame)) => (code, frame),
+            None => (recorder.classify(py, &attribute.code.read(&awaiting)?)?, None),
         };
-        if !recorder.is_user_code(py, &code)? {
-            inner = Some(code.unbind());
+        if !user {
+            inner = Some(code);
             break;
         }
         let frame = match frame {
             Some(frame) => frame,
-            None => awaiting.getattr(frame_name)?,
+            None => attribute.frame.read(&awaiting)?,
         };
         if let Some(offset) = frame_offset(&frame) {
-            at = Some(Place {
-                code: code.unbind(),
-                offset,
-            });
+            at = Some(Place { code, offset });
         }
-        let next = awaiting.getattr(awaits)?;
+        let next = attribute.awaits.read(&awaiting)?;
         if next.is_none() {
             break;
         }
@@ -575,37 +586,6 @@ fn frame_offset(frame: &Bound<'_, PyAny>) -> Option<i32> {
     // SAFETY: PyFrame_GetLasti reads a live frame object (checked to be
     // one, and kept alive by `frame`).
     is_frame(frame).then(|| unsafe { ffi::PyFrame_GetLasti(frame.as_ptr().cast()) })
-}
-
-/// The attribute names of a coroutine or a generator (code, frame, what
-/// it awaits), interned once.
-type AwaitableNames<'py> = [&'py Bound<'py, PyString>; 3];
-
-/// Which kind of awaitable this is, by its type (None for anything else,
-/// such as a future's iterator): a failed attribute lookup would cost an
-/// exception.
-fn awaitable_names<'py>(
-    py: Python<'py>,
-    awaitable: &Bound<'py, PyAny>,
-) -> Option<AwaitableNames<'py>> {
-    // SAFETY: the checks only inspect the type of a live object.
-    unsafe {
-        if ffi::PyCoro_CheckExact(awaitable.as_ptr()) != 0 {
-            Some([
-                pyo3::intern!(py, "cr_code"),
-                pyo3::intern!(py, "cr_frame"),
-                pyo3::intern!(py, "cr_await"),
-            ])
-        } else if ffi::PyGen_Check(awaitable.as_ptr()) != 0 {
-            Some([
-                pyo3::intern!(py, "gi_code"),
-                pyo3::intern!(py, "gi_frame"),
-                pyo3::intern!(py, "gi_yieldfrom"),
-            ])
-        } else {
-            None
-        }
-    }
 }
 
 impl Observation {
@@ -732,7 +712,7 @@ impl StepRecorder {
                         None => py.None().into_bound(py),
                         Some(w) => (
                             w.at.as_ref().map(|p| p.to_py(py)).transpose()?,
-                            w.inner.as_ref().map(|c| c.bind(py).clone()),
+                            w.inner.map(|c| c.bind(py)),
                             w.future_type.as_ref().map(|t| t.bind(py).clone()),
                             w.future_task,
                         )
