@@ -255,6 +255,9 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
 #[inline]
 fn run_item(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
     if core.observation.active() {
+        if core.observation.only(Instrument::Detector) {
+            return observe::run_detected(slf, core, item);
+        }
         return observe::run_observed(slf, core, item);
     }
     match &item {
@@ -292,7 +295,7 @@ pub(crate) fn run_item_hooked(
 /// handle would have raised: the loop reports it and goes on. Only
 /// `KeyboardInterrupt`/`SystemExit` stop it.
 #[inline]
-fn run_io(slf: &Bound<'_, LoopCore>, item: &Ready) -> PyResult<()> {
+pub(crate) fn run_io(slf: &Bound<'_, LoopCore>, item: &Ready) -> PyResult<()> {
     let py = slf.py();
     match item {
         Ready::Callback(handle) => run_handle(slf, handle, false),
@@ -306,7 +309,7 @@ fn run_io(slf: &Bound<'_, LoopCore>, item: &Ready) -> PyResult<()> {
 }
 
 #[inline]
-fn run_handle(slf: &Bound<'_, LoopCore>, handle: &HandleRef, keep: bool) -> PyResult<()> {
+pub(crate) fn run_handle(slf: &Bound<'_, LoopCore>, handle: &HandleRef, keep: bool) -> PyResult<()> {
     let py = slf.py();
     match handle.run(py, keep)? {
         RunOutcome::Done => Ok(()),

@@ -72,6 +72,12 @@ impl Observation {
         self.active.load(Ordering::Relaxed) != 0
     }
 
+    /// True when `instrument` is the only one on.
+    #[inline]
+    pub fn only(&self, instrument: Instrument) -> bool {
+        self.active.load(Ordering::Relaxed) == instrument as u8
+    }
+
     #[inline]
     pub fn is_on(&self, instrument: Instrument) -> bool {
         self.active.load(Ordering::Relaxed) & instrument as u8 != 0
@@ -94,6 +100,46 @@ pub fn subject_of(py: Python<'_>, item: &Ready) -> Option<Py<PyAny>> {
     item.subject(py)
 }
 
+/// Runs one item with the blocking detector the only instrument on (its
+/// common use, and the one with a budget per item): the item's number and
+/// address are published around it, and nothing else is done unless the
+/// watchdog claimed it. A callback's handle keeps its callback until the
+/// item ended (asyncio's handles keep theirs too), so a report can name it.
+pub fn run_detected(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
+    let monitor = &core.observation.monitor;
+    let sequence = monitor.begin_item(&item);
+    let result = match &item {
+        Ready::Callback(handle) => {
+            core.observation.stats.callbacks.add(1);
+            crate::loop_core::run::run_handle(slf, handle, true)
+        }
+        io => crate::loop_core::run::run_io(slf, io),
+    };
+    if let Some(claim) = monitor.end_item(sequence) {
+        report_claim(slf, claim, sequence, &item, 0);
+    }
+    if let Ready::Callback(handle) = &item {
+        handle.release(slf.py());
+    }
+    result
+}
+
+/// Reports a claim taken at the end of item `sequence`.
+#[cold]
+fn report_claim(
+    slf: &Bound<'_, LoopCore>,
+    claim: blocking::Claim,
+    sequence: u64,
+    item: &Ready,
+    task: u32,
+) {
+    let own = claim
+        .is_about(sequence)
+        .then(|| subject_of(slf.py(), item))
+        .flatten();
+    blocking::report(slf, claim, own.as_ref(), task);
+}
+
 /// Runs one item with the instruments that are on. The item stays here
 /// until the instruments are done with it: the watchdog names what it runs
 /// from it ([`blocking::Monitor::begin_item`]).
@@ -109,7 +155,7 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
         // A handle lets its callback go once it has run: kept, to name it
         // in a report (a transport or an operation outlives its item).
         let callback = match &item {
-            Ready::Callback(handle) => handle.callback(py),
+            Ready::Callback(handle) => handle.callback(py).map(|c| c.into_bound(py)),
             _ => None,
         };
         (observation.monitor.begin_item(&item), callback)
@@ -125,11 +171,12 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
     // The step ends before its blocking report is made (which takes time).
     let task = step.map_or(0, |step| steps::end(py, observation, step));
     if let Some(claim) = claim {
-        let own = claim
-            .is_about(sequence)
-            .then(|| callback.or_else(|| subject_of(py, &item)))
-            .flatten();
-        blocking::report(slf, claim, own.as_ref(), task);
+        match callback {
+            Some(callback) if claim.is_about(sequence) => {
+                blocking::report(slf, claim, Some(&callback.unbind()), task)
+            }
+            _ => report_claim(slf, claim, sequence, &item, task),
+        }
     }
     drop(item);
     result
