@@ -248,6 +248,7 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         stats.batch_ended(clock);
     }
     core.state.borrow_mut(py)?.ready.return_batch(batch);
+    core.observation.account_steps(py);
     outcome
 }
 

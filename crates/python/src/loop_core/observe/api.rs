@@ -37,18 +37,33 @@ impl LoopCore {
     fn _stop_recording_steps<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.observation.set(Instrument::Steps, false);
         let recorder = self.observation.steps.borrow_mut(py)?.take();
-        recorder.map(|r| r.to_py(py)).transpose()
+        recorder
+            .map(|mut r| {
+                r.account(py);
+                r.to_py(py)
+            })
+            .transpose()
     }
 
     /// The recording so far, without stopping.
     fn _steps_recording<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let slot = self.observation.steps.borrow(py)?;
-        slot.as_ref().map(|r| r.to_py(py)).transpose()
+        let mut slot = self.observation.steps.borrow_mut(py)?;
+        slot.as_mut()
+            .map(|r| {
+                r.account(py);
+                r.to_py(py)
+            })
+            .transpose()
     }
 
     /// Per-task statistics (live tasks first), or None when not recorded.
     fn _task_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
-        let slot = self.observation.steps.borrow(py)?;
-        slot.as_ref().map(|r| r.task_stats(py)).transpose()
+        let mut slot = self.observation.steps.borrow_mut(py)?;
+        slot.as_mut()
+            .map(|r| {
+                r.account(py);
+                r.task_stats(py)
+            })
+            .transpose()
     }
 }

@@ -188,6 +188,15 @@ impl Attributes {
     }
 }
 
+/// The task `obj` steps, if it is of the `TaskStepMethWrapper` type seen
+/// before (found by [`step_owner`]): a type test, where finding the type by
+/// its name reads the name.
+#[inline]
+pub fn known_step_owner<'py>(obj: &Bound<'py, PyAny>) -> Option<PyResult<Bound<'py, PyAny>>> {
+    let owner = STEP_OWNER.get(obj.py())?;
+    is_exactly(obj, owner.owner.bind(obj.py())).then(|| owner.read(obj))
+}
+
 /// The task a `TaskStepMethWrapper` steps (its `__self__`): the wrapper's
 /// type is not importable, so its descriptor is found on the first one seen.
 pub fn step_owner<'py>(wrapper: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {

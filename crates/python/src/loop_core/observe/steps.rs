@@ -14,6 +14,16 @@
 //! names and formats everything once, when the trace is read
 //! (`ferroloop._trace`). The buffer and the list of finished tasks are
 //! bounded; what does not fit is counted, not kept.
+//!
+//! A step's end is accounted for later, at the end of the loop's batch
+//! ([`Observation::account_steps`]): the step only notes its times. What the
+//! task waits on cannot change before the task steps again, and that is
+//! never in the same batch (a wake-up is queued for the next one; should a
+//! task step twice in one, its first step is accounted for before the second
+//! begins). Done for a whole batch in one go, the await-chain walk stays in
+//! the instruction cache, where done between steps, it and the interpreter's
+//! own step code kept evicting each other: that eviction, not the
+//! instructions, was most of what tracing cost.
 
 use ferroloop_engine::{clock, IntMap};
 use pyo3::ffi;
@@ -27,6 +37,9 @@ use crate::io::Ready;
 
 /// At most this many events are kept (about 64 bytes each).
 const MAX_EVENTS: usize = 1 << 20;
+/// Steps ended and not yet accounted for, at most (a long batch is accounted
+/// for in parts).
+const MAX_PENDING: usize = 1024;
 /// At most this many finished tasks keep their statistics.
 const MAX_FINISHED: usize = 100_000;
 /// How deep an await chain is followed.
@@ -148,6 +161,8 @@ struct TaskEntry {
     last_end_ns: i64,
     done: bool,
     cancelled: bool,
+    /// A step of this task ended and is not accounted for yet.
+    pending: bool,
 }
 
 impl TaskEntry {
@@ -171,6 +186,8 @@ pub struct StepRecorder {
     next_id: u32,
     /// The task whose step runs now, 0 if none.
     running: u32,
+    /// Steps ended, in order, waiting to be accounted for.
+    pending: Vec<Ended>,
     started_ns: i64,
     /// Code object → is it user code (not the standard library, not
     /// ferroloop)? Holds the code objects a [`KnownCode`] names.
@@ -181,8 +198,18 @@ pub struct StepRecorder {
 pub struct Step<'py> {
     task: Bound<'py, PyAny>,
     key: usize,
+    id: u32,
     queued_ns: i64,
     start_ns: i64,
+}
+
+/// A step that ended, not yet accounted for.
+struct Ended {
+    task: Py<PyAny>,
+    key: usize,
+    queued_ns: i64,
+    start_ns: i64,
+    end_ns: i64,
 }
 
 impl StepRecorder {
@@ -196,6 +223,7 @@ impl StepRecorder {
             dropped_tasks: 0,
             next_id: 1,
             running: 0,
+            pending: Vec::new(),
             started_ns: clock::monotonic_ns(),
             user_code: IntMap::default(),
         }
@@ -297,6 +325,7 @@ impl StepRecorder {
             last_end_ns: at_ns,
             done: false,
             cancelled: false,
+            pending: false,
         };
         self.tasks.insert(key, entry);
         self.push(Event::Created {
@@ -379,6 +408,8 @@ fn task_of<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'
                 return None;
             }
             Bound::from_borrowed_ptr(py, owner)
+        } else if let Some(owner) = attributes::known_step_owner(callback) {
+            owner.ok()?
         } else if std::ffi::CStr::from_ptr((*ffi::Py_TYPE(ptr)).tp_name)
             .to_bytes()
             .ends_with(b"TaskStepMethWrapper")
@@ -400,34 +431,84 @@ pub fn begin<'py>(
     let Ready::Callback(handle) = item else {
         return None;
     };
-    let task = task_of(py, handle.callback(py)?.bind(py))?;
+    let task = task_of(py, &handle.callback(py)?.into_bound(py))?;
     let start_ns = clock::monotonic_ns();
     let mut slot = observation.steps.borrow_mut(py).ok()?;
     let recorder = slot.as_mut()?;
-    let id = match recorder.entry(py, &task, start_ns) {
-        Ok(entry) => entry.id,
+    let (id, pending) = match recorder.entry(py, &task, start_ns) {
+        Ok(entry) => (entry.id, entry.pending),
         Err(err) => {
             err.write_unraisable(py, None);
             return None;
         }
     };
+    if pending {
+        // Its previous step ended in this batch: accounted for first.
+        recorder.account(py);
+    }
     recorder.running = id;
     Some(Step {
         key: task.as_ptr() as usize,
         task,
+        id,
         queued_ns: handle.queued_ns(),
         start_ns,
     })
 }
 
-/// At the end of a task step: its duration, and what the task waits on.
-/// Returns the task's number (0 if it is no longer known).
+/// At the end of a task step: its times, noted to be accounted for at the
+/// end of the batch. Returns the task's number.
 pub fn end(py: Python<'_>, observation: &Observation, step: Step<'_>) -> u32 {
     let end_ns = clock::monotonic_ns();
-    let task = &step.task;
-    let Ok(attributes) = Attributes::get(py) else {
-        return 0;
+    let Ok(mut slot) = observation.steps.borrow_mut(py) else {
+        return step.id;
     };
+    let Some(recorder) = slot.as_mut() else {
+        return step.id;
+    };
+    recorder.running = 0;
+    if let Some(entry) = recorder.tasks.get_mut(&step.key) {
+        entry.pending = true;
+    }
+    recorder.pending.push(Ended {
+        task: step.task.unbind(),
+        key: step.key,
+        queued_ns: step.queued_ns,
+        start_ns: step.start_ns,
+        end_ns,
+    });
+    if recorder.pending.len() >= MAX_PENDING {
+        recorder.account(py);
+    }
+    step.id
+}
+
+impl StepRecorder {
+    /// Accounts for the steps that ended since the last time.
+    pub fn account(&mut self, py: Python<'_>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Ok(attributes) = Attributes::get(py) else {
+            self.pending.clear();
+            return;
+        };
+        let mut pending = std::mem::take(&mut self.pending);
+        for ended in pending.drain(..) {
+            account_step(py, attributes, self, ended);
+        }
+        // The (empty) vector is kept for its room.
+        if self.pending.is_empty() {
+            self.pending = pending;
+        }
+    }
+}
+
+/// A step's duration, and what the task waits on since.
+fn account_step(py: Python<'_>, attributes: &Attributes, recorder: &mut StepRecorder, step: Ended) {
+    let end_ns = step.end_ns;
+    let task = step.task.into_bound(py);
+    let task = &task;
     let future = attributes
         .fut_waiter
         .read(task)
@@ -438,13 +519,6 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step<'_>) -> u32 {
     } else {
         (false, false)
     };
-    let Ok(mut slot) = observation.steps.borrow_mut(py) else {
-        return 0;
-    };
-    let Some(recorder) = slot.as_mut() else {
-        return 0;
-    };
-    recorder.running = 0;
     let coroutine = recorder.tasks.get(&step.key).map(|e| Top {
         coroutine: e.coroutine_object.bind(py).clone(),
         code: e.code.map(|code| (code, !e.library)),
@@ -462,8 +536,9 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step<'_>) -> u32 {
         }
     };
     let Some(entry) = recorder.tasks.get_mut(&step.key) else {
-        return 0;
+        return;
     };
+    entry.pending = false;
     let id = entry.id;
     let busy = end_ns - step.start_ns;
     entry.steps += 1;
@@ -500,7 +575,6 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step<'_>) -> u32 {
         wait,
         done,
     });
-    id
 }
 
 /// A task's own coroutine, with what its entry keeps of it.
@@ -595,6 +669,18 @@ impl Observation {
     pub fn stamp_queued(&self, handle: &crate::handles::HandleRef) {
         if self.is_on(super::Instrument::Steps) {
             handle.set_queued_ns(clock::monotonic_ns());
+        }
+    }
+
+    /// Accounts for the task steps that ended in the batch just run.
+    pub fn account_steps(&self, py: Python<'_>) {
+        if !self.is_on(super::Instrument::Steps) {
+            return;
+        }
+        if let Ok(mut slot) = self.steps.borrow_mut(py) {
+            if let Some(recorder) = slot.as_mut() {
+                recorder.account(py);
+            }
         }
     }
 
