@@ -6,8 +6,9 @@
 //! (where `data_received`, `buffer_updated`, `datagram_received`... run), a
 //! pending `sock_*` operation — goes through [`crate::loop_core::run`]'s `run_item`.
 //! With every instrument off, that costs one test of [`Observation::active`]
-//! per item; with any on, the item runs through [`run_observed`], which
-//! gives each instrument what it needs and nothing more:
+//! per item; with any on, the item runs through [`run_observed`] (or the
+//! leaner [`run_detected`] when the detector is the only one), which gives
+//! each instrument what it needs and nothing more:
 //!
 //! - the blocking detector ([`blocking`]): a sequence number and the item,
 //!   published in two relaxed atomic stores; no clock read;
