@@ -4,6 +4,7 @@ ferroloop, and most compare the two directly."""
 import asyncio
 import gc
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,12 @@ import pytest
 import ferroloop
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A parent that ignores SIGINT (a shell's background job does) passes the
+# ignoring on through exec to every child, where Ctrl-C and send_signal(SIGINT)
+# would then do nothing; the tests that interrupt children need the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Sample suites that tests/test_pytest_plugin.py runs in pytests of their own.
 collect_ignore = ['plugin_samples']
 LOOP_FACTORIES = {
