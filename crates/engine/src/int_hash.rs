@@ -84,7 +84,9 @@ mod tests {
     #[test]
     fn aligned_addresses_spread_over_low_and_high_bits() {
         // 4096 addresses 16 bytes apart, as an allocator hands them out.
-        let hashes: Vec<u64> = (0..4096usize).map(|i| hash(0x7f00_0000_0000 + 16 * i)).collect();
+        let hashes: Vec<u64> = (0..4096usize)
+            .map(|i| hash(0x7f00_0000_0000 + 16 * i))
+            .collect();
         let low: HashSet<u64> = hashes.iter().map(|h| h & 0xfff).collect();
         let high: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
         // A uniform hash fills about 63 % of 4096 low slots and all 128 tags.

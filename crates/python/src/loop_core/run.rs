@@ -310,7 +310,11 @@ pub(crate) fn run_io(slf: &Bound<'_, LoopCore>, item: &Ready) -> PyResult<()> {
 }
 
 #[inline]
-pub(crate) fn run_handle(slf: &Bound<'_, LoopCore>, handle: &HandleRef, keep: bool) -> PyResult<()> {
+pub(crate) fn run_handle(
+    slf: &Bound<'_, LoopCore>,
+    handle: &HandleRef,
+    keep: bool,
+) -> PyResult<()> {
     let py = slf.py();
     match handle.run(py, keep)? {
         RunOutcome::Done => Ok(()),

@@ -60,11 +60,7 @@ impl DataAttribute {
                 return unsafe {
                     Bound::from_owned_ptr_or_err(
                         py,
-                        get(
-                            descriptor.as_ptr(),
-                            obj.as_ptr(),
-                            self.owner.as_ptr(),
-                        ),
+                        get(descriptor.as_ptr(), obj.as_ptr(), self.owner.as_ptr()),
                     )
                 };
             }

@@ -25,17 +25,19 @@
 //! own step code kept evicting each other: that eviction, not the
 //! instructions, was most of what tracing cost.
 
+use std::num::NonZeroU32;
+
 use ferroloop_engine::{clock, IntMap};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyDict, PyList, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
 
 use super::attributes::{self, Attributes};
 use super::Observation;
 use crate::io::Ready;
 
-/// At most this many events are kept (about 64 bytes each).
+/// At most this many events are kept ([`Event`]'s size each).
 const MAX_EVENTS: usize = 1 << 20;
 /// Steps ended and not yet accounted for, at most (a long batch is accounted
 /// for in parts).
@@ -45,19 +47,26 @@ const MAX_FINISHED: usize = 100_000;
 /// How deep an await chain is followed.
 const MAX_AWAIT_DEPTH: usize = 64;
 
-/// A code object the recorder has looked at, by address: its table of code
-/// objects ([`StepRecorder::classify`], the only maker of a `KnownCode`)
-/// holds a reference to each for as long as the recorder lives, and a
-/// `KnownCode` never leaves the recorder. So the events and the statistics
-/// name code objects without counting references, step after step.
+/// An object the recorder names (a code object, a future's type): its
+/// number in the recorder's table of them, which holds a reference to each
+/// for as long as the recorder lives ([`StepRecorder::classify`] and
+/// [`StepRecorder::known_type`] make them). So the events and the statistics
+/// name objects without counting references, step after step, in four bytes.
 #[derive(Clone, Copy)]
-struct KnownCode(usize);
+struct KnownObject(NonZeroU32);
 
-impl KnownCode {
-    fn bind<'py>(self, py: Python<'py>) -> Bound<'py, PyAny> {
-        // SAFETY: the address is that of a code object the recorder's table
-        // keeps alive (see the type's docs), and we are attached.
-        unsafe { Bound::from_borrowed_ptr(py, self.0 as *mut ffi::PyObject) }
+/// The objects [`KnownObject`]s name.
+struct KnownObjects(Vec<Py<PyAny>>);
+
+impl KnownObjects {
+    fn add(&mut self, object: Py<PyAny>) -> KnownObject {
+        self.0.push(object);
+        let number = u32::try_from(self.0.len()).ok().and_then(NonZeroU32::new);
+        KnownObject(number.expect("fewer known objects than u32::MAX"))
+    }
+
+    fn bind<'py>(&self, py: Python<'py>, known: KnownObject) -> &Bound<'py, PyAny> {
+        self.0[known.0.get() as usize - 1].bind(py)
     }
 }
 
@@ -67,15 +76,15 @@ impl KnownCode {
 /// [`Place::FIRST_LINE`] for a coroutine not started yet.
 #[derive(Clone, Copy)]
 struct Place {
-    code: KnownCode,
+    code: KnownObject,
     offset: i32,
 }
 
 impl Place {
     const FIRST_LINE: i32 = -1;
 
-    fn line(self, py: Python<'_>) -> PyResult<i32> {
-        let code = self.code.bind(py);
+    fn line(self, py: Python<'_>, known: &KnownObjects) -> PyResult<i32> {
+        let code = known.bind(py, self.code);
         if self.offset == Self::FIRST_LINE {
             return code.getattr(pyo3::intern!(py, "co_firstlineno"))?.extract();
         }
@@ -84,12 +93,12 @@ impl Place {
         Ok(unsafe { ffi::PyCode_Addr2Line(code.as_ptr().cast(), self.offset) })
     }
 
-    fn to_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+    fn to_py<'py>(self, py: Python<'py>, known: &KnownObjects) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(
             py,
             [
-                self.code.bind(py),
-                self.line(py)?.into_pyobject(py)?.into_any(),
+                known.bind(py, self.code).clone(),
+                self.line(py, known)?.into_pyobject(py)?.into_any(),
             ],
         )
     }
@@ -101,11 +110,14 @@ struct Wait {
     at: Option<Place>,
     /// The innermost coroutine of the chain, when it is not user code
     /// (`asyncio.sleep`, `Lock.acquire`...).
-    inner: Option<KnownCode>,
+    inner: Option<KnownObject>,
     /// The awaited future's type, and its task number if it is a task.
-    future_type: Option<Py<PyAny>>,
+    future_type: Option<KnownObject>,
     future_task: u32,
 }
+
+// Events are most of what tracing writes to memory: kept small.
+const _: () = assert!(std::mem::size_of::<Event>() <= 56);
 
 enum Event {
     Created {
@@ -141,7 +153,7 @@ struct TaskEntry {
     /// The coroutine's code object (or its type, for other awaitables).
     coroutine: Py<PyAny>,
     /// The same code object, if it is one.
-    code: Option<KnownCode>,
+    code: Option<KnownObject>,
     /// The coroutine itself, for what it awaits after each step, and its
     /// frame if it is user code; dropped when the task ends.
     coroutine_object: Py<PyAny>,
@@ -180,7 +192,13 @@ pub struct StepRecorder {
     tracing: bool,
     events: Vec<Event>,
     dropped_events: u64,
-    tasks: IntMap<usize, TaskEntry>,
+    /// The live tasks' entries, by task address: a number in `entries`,
+    /// which steps carry from their start to their accounting, so that the
+    /// address is looked up once a step.
+    tasks: IntMap<usize, u32>,
+    entries: Vec<Option<TaskEntry>>,
+    /// Unused numbers in `entries`.
+    free_entries: Vec<u32>,
     finished: Vec<TaskEntry>,
     dropped_tasks: u64,
     next_id: u32,
@@ -189,15 +207,18 @@ pub struct StepRecorder {
     /// Steps ended, in order, waiting to be accounted for.
     pending: Vec<Ended>,
     started_ns: i64,
-    /// Code object → is it user code (not the standard library, not
-    /// ferroloop)? Holds the code objects a [`KnownCode`] names.
-    user_code: IntMap<usize, (Py<PyAny>, bool)>,
+    /// The objects named so far by address: code objects, with whether
+    /// they are user code (not the standard library, not ferroloop), and
+    /// future types.
+    known_addresses: IntMap<usize, (KnownObject, bool)>,
+    known: KnownObjects,
 }
 
 /// A step in progress.
 pub struct Step<'py> {
     task: Bound<'py, PyAny>,
-    key: usize,
+    /// Its number in [`StepRecorder::entries`].
+    entry: u32,
     id: u32,
     queued_ns: i64,
     start_ns: i64,
@@ -206,7 +227,7 @@ pub struct Step<'py> {
 /// A step that ended, not yet accounted for.
 struct Ended {
     task: Py<PyAny>,
-    key: usize,
+    entry: u32,
     queued_ns: i64,
     start_ns: i64,
     end_ns: i64,
@@ -219,13 +240,16 @@ impl StepRecorder {
             events: Vec::new(),
             dropped_events: 0,
             tasks: IntMap::default(),
+            entries: Vec::new(),
+            free_entries: Vec::new(),
             finished: Vec::new(),
             dropped_tasks: 0,
             next_id: 1,
             running: 0,
             pending: Vec::new(),
             started_ns: clock::monotonic_ns(),
-            user_code: IntMap::default(),
+            known_addresses: IntMap::default(),
+            known: KnownObjects(Vec::new()),
         }
     }
 
@@ -245,28 +269,26 @@ impl StepRecorder {
         }
     }
 
-    /// The entry of `task`, made on first sight. A dead entry under the same
-    /// address (the task was collected and the memory reused) is retired.
-    fn entry(
-        &mut self,
-        py: Python<'_>,
-        task: &Bound<'_, PyAny>,
-        at_ns: i64,
-    ) -> PyResult<&mut TaskEntry> {
+    /// The number of `task`'s entry, made on first sight. A dead entry under
+    /// the same address (the task was collected and the memory reused) is
+    /// retired.
+    fn entry(&mut self, py: Python<'_>, task: &Bound<'_, PyAny>, at_ns: i64) -> PyResult<u32> {
         let key = task.as_ptr() as usize;
-        let known = self
-            .tasks
-            .get(&key)
-            .map(|entry| entry.task.bind(py).upgrade().is_some_and(|t| t.is(task)));
-        if known == Some(false) {
-            if let Some(old) = self.tasks.remove(&key) {
-                self.retire(py, old);
+        if let Some(&number) = self.tasks.get(&key) {
+            if self
+                .entry_mut(number)
+                .is_some_and(|entry| refers_to(&entry.task, task))
+            {
+                return Ok(number);
             }
+            self.tasks.remove(&key);
+            self.retire(py, number);
         }
-        if known != Some(true) {
-            self.insert_entry(py, task, key, at_ns)?;
-        }
-        Ok(self.tasks.get_mut(&key).expect("inserted above"))
+        self.insert_entry(py, task, key, at_ns)
+    }
+
+    fn entry_mut(&mut self, number: u32) -> Option<&mut TaskEntry> {
+        self.entries.get_mut(number as usize)?.as_mut()
     }
 
     /// Makes the entry of a task seen for the first time (out of line: the
@@ -278,7 +300,7 @@ impl StepRecorder {
         task: &Bound<'_, PyAny>,
         key: usize,
         at_ns: i64,
-    ) -> PyResult<()> {
+    ) -> PyResult<u32> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let coroutine_object = Attributes::get(py)?.coro.read(task)?;
@@ -327,17 +349,33 @@ impl StepRecorder {
             cancelled: false,
             pending: false,
         };
-        self.tasks.insert(key, entry);
+        let number = match self.free_entries.pop() {
+            Some(number) => {
+                self.entries[number as usize] = Some(entry);
+                number
+            }
+            None => {
+                self.entries.push(Some(entry));
+                u32::try_from(self.entries.len() - 1).expect("fewer live tasks than u32::MAX")
+            }
+        };
+        self.tasks.insert(key, number);
         self.push(Event::Created {
             task: id,
             parent,
             at_ns,
         });
-        Ok(())
+        Ok(number)
     }
 
+    /// Moves entry `number` (its task's address is no longer in `tasks`)
+    /// to the finished ones.
     #[inline(never)]
-    fn retire(&mut self, py: Python<'_>, mut entry: TaskEntry) {
+    fn retire(&mut self, py: Python<'_>, number: u32) {
+        let Some(mut entry) = self.entries.get_mut(number as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free_entries.push(number);
         // A name set after creation (asyncio.create_task's `name=` on 3.11
         // is set after the task is made) is taken now.
         entry.refresh_name(py);
@@ -348,20 +386,45 @@ impl StepRecorder {
         }
     }
 
-    /// Whether code object `code` is user code, and the `KnownCode` that
+    /// Whether code object `code` is user code, and the `KnownObject` that
     /// names it from now on.
-    fn classify(&mut self, py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<(KnownCode, bool)> {
+    fn classify(
+        &mut self,
+        py: Python<'_>,
+        code: &Bound<'_, PyAny>,
+    ) -> PyResult<(KnownObject, bool)> {
         let key = code.as_ptr() as usize;
-        if let Some((_, user)) = self.user_code.get(&key) {
-            return Ok((KnownCode(key), *user));
+        if let Some(&known) = self.known_addresses.get(&key) {
+            return Ok(known);
         }
         let user = IS_USER_CODE
             .import(py, "ferroloop._trace", "is_user_code")?
             .call1((code,))?
             .is_truthy()?;
-        self.user_code.insert(key, (code.clone().unbind(), user));
-        Ok((KnownCode(key), user))
+        let known = (self.known.add(code.clone().unbind()), user);
+        self.known_addresses.insert(key, known);
+        Ok(known)
     }
+
+    /// The `KnownObject` that names type `ty`.
+    fn known_type(&mut self, ty: &Bound<'_, PyType>) -> KnownObject {
+        let key = ty.as_ptr() as usize;
+        if let Some(&(known, _)) = self.known_addresses.get(&key) {
+            return known;
+        }
+        let known = self.known.add(ty.clone().into_any().unbind());
+        self.known_addresses.insert(key, (known, false));
+        known
+    }
+}
+
+/// Whether `weak` refers to `obj`: a live object's address is its own
+/// (a dead referent's memory may hold another object).
+fn refers_to(weak: &Py<PyWeakrefReference>, obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `weak` is a live weak reference object, whose `wr_object` is
+    // its referent while that lives and `None` from its death on (CPython's
+    // weakrefobject.h); the pointer is compared, not followed.
+    unsafe { (*weak.as_ptr().cast::<ffi::PyWeakReference>()).wr_object == obj.as_ptr() }
 }
 
 static IS_USER_CODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -423,11 +486,7 @@ fn task_of<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'
 }
 
 /// At the start of an item: a [`Step`] if it is a task step.
-pub fn begin<'py>(
-    py: Python<'py>,
-    observation: &Observation,
-    item: &Ready,
-) -> Option<Step<'py>> {
+pub fn begin<'py>(py: Python<'py>, observation: &Observation, item: &Ready) -> Option<Step<'py>> {
     let Ready::Callback(handle) = item else {
         return None;
     };
@@ -435,21 +494,23 @@ pub fn begin<'py>(
     let start_ns = clock::monotonic_ns();
     let mut slot = observation.steps.borrow_mut(py).ok()?;
     let recorder = slot.as_mut()?;
-    let (id, pending) = match recorder.entry(py, &task, start_ns) {
-        Ok(entry) => (entry.id, entry.pending),
+    let number = match recorder.entry(py, &task, start_ns) {
+        Ok(number) => number,
         Err(err) => {
             err.write_unraisable(py, None);
             return None;
         }
     };
+    let entry = recorder.entry_mut(number)?;
+    let (id, pending) = (entry.id, entry.pending);
     if pending {
         // Its previous step ended in this batch: accounted for first.
         recorder.account(py);
     }
     recorder.running = id;
     Some(Step {
-        key: task.as_ptr() as usize,
         task,
+        entry: number,
         id,
         queued_ns: handle.queued_ns(),
         start_ns,
@@ -467,12 +528,12 @@ pub fn end(py: Python<'_>, observation: &Observation, step: Step<'_>) -> u32 {
         return step.id;
     };
     recorder.running = 0;
-    if let Some(entry) = recorder.tasks.get_mut(&step.key) {
+    if let Some(entry) = recorder.entry_mut(step.entry) {
         entry.pending = true;
     }
     recorder.pending.push(Ended {
         task: step.task.unbind(),
-        key: step.key,
+        entry: step.entry,
         queued_ns: step.queued_ns,
         start_ns: step.start_ns,
         end_ns,
@@ -519,11 +580,17 @@ fn account_step(py: Python<'_>, attributes: &Attributes, recorder: &mut StepReco
     } else {
         (false, false)
     };
-    let coroutine = recorder.tasks.get(&step.key).map(|e| Top {
-        coroutine: e.coroutine_object.bind(py).clone(),
-        code: e.code.map(|code| (code, !e.library)),
-        frame: e.frame.as_ref().map(|f| f.bind(py).clone()),
-    });
+    let Some(entry) = recorder
+        .entry_mut(step.entry)
+        .filter(|entry| refers_to(&entry.task, task))
+    else {
+        return;
+    };
+    let coroutine = Top {
+        coroutine: entry.coroutine_object.bind(py).clone(),
+        code: entry.code.map(|code| (code, !entry.library)),
+        frame: entry.frame.as_ref().map(|f| f.bind(py).clone()),
+    };
     let wait = if done {
         None
     } else {
@@ -535,7 +602,7 @@ fn account_step(py: Python<'_>, attributes: &Attributes, recorder: &mut StepReco
             }
         }
     };
-    let Some(entry) = recorder.tasks.get_mut(&step.key) else {
+    let Some(entry) = recorder.entry_mut(step.entry) else {
         return;
     };
     entry.pending = false;
@@ -563,9 +630,8 @@ fn account_step(py: Python<'_>, attributes: &Attributes, recorder: &mut StepReco
         entry.cancelled = cancelled;
         entry.coroutine_object = py.None();
         entry.frame = None;
-        if let Some(entry) = recorder.tasks.remove(&step.key) {
-            recorder.retire(py, entry);
-        }
+        recorder.tasks.remove(&(task.as_ptr() as usize));
+        recorder.retire(py, step.entry);
     }
     recorder.push(Event::Step {
         task: id,
@@ -581,7 +647,7 @@ fn account_step(py: Python<'_>, attributes: &Attributes, recorder: &mut StepReco
 struct Top<'py> {
     coroutine: Bound<'py, PyAny>,
     /// Its code, and whether that is user code, if it is a coroutine.
-    code: Option<(KnownCode, bool)>,
+    code: Option<(KnownObject, bool)>,
     frame: Option<Bound<'py, PyAny>>,
 }
 
@@ -593,26 +659,17 @@ fn waits_on(
     attributes: &Attributes,
     recorder: &mut StepRecorder,
     future: &Bound<'_, PyAny>,
-    top: Option<Top<'_>>,
+    top: Top<'_>,
 ) -> PyResult<Wait> {
-    let (future_type, future_task) = if future.is_none() {
-        (None, 0)
-    } else if attributes.is_task(future) {
-        let id = recorder.entry(py, future, clock::monotonic_ns())?.id;
-        (Some(future.get_type().into_any().unbind()), id)
+    let future_type = (!future.is_none()).then(|| recorder.known_type(&future.get_type()));
+    let future_task = if future_type.is_some() && attributes.is_task(future) {
+        let number = recorder.entry(py, future, clock::monotonic_ns())?;
+        recorder.entry_mut(number).map_or(0, |entry| entry.id)
     } else {
-        (Some(future.get_type().into_any().unbind()), 0)
+        0
     };
     let mut at = None;
     let mut inner = None;
-    let Some(top) = top else {
-        return Ok(Wait {
-            at,
-            inner,
-            future_type,
-            future_task,
-        });
-    };
     let mut awaiting = top.coroutine;
     // The task's own coroutine is known from its entry.
     let mut known = top.code.map(|code| (code, top.frame));
@@ -622,7 +679,10 @@ fn waits_on(
         };
         let ((code, user), frame) = match known.take() {
             Some((code, frame)) => (code, frame),
-            None => (recorder.classify(py, &attribute.code.read(&awaiting)?)?, None),
+            None => (
+                recorder.classify(py, &attribute.code.read(&awaiting)?)?,
+                None,
+            ),
         };
         if !user {
             inner = Some(code);
@@ -730,7 +790,11 @@ fn secs(ns: i64) -> f64 {
     clock::ns_to_secs(ns)
 }
 
-fn entry_to_py<'py>(py: Python<'py>, entry: &TaskEntry) -> PyResult<Bound<'py, PyDict>> {
+fn entry_to_py<'py>(
+    py: Python<'py>,
+    known: &KnownObjects,
+    entry: &TaskEntry,
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let task = entry.task.bind(py).upgrade();
     let name = match (&task, &entry.name) {
@@ -752,7 +816,7 @@ fn entry_to_py<'py>(py: Python<'py>, entry: &TaskEntry) -> PyResult<Bound<'py, P
     dict.set_item("slowest_step", (entry.slowest_ns.max(0)) as f64 / 1e9)?;
     dict.set_item(
         "slowest_at",
-        entry.slowest_at.as_ref().map(|p| p.to_py(py)).transpose()?,
+        entry.slowest_at.map(|p| p.to_py(py, known)).transpose()?,
     )?;
     dict.set_item("done", entry.done)?;
     dict.set_item("cancelled", entry.cancelled)?;
@@ -763,8 +827,8 @@ impl StepRecorder {
     /// Per-task statistics: live tasks, then finished ones.
     pub fn task_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
-        for entry in self.tasks.values().chain(self.finished.iter()) {
-            list.append(entry_to_py(py, entry)?)?;
+        for entry in self.entries.iter().flatten().chain(self.finished.iter()) {
+            list.append(entry_to_py(py, &self.known, entry)?)?;
         }
         Ok(list)
     }
@@ -797,9 +861,9 @@ impl StepRecorder {
                     let wait = match wait {
                         None => py.None().into_bound(py),
                         Some(w) => (
-                            w.at.as_ref().map(|p| p.to_py(py)).transpose()?,
-                            w.inner.map(|c| c.bind(py)),
-                            w.future_type.as_ref().map(|t| t.bind(py).clone()),
+                            w.at.map(|p| p.to_py(py, &self.known)).transpose()?,
+                            w.inner.map(|c| self.known.bind(py, c)),
+                            w.future_type.map(|t| self.known.bind(py, t)),
                             w.future_task,
                         )
                             .into_pyobject(py)?
