@@ -2,7 +2,8 @@
 //!
 //! At the end of every task step the recorder reads a few attributes of the
 //! task (`_fut_waiter`, `_state`) and of each coroutine or generator of its
-//! await chain (`cr_await`, `cr_code`, `gi_frame`...). Read by name, each
+//! await chain (`cr_await`, `gi_frame`..., and the code object, read from
+//! the object itself: [`Awaitable::code`]). Read by name, each
 //! costs a lookup through the type's dictionaries and the generic attribute
 //! machinery, together most of a step's bookkeeping. They are data
 //! descriptors (getsets and members) of types that cannot change (C types,
@@ -77,19 +78,60 @@ fn is_exactly(obj: &Bound<'_, PyAny>, ty: &Bound<'_, PyType>) -> bool {
 
 /// A coroutine's or a generator's code, frame, and what it awaits.
 pub struct Awaitable {
-    pub code: DataAttribute,
     pub frame: DataAttribute,
     pub awaits: DataAttribute,
 }
 
 impl Awaitable {
-    fn find(ty: &Bound<'_, PyType>, names: [&str; 3]) -> PyResult<Awaitable> {
+    fn find(ty: &Bound<'_, PyType>, names: [&str; 2]) -> PyResult<Awaitable> {
         Ok(Awaitable {
-            code: DataAttribute::find(ty, names[0])?,
-            frame: DataAttribute::find(ty, names[1])?,
-            awaits: DataAttribute::find(ty, names[2])?,
+            frame: DataAttribute::find(ty, names[0])?,
+            awaits: DataAttribute::find(ty, names[1])?,
         })
     }
+
+    /// The code object of `obj`, a coroutine or generator (of the exact
+    /// type [`Attributes::awaitable`] found this for). Read from the object
+    /// itself, as the C API lets a C extension: the `cr_code` attribute
+    /// raises an audit event (`object.__getattr__`) on every read, which
+    /// cost more than the rest of the read, each step.
+    #[inline]
+    pub fn code<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = obj.py();
+        #[cfg(not(Py_3_12))]
+        {
+            // SAFETY: up to 3.11 a coroutine or generator (what `obj` is)
+            // begins with the PyGenObject header, whose `gi_code` is its
+            // code object, never NULL, alive as long as `obj` is.
+            Ok(unsafe {
+                Bound::from_borrowed_ptr(py, (*obj.as_ptr().cast::<ffi::PyGenObject>()).gi_code)
+            })
+        }
+        #[cfg(all(Py_3_12, not(py_sys_config = "Py_DEBUG")))]
+        {
+            // SAFETY: PyGen_GetCode reads the code of a generator, and a
+            // coroutine's the same way (they share the header it reads; only
+            // a debug build asserts that the object is a generator): `obj`
+            // is one of the two, alive. It returns a new reference.
+            Ok(unsafe { Bound::from_owned_ptr(py, PyGen_GetCode(obj.as_ptr()).cast()) })
+        }
+        #[cfg(all(Py_3_12, py_sys_config = "Py_DEBUG"))]
+        {
+            // SAFETY: the check only inspects the type of a live object.
+            let coroutine = unsafe { ffi::PyCoro_CheckExact(obj.as_ptr()) } != 0;
+            obj.getattr(if coroutine {
+                pyo3::intern!(py, "cr_code")
+            } else {
+                pyo3::intern!(py, "gi_code")
+            })
+        }
+    }
+}
+
+#[cfg(Py_3_12)]
+extern "C" {
+    /// CPython's `PyCodeObject *PyGen_GetCode(PyGenObject *gen)` (3.12 on).
+    fn PyGen_GetCode(generator: *mut ffi::PyObject) -> *mut ffi::PyObject;
 }
 
 /// What the recorder reads, found once per interpreter.
@@ -122,11 +164,11 @@ impl Attributes {
             Ok(Attributes {
                 coroutine: Awaitable::find(
                     &types.getattr("CoroutineType")?.cast_into()?,
-                    ["cr_code", "cr_frame", "cr_await"],
+                    ["cr_frame", "cr_await"],
                 )?,
                 generator: Awaitable::find(
                     &types.getattr("GeneratorType")?.cast_into()?,
-                    ["gi_code", "gi_frame", "gi_yieldfrom"],
+                    ["gi_frame", "gi_yieldfrom"],
                 )?,
                 fut_waiter: DataAttribute::find(&task, "_fut_waiter")?,
                 coro: DataAttribute::find(&task, "_coro")?,
