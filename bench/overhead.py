@@ -4,10 +4,15 @@ scheduling and echo benchmarks, and the timeline tracer per task step.
     python bench/overhead.py [--quick] [--repeat N] [--instructions]
 
 Each benchmark of bench/run.py named below runs on ferroloop with the
-detector off and on (threshold 0.05 s, bench/loops.py's DETECTOR_LOOP),
-measurements interleaved, medians of CPU time per operation, in fresh
-processes as bench/run.py makes them. The tracer's cost per task step is
-traced_gather_sleep0 minus gather_sleep0, per task switch.
+detector off and on (threshold 0.05 s, bench/loops.py's DETECTOR_LOOP). A
+core row runs off and on in turn, ROUNDS times, in each of N processes
+(bench/core_child.py --alternate), a fresh loop each time: the change is the
+median over those rounds of on/off, each pair measured in the same process,
+moments apart (processes on this shared virtual machine differ from one
+another by more than the detector costs). An echo row needs a server
+process per measurement: those alternate between processes. The tracer's
+cost per task step is traced_gather_sleep0 minus gather_sleep0, per task
+switch, measured in turn in the same way.
 
 --instructions counts instructions instead (callgrind, the core rows and
 the tracer; each a long run minus a short one, per operation, counted only
@@ -26,9 +31,10 @@ from pathlib import Path
 
 import net
 from loops import DETECTOR_LOOP
-from measure import Failure, summarise
+from measure import Failure, Sample, run_child, summarise
 from profile import core_run
-from run import CORE_BENCHMARKS, NATIVE_BUILD_DIR, NET_SECONDS, CoreBenchmark, measure_core
+from run import (CORE_BENCHMARKS, CORE_CHILD, CORE_TIMEOUT, NATIVE_BUILD_DIR, NET_SECONDS,
+                 CoreBenchmark)
 
 CORE = ('call_soon', 'call_later', 'gather_sleep0', 'task_churn')
 NET = ('proto_tcp_1k_x10', 'proto_unix_1k_x10', 'streams_tcp_1k_x10', 'udp_1k_x10')
@@ -39,6 +45,45 @@ LOOP_RUN_SYMBOL = '*LoopCore*__pymethod__run__'
 # The short run's size under callgrind (the long run is three times that).
 INSTRUCTION_SIZES = {'call_soon': 100_000, 'call_later': 20_000, 'gather_sleep0': 1_000,
                      'task_churn': 10_000}
+
+
+# Rounds of a core row's variants in one process (bench/core_child.py --alternate).
+ROUNDS = 5
+
+
+def alternated(variants, size, quick, repeat):
+    """Samples of each (loop, benchmark) variant, in the order given: ``repeat``
+    processes, each measuring them in turn ROUNDS times. A Failure if one
+    failed."""
+    samples = [[] for _ in variants]
+    for _ in range(repeat):
+        command = [sys.executable, str(CORE_CHILD), '--alternate', str(ROUNDS), str(size),
+                   *(f'{loop}:{benchmark}' for loop, benchmark in variants)]
+        outcome = run_child(command, CORE_TIMEOUT[quick] * ROUNDS * len(variants))
+        if isinstance(outcome, Failure):
+            return outcome
+        for pooled, got in zip(samples, outcome['samples']):
+            pooled.extend(Sample(**sample) for sample in got)
+    return samples
+
+
+def per_op_us(sample):
+    return sample.cpu / sample.ops * 1e6
+
+
+def paired_cells(samples, change, unit=''):
+    """Table cells of variant 0 (off) and variant 1 (on): their medians, and
+    the median over rounds of ``change(off, on)`` within each round."""
+    if isinstance(samples, Failure):
+        return ['err', 'err', samples.reason]
+    off, on = samples
+    changes = sorted(change(per_op_us(a), per_op_us(b)) for a, b in zip(off, on))
+    return [f'{summarise(off).cpu_us:.3g}', f'{summarise(on).cpu_us:.3g}',
+            f'{changes[len(changes) // 2]:+.3g}{unit}']
+
+
+def row(cells):
+    return '| ' + ' | '.join(cells) + ' |'
 
 
 def interleaved(repeat, loops, measure_once):
@@ -116,12 +161,16 @@ def main():
     repeat = args.repeat or (3 if args.quick else 7)
     by_name = {b.name: b for b in CORE_BENCHMARKS}
     lines = ['**blocking detector: ferroloop CPU µs per operation, off and on '
-             f'(median of {repeat})**', '',
+             f'(medians; core rows: {repeat} processes × {ROUNDS} rounds in turn, change: '
+             f'median of the rounds\' on/off; echo rows: {repeat} servers each)**', '',
              '| benchmark | off | on | change |', '| --- | ---: | ---: | ---: |']
     for name in CORE:
-        summaries = interleaved(repeat, LOOPS,
-                                lambda loop: measure_core(by_name[name], loop, args.quick))
-        lines.append(overhead_row(name, summaries))
+        benchmark = by_name[name]
+        samples = alternated([('ferroloop', name), (DETECTOR_LOOP, name)],
+                             benchmark.quick_size if args.quick else benchmark.size,
+                             args.quick, repeat)
+        lines.append(row([name, *paired_cells(samples, lambda off, on: (on / off - 1) * 100,
+                                              ' %')]))
         print(lines[-1], file=sys.stderr, flush=True)
     tools = net.build_native(NATIVE_BUILD_DIR)
     placement = net.Placement.choose()
@@ -133,19 +182,13 @@ def main():
         print(lines[-1], file=sys.stderr, flush=True)
 
     plain = by_name['gather_sleep0']
-    traced = CoreBenchmark('traced_gather_sleep0', plain.size, plain.quick_size, None)
-    samples = {'plain': [], 'traced': []}
-    for _ in range(repeat):
-        samples['plain'].append(measure_core(plain, 'ferroloop', args.quick))
-        samples['traced'].append(measure_core(traced, 'ferroloop', args.quick))
-    summaries = {kind: summarise(results) for kind, results in samples.items()}
-    lines += ['', f'**timeline tracer: CPU µs per task step (median of {repeat})**', '',
-              '| gather_sleep0 | traced | tracer per step |', '| ---: | ---: | ---: |']
-    if any(isinstance(s, Failure) for s in summaries.values()):
-        lines.append(f'| err | err | {summaries} |')
-    else:
-        lines.append(f"| {summaries['plain'].cpu_us:.3g} | {summaries['traced'].cpu_us:.3g} | "
-                     f"{summaries['traced'].cpu_us - summaries['plain'].cpu_us:.3g} |")
+    samples = alternated([('ferroloop', 'gather_sleep0'), ('ferroloop', 'traced_gather_sleep0')],
+                         plain.quick_size if args.quick else plain.size, args.quick, repeat)
+    lines += ['', '**timeline tracer: CPU µs per task step (medians; '
+              f'{repeat} processes × {ROUNDS} rounds in turn; per step: median of the '
+              'rounds\' difference)**', '',
+              '| gather_sleep0 | traced | tracer per step |', '| ---: | ---: | ---: |',
+              row(paired_cells(samples, lambda plain, traced: traced - plain))]
     print('\n'.join(lines))
 
 
