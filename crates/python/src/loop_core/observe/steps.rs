@@ -473,11 +473,11 @@ fn coroutine_name<'py>(
 /// objects. Types are checked before any attribute is looked up: a failed
 /// lookup costs an exception.
 fn task_of<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    // The step wrapper's test comes first: an exact type test, where the
+    // builtin-method test of anything else is a subtype walk.
     // SAFETY: PyCFunction_Check only inspects the type; for a builtin
     // method PyCFunction_GET_SELF returns its borrowed `self` (or NULL);
     // the tp_name of a live object's type is a valid C string.
-    // The step wrapper's test comes first: an exact type test, where the
-    // builtin-method test of anything else is a subtype walk.
     let owner = unsafe {
         let ptr = callback.as_ptr();
         if let Some(owner) = attributes::known_step_owner(callback) {
