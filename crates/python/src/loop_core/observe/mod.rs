@@ -11,7 +11,8 @@
 //! each instrument what it needs and nothing more:
 //!
 //! - the blocking detector ([`blocking`]): a sequence number and the item,
-//!   published in two relaxed atomic stores; no clock read;
+//!   published in three plain (relaxed or release) atomic stores; no clock
+//!   read;
 //! - task steps ([`steps`]): two clock reads per task step, and the task's
 //!   wait at the end of the step;
 //! - debug mode and `_set_callback_observer`: as before, callbacks only.
