@@ -241,43 +241,108 @@ def test_signals_terminate_kill_and_lookup_errors(reaping):
     assert both(main)[:3] == [-signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL]
 
 
-def test_protocol_callback_order(reaping):
+class OrderRecorder(asyncio.SubprocessProtocol):
+    """Records the callbacks a subprocess transport makes, in order, and
+    calls ``after_each(protocol)`` after each one, so that a test can make
+    the child's next step depend on a callback. Then the order compared is
+    caused, not a race: asyncio documents that process_exited() may come
+    before or after the pipes' callbacks, and for a child that exits as it
+    closes its stdout, which comes first is timing on either loop."""
+
+    def __init__(self, loop, events, after_each):
+        self.done = loop.create_future()
+        self.events = events
+        self.data = b''
+        self.after_each = after_each
+
+    def record(self, event):
+        self.events.append(event)
+        self.after_each(self)
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.record('made')
+
+    def pipe_data_received(self, fd, data):
+        self.data += data
+        if ('data', fd) not in self.events:
+            self.record(('data', fd))
+        else:
+            self.after_each(self)
+
+    def pipe_connection_lost(self, fd, exc):
+        self.record(('pipe lost', fd, exc))
+
+    def process_exited(self):
+        self.record('exited')
+
+    def connection_lost(self, exc):
+        self.events.append(('lost', exc))
+        self.done.set_result(None)
+
+
+def run_recorded(loop, child_code, after_each):
+    """Runs ``child_code`` under an OrderRecorder; returns its events, the
+    output, and the transport's state once connection_lost has run."""
+    events = []
+
+    async def main():
+        transport, protocol = await loop.subprocess_exec(
+            lambda: OrderRecorder(loop, events, after_each),
+            PY, '-c', child_code, stdin=None, stderr=None)
+        await protocol.done
+        info = (transport.get_returncode(), transport.get_pipe_transport(0),
+                type(transport.get_pipe_transport(1)).__name__.replace('_Unix', ''),
+                isinstance(transport.get_extra_info('subprocess'), subprocess.Popen),
+                transport.is_closing())
+        transport.close()
+        return events, protocol.data, info
+    return run(loop, main())
+
+
+def test_callback_order_when_the_pipe_closes_before_the_exit(reaping):
+    # The child closes its stdout, then waits to be terminated; the
+    # terminate() comes from pipe_connection_lost.
+    child = f'import os, time\nprint("x", flush=True)\nos.close(1)\ntime.sleep({TIMEOUT})'
+
     def program(loop):
-        events = []
+        terminated = []
 
-        class P(asyncio.SubprocessProtocol):
-            def __init__(self):
-                self.done = loop.create_future()
+        def terminate_once_stdout_is_lost(protocol):
+            if ('pipe lost', 1, None) in protocol.events and not terminated:
+                terminated.append(True)
+                protocol.transport.terminate()
+        return run_recorded(loop, child, terminate_once_stdout_is_lost)
 
-            def connection_made(self, transport):
-                events.append('made')
+    assert assert_same_on_both(program) == (
+        ['made', ('data', 1), ('pipe lost', 1, None), 'exited', ('lost', None)],
+        b'x\n', (-signal.SIGTERM, None, 'ReadPipeTransport', True, False))
 
-            def pipe_data_received(self, fd, data):
-                if ('data', fd) not in events:
-                    events.append(('data', fd))
 
-            def pipe_connection_lost(self, fd, exc):
-                events.append(('pipe lost', fd, exc))
+def test_callback_order_when_the_exit_comes_before_the_pipe_closes(reaping):
+    # The child leaves a grandchild holding its stdout, prints the
+    # grandchild's pid and exits. The grandchild is killed once both the
+    # exit and that pid have arrived; only then does stdout reach its end.
+    child = ('import subprocess, sys\n'
+             'g = subprocess.Popen([sys.executable, "-c", "import time; '
+             f'time.sleep({TIMEOUT})"], stdin=subprocess.DEVNULL)\n'
+             'print(g.pid, flush=True)')
 
-            def process_exited(self):
-                events.append('exited')
+    def program(loop):
+        killed = []
 
-            def connection_lost(self, exc):
-                events.append(('lost', exc))
-                self.done.set_result(None)
+        def kill_grandchild_once_ready(protocol):
+            if ('exited' in protocol.events and protocol.data.endswith(b'\n')
+                    and not killed):
+                killed.append(True)
+                os.kill(int(protocol.data), signal.SIGKILL)
+        events, data, info = run_recorded(loop, child, kill_grandchild_once_ready)
+        # Whether the pid arrives before or after the exit is timing.
+        return [e for e in events if e != ('data', 1)], data.strip().isdigit(), info
 
-        async def main():
-            transport, protocol = await loop.subprocess_exec(
-                P, PY, '-c', 'print("x")', stdin=None, stderr=None)
-            await protocol.done
-            info = (transport.get_returncode(), transport.get_pipe_transport(0),
-                    type(transport.get_pipe_transport(1)).__name__.replace('_Unix', ''),
-                    isinstance(transport.get_extra_info('subprocess'), subprocess.Popen),
-                    transport.is_closing())
-            transport.close()
-            return events, info
-        return run(loop, main())
-    assert_same_on_both(program)
+    assert assert_same_on_both(program) == (
+        ['made', 'exited', ('pipe lost', 1, None), ('lost', None)],
+        True, (0, None, 'ReadPipeTransport', True, False))
 
 
 def test_callbacks_run_in_the_context_the_transport_was_made_in(reaping):
