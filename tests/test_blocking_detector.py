@@ -110,6 +110,38 @@ def test_a_plain_callback_and_a_timer_are_named():
         assert report.duration >= 0.15
 
 
+def test_a_callback_let_go_of_as_it_runs_is_named():
+    # The handle lets go of its callback as it runs (here the callback
+    # cancels its own handle too), and the callback's last reference is
+    # dropped once the item ended, running a finalizer that releases the
+    # interpreter: the report still names the callback, and the finalizer
+    # is not taken for the item.
+    finalized = []
+
+    class Owner:
+        def stall(self):
+            handle.cancel()
+            time.sleep(0.15)
+
+        def __del__(self):
+            time.sleep(0.01)
+            finalized.append(True)
+
+    loop = ferroloop.new_event_loop()
+    try:
+        reports = detect(loop)
+        handle = loop.call_soon(Owner().stall)
+        loop.call_later(0.05, loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert finalized == [True]
+    assert len(reports) == 1
+    assert 'Owner.stall()' in reports[0].callback
+    assert reports[0].lineno == line_of(Owner.stall, 'time.sleep(0.15)')
+    assert 0.15 <= reports[0].duration
+
+
 class SlowProtocol(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport

@@ -217,12 +217,28 @@ impl HandleRef {
     /// exception is handed back as [`RunOutcome::Raised`].
     #[inline]
     pub fn run(&self, py: Python<'_>, keep: bool) -> PyResult<RunOutcome> {
+        self.run_then(py, keep, |_| {})
+    }
+
+    /// [`HandleRef::run`], calling `at_end` exactly once: right after the
+    /// callback returned, with the callback, while this run still holds it
+    /// (a released handle's callback is dropped only after `at_end`), or
+    /// with `None` if the handle had nothing to run. The blocking detector
+    /// withdraws its pointer to the callback there.
+    #[inline]
+    pub fn run_then<'py>(
+        &self,
+        py: Python<'py>,
+        keep: bool,
+        at_end: impl FnOnce(Option<&Bound<'py, PyAny>>),
+    ) -> PyResult<RunOutcome> {
         let h = self.raw();
         // SAFETY: the GIL is held; the handle stays alive (we own a
         // reference). The callback and arguments are either borrowed (kept
         // in the handle) or moved out of it before any Python code runs.
         unsafe {
             if (*h).cancelled || (*h).callback.is_null() {
+                at_end(None);
                 return Ok(RunOutcome::Done);
             }
             retrack_context(h);
@@ -242,7 +258,9 @@ impl HandleRef {
                 )
             };
             let args = args.cast_into_unchecked::<PyTuple>();
-            match run_in_context(py, (*h).context, &callback, &args) {
+            let ran = run_in_context(py, (*h).context, &callback, &args);
+            at_end(Some(&callback));
+            match ran {
                 Ok(()) => Ok(RunOutcome::Done),
                 Err(err) => {
                     let stopping = crate::errors::is_loop_stopping(py, &err);
@@ -259,6 +277,13 @@ impl HandleRef {
                 }
             }
         }
+    }
+
+    /// The callback's address, NULL once released; no reference is taken.
+    #[inline]
+    pub fn callback_ptr(&self) -> *mut ffi::PyObject {
+        // SAFETY: reading a field of a live handle; callers hold the GIL.
+        unsafe { (*self.raw()).callback }
     }
 }
 

@@ -61,7 +61,7 @@ fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     };
     if detecting {
         if let Some(claim) = observation.monitor.loop_stopped() {
-            observe::blocking::report(slf, claim, None, 0);
+            observe::blocking::report(slf, claim, 0);
         }
     }
     core.stopping.store(false, Ordering::Relaxed);
@@ -315,8 +315,20 @@ pub(crate) fn run_handle(
     handle: &HandleRef,
     keep: bool,
 ) -> PyResult<()> {
+    run_handle_then(slf, handle, keep, |_| {})
+}
+
+/// [`run_handle`], with `at_end` called as [`HandleRef::run_then`] calls it:
+/// before an exception the callback raised is reported.
+#[inline]
+pub(crate) fn run_handle_then<'py>(
+    slf: &Bound<'py, LoopCore>,
+    handle: &HandleRef,
+    keep: bool,
+    at_end: impl FnOnce(Option<&Bound<'py, PyAny>>),
+) -> PyResult<()> {
     let py = slf.py();
-    match handle.run(py, keep)? {
+    match handle.run_then(py, keep, at_end)? {
         RunOutcome::Done => Ok(()),
         RunOutcome::Raised(err) => {
             let reported =

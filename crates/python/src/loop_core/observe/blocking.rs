@@ -5,10 +5,11 @@
 //! Why this way: a callback costs 0.1–0.25 µs here, so reading the clock per
 //! item (≈ 40 ns) or calling Python per item would cost far more than the
 //! 5 % budget. Instead the loop publishes, per item, a sequence number and a
-//! pointer to the item ([`Monitor::begin_item`], two relaxed stores), clears
-//! the number when the item ends and tests one atomic for a pending claim
-//! ([`Monitor::end_item`]). Waiting in the poller leaves the number at 0, so
-//! waiting is never taken for blocking.
+//! pointer to what it runs ([`Monitor::begin_item`]: three plain atomic
+//! stores, no reference taken), clears the number when the item ends and
+//! tests one atomic for a pending claim ([`Monitor::end_item`]). Waiting in
+//! the poller leaves the number at 0, so waiting is never taken for
+//! blocking.
 //!
 //! The watchdog samples the number every threshold/8 (at least 1 ms apart),
 //! without the GIL. An item seen at two samples at least `threshold` apart
@@ -38,6 +39,11 @@ use pyo3::sync::PyOnceLock;
 use crate::io::Ready;
 use crate::loop_core::LoopCore;
 
+/// The low bit of a published subject: set for a callback object, clear
+/// for an item. Neither has it set: a `Ready` holds pointers, and CPython
+/// allocates objects at least 8-aligned.
+const CALLBACK_TAG: usize = 1;
+
 /// Samples per threshold, and the shortest sampling period.
 const SAMPLES_PER_THRESHOLD: i64 = 8;
 const MIN_PERIOD_NS: i64 = 1_000_000;
@@ -48,11 +54,11 @@ pub struct Monitor {
     running: AtomicU64,
     /// The last number handed out (written by the loop thread only).
     last_sequence: AtomicU64,
-    /// The running item (on the loop thread's stack): valid only while
-    /// `running` holds its number, and only read while attached to the
-    /// interpreter. Naming what it runs is left to the watchdog, which
+    /// What the running item runs, as [`Monitor::begin_item`] publishes it:
+    /// valid only while `running` holds its number, and only read while
+    /// attached to the interpreter. Naming it is left to the watchdog, which
     /// needs it once in a long while; the loop only stores a pointer.
-    item: AtomicPtr<Ready>,
+    subject: AtomicPtr<()>,
     /// The item the watchdog claimed (held the loop ≥ threshold), 0 if none.
     claimed: AtomicU64,
     /// The claimed item started after this (ns, CLOCK_MONOTONIC).
@@ -75,17 +81,25 @@ struct Control {
 }
 
 /// A claim taken by the loop at the end of an item.
+/// Boxed where the loop handles it, so that the items' path moves one
+/// word, not the claim.
 pub struct Claim {
     sequence: u64,
     start_ns: i64,
     end_ns: i64,
     captured: Option<Py<PyAny>>,
+    /// What the report names: what the claimed item ran, when the loop
+    /// still had it as the item ended (see [`Claim::name_if_about`]).
+    subject: Option<Py<PyAny>>,
 }
 
 impl Claim {
-    /// Whether the claim is about item `sequence`.
-    pub fn is_about(&self, sequence: u64) -> bool {
-        self.sequence == sequence
+    /// Names what item `sequence` ran in the report, if the claim is about
+    /// that item (a claim the loop missed is about an earlier one).
+    pub fn name_if_about(&mut self, sequence: u64, subject: impl FnOnce() -> Option<Py<PyAny>>) {
+        if self.sequence == sequence {
+            self.subject = subject();
+        }
     }
 }
 
@@ -94,7 +108,7 @@ impl Monitor {
         Monitor {
             running: AtomicU64::new(0),
             last_sequence: AtomicU64::new(0),
-            item: AtomicPtr::new(std::ptr::null_mut()),
+            subject: AtomicPtr::new(std::ptr::null_mut()),
             claimed: AtomicU64::new(0),
             claimed_start_ns: AtomicI64::new(0),
             claimed_at_ns: AtomicI64::new(0),
@@ -109,21 +123,30 @@ impl Monitor {
         }
     }
 
-    /// The loop thread, as an item starts.
+    /// The loop thread, as an item starts. It publishes the item itself
+    /// (on the loop thread's stack; a transport or a socket operation it
+    /// names outlives it), or for a callback item the callback, which the
+    /// handle lets go of as it runs. `item` must stay where it is, and a
+    /// callback item's callback stay alive, until [`Monitor::end_item`].
     #[inline]
-    /// `item` must stay where it is until [`Monitor::end_item`].
     pub fn begin_item(&self, item: &Ready) -> u64 {
         let sequence = self.last_sequence.load(Ordering::Relaxed) + 1;
         self.last_sequence.store(sequence, Ordering::Relaxed);
-        self.item
-            .store(item as *const Ready as *mut Ready, Ordering::Relaxed);
+        let subject = match item {
+            Ready::Callback(handle) => handle
+                .callback_ptr()
+                .cast::<()>()
+                .map_addr(|address| address | CALLBACK_TAG),
+            item => (item as *const Ready).cast_mut().cast::<()>(),
+        };
+        self.subject.store(subject, Ordering::Relaxed);
         self.running.store(sequence, Ordering::Release);
         sequence
     }
 
     /// The loop thread, as item `sequence` ends: a claim to report, if any.
     #[inline]
-    pub fn end_item(&self, sequence: u64) -> Option<Claim> {
+    pub fn end_item(&self, sequence: u64) -> Option<Box<Claim>> {
         self.running.store(0, Ordering::Release);
         let claimed = self.claimed.load(Ordering::Acquire);
         if claimed == 0 {
@@ -133,7 +156,7 @@ impl Monitor {
     }
 
     #[cold]
-    fn take_claim(&self, claimed: u64, just_ended: bool) -> Claim {
+    fn take_claim(&self, claimed: u64, just_ended: bool) -> Box<Claim> {
         self.claimed.store(0, Ordering::Relaxed);
         let end_ns = if just_ended {
             clock::monotonic_ns()
@@ -144,12 +167,13 @@ impl Monitor {
             .take()
             .filter(|(sequence, _)| *sequence == claimed)
             .map(|(_, captured)| captured);
-        Claim {
+        Box::new(Claim {
             sequence: claimed,
             start_ns: self.claimed_start_ns.load(Ordering::Relaxed),
             end_ns,
             captured,
-        }
+            subject: None,
+        })
     }
 
     /// The loop starts running (`run_forever`) on thread `ident`.
@@ -161,7 +185,7 @@ impl Monitor {
     }
 
     /// The loop stopped; a claim still pending is handed back to report.
-    pub fn loop_stopped(&self) -> Option<Claim> {
+    pub fn loop_stopped(&self) -> Option<Box<Claim>> {
         lock(&self.control).running_since = None;
         let claimed = self.claimed.load(Ordering::Acquire);
         (claimed != 0).then(|| self.take_claim(claimed, false))
@@ -323,20 +347,30 @@ fn capture(monitor: &Monitor, sequence: u64, thread_ident: u64) {
     // try_attach refuses while the interpreter finalizes.
     Python::try_attach(|py| {
         // Attached, the loop thread cannot end the item (ending it needs the
-        // interpreter), so `running` and `item` are stable here.
+        // interpreter), so `running` and `subject` are stable here.
         if monitor.running.load(Ordering::Acquire) != sequence
             || monitor.claimed.load(Ordering::Acquire) != sequence
         {
             return;
         }
-        let item = monitor.item.load(Ordering::Relaxed);
-        // SAFETY: `item` was stored by `begin_item` for the item numbered
-        // `running`, which is still `sequence`: the loop thread has not
-        // reached `end_item` (it stores 0 there while attached, before it
-        // lets the item go), and cannot while we are attached, so the item
-        // is alive and unmoved. What `subject` reads is guarded by the
-        // interpreter (`GilCell`s, owned references), which we hold.
-        let subject = unsafe { (*item).subject(py) };
+        let published = monitor.subject.load(Ordering::Relaxed);
+        let subject = if published.addr() & CALLBACK_TAG != 0 {
+            let callback = published
+                .map_addr(|address| address & !CALLBACK_TAG)
+                .cast::<pyo3::ffi::PyObject>();
+            // SAFETY: `begin_item` published this callback (or NULL) for the
+            // item numbered `running`, which is still `sequence`: the loop
+            // thread keeps the callback alive until it reaches `end_item`
+            // (begin_item's contract), where it stores 0 while attached, and
+            // it cannot get there while we are attached.
+            unsafe { Bound::from_borrowed_ptr_or_opt(py, callback) }.map(Bound::unbind)
+        } else {
+            // SAFETY: as above, the item published for `sequence` is alive
+            // and unmoved until `end_item`, which cannot run while we are
+            // attached. What `subject` reads is guarded by the interpreter
+            // (`GilCell`s, owned references), which we hold.
+            unsafe { (*published.cast::<Ready>()).subject(py) }
+        };
         let subject = match subject {
             Some(subject) => subject.into_bound(py),
             None => py.None().into_bound(py),
@@ -355,11 +389,10 @@ static CAPTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static REPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Hands a claim to `ferroloop._blocking.report` (on the loop thread, after
-/// the item ended). `subject` is the item's, when the claim is about the
-/// item that just ended, and `task` the number the step recorder gave its
+/// the item ended). `task` is the number the step recorder gave the item's
 /// task (0: none). Errors are reported as unraisable: a detector must not
 /// break the loop.
-pub fn report(slf: &Bound<'_, LoopCore>, claim: Claim, subject: Option<&Py<PyAny>>, task: u32) {
+pub fn report(slf: &Bound<'_, LoopCore>, claim: Box<Claim>, task: u32) {
     let py = slf.py();
     let started = clock::ns_to_secs(claim.start_ns);
     let ended = clock::ns_to_secs(claim.end_ns);
@@ -368,15 +401,7 @@ pub fn report(slf: &Bound<'_, LoopCore>, claim: Claim, subject: Option<&Py<PyAny
         .record_blocking(py, task, claim.start_ns, claim.end_ns);
     let result = REPORT
         .import(py, "ferroloop._blocking", "report")
-        .and_then(|report| {
-            report.call1((
-                slf,
-                subject.map(|s| s.bind(py).clone()),
-                claim.captured,
-                started,
-                ended,
-            ))
-        });
+        .and_then(|report| report.call1((slf, claim.subject, claim.captured, started, ended)));
     if let Err(err) = result {
         err.write_unraisable(py, Some(slf.as_any()));
     }

@@ -104,42 +104,49 @@ pub fn subject_of(py: Python<'_>, item: &Ready) -> Option<Py<PyAny>> {
 
 /// Runs one item with the blocking detector the only instrument on (its
 /// common use, and the one with a budget per item): the item's number and
-/// address are published around it, and nothing else is done unless the
-/// watchdog claimed it. A callback's handle keeps its callback until the
-/// item ended (asyncio's handles keep theirs too), so a report can name it.
+/// what it runs are published around it, and nothing else is done unless
+/// the watchdog claimed it. A callback runs as on the plain path, its handle
+/// letting it go: the detector's pointer to it is withdrawn before the run
+/// drops it, and a claim takes a reference to name it in the report.
 pub fn run_detected(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
     let monitor = &core.observation.monitor;
     let sequence = monitor.begin_item(&item);
-    let result = match &item {
+    match &item {
         Ready::Callback(handle) => {
             core.observation.stats.callbacks.add(1);
-            crate::loop_core::run::run_handle(slf, handle, true)
+            let mut claimed = None;
+            let result = crate::loop_core::run::run_handle_then(slf, handle, false, |callback| {
+                if let Some(mut claim) = monitor.end_item(sequence) {
+                    claim.name_if_about(sequence, || callback.map(|c| c.clone().unbind()));
+                    claimed = Some(claim);
+                }
+            });
+            if let Some(claim) = claimed {
+                blocking::report(slf, claim, 0);
+            }
+            result
         }
-        io => crate::loop_core::run::run_io(slf, io),
-    };
-    if let Some(claim) = monitor.end_item(sequence) {
-        report_claim(slf, claim, sequence, &item, 0);
+        io => {
+            let result = crate::loop_core::run::run_io(slf, io);
+            if let Some(claim) = monitor.end_item(sequence) {
+                report_claim(slf, claim, sequence, &item, 0);
+            }
+            result
+        }
     }
-    if let Ready::Callback(handle) = &item {
-        handle.release(slf.py());
-    }
-    result
 }
 
 /// Reports a claim taken at the end of item `sequence`.
 #[cold]
 fn report_claim(
     slf: &Bound<'_, LoopCore>,
-    claim: blocking::Claim,
+    mut claim: Box<blocking::Claim>,
     sequence: u64,
     item: &Ready,
     task: u32,
 ) {
-    let own = claim
-        .is_about(sequence)
-        .then(|| subject_of(slf.py(), item))
-        .flatten();
-    blocking::report(slf, claim, own.as_ref(), task);
+    claim.name_if_about(sequence, || subject_of(slf.py(), item));
+    blocking::report(slf, claim, task);
 }
 
 /// Runs one item with the instruments that are on. The item stays here
@@ -172,12 +179,13 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
     };
     // The step ends before its blocking report is made (which takes time).
     let task = step.map_or(0, |step| steps::end(py, observation, step));
-    if let Some(claim) = claim {
+    if let Some(mut claim) = claim {
         match callback {
-            Some(callback) if claim.is_about(sequence) => {
-                blocking::report(slf, claim, Some(&callback.unbind()), task)
+            Some(callback) => {
+                claim.name_if_about(sequence, || Some(callback.unbind()));
+                blocking::report(slf, claim, task);
             }
-            _ => report_claim(slf, claim, sequence, &item, task),
+            None => report_claim(slf, claim, sequence, &item, task),
         }
     }
     drop(item);
