@@ -114,17 +114,11 @@ pub fn run_detected(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
     match &item {
         Ready::Callback(handle) => {
             core.observation.stats.callbacks.add(1);
-            let mut claimed = None;
-            let result = crate::loop_core::run::run_handle_then(slf, handle, false, |callback| {
-                if let Some(mut claim) = monitor.end_item(sequence) {
-                    claim.name_if_about(sequence, || callback.map(|c| c.clone().unbind()));
-                    claimed = Some(claim);
+            crate::loop_core::run::run_handle_then(slf, handle, false, |callback| {
+                if let Some(claim) = monitor.end_item(sequence) {
+                    report_callback_claim(slf, claim, sequence, callback);
                 }
-            });
-            if let Some(claim) = claimed {
-                blocking::report(slf, claim, 0);
-            }
-            result
+            })
         }
         io => {
             let result = crate::loop_core::run::run_io(slf, io);
@@ -134,6 +128,21 @@ pub fn run_detected(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
             result
         }
     }
+}
+
+/// Reports a claim taken as callback item `sequence` ended, naming the
+/// callback if the claim is about that item. This runs before the run lets
+/// the callback go, and before an exception it raised is reported.
+#[cold]
+#[inline(never)]
+fn report_callback_claim(
+    slf: &Bound<'_, LoopCore>,
+    mut claim: Box<blocking::Claim>,
+    sequence: u64,
+    callback: Option<&Bound<'_, PyAny>>,
+) {
+    claim.name_if_about(sequence, || callback.map(|c| c.clone().unbind()));
+    blocking::report(slf, claim, 0);
 }
 
 /// Reports a claim taken at the end of item `sequence`.
