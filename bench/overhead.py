@@ -9,7 +9,11 @@ core row runs off and on in turn, ROUNDS times, in each of N processes
 (bench/core_child.py --alternate), a fresh loop each time: the change is the
 median over those rounds of on/off, each pair measured in the same process,
 moments apart (processes on this shared virtual machine differ from one
-another by more than the detector costs). An echo row needs a server
+another by more than the detector costs). The runs are short and many:
+a tenth of bench/run.py's size (call_soon: 100,000 callbacks, about 25 ms;
+call_later keeps its size, see SIZE_DIVISORS). The median of 420 short
+pairs moves by a few tenths of a percent between runs, that of 35 long
+ones by several percent. An echo row needs a server
 process per measurement: those alternate between processes. The tracer's
 cost per task step is traced_gather_sleep0 minus gather_sleep0, per task
 switch, measured in turn in the same way.
@@ -47,19 +51,28 @@ INSTRUCTION_SIZES = {'call_soon': 100_000, 'call_later': 20_000, 'gather_sleep0'
                      'task_churn': 10_000}
 
 
-# Rounds of a core row's variants in one process (bench/core_child.py --alternate).
-ROUNDS = 5
+# Rounds of a core row's variants in one process (bench/core_child.py
+# --alternate), each run bench/run.py's size divided by SIZE_DIVISORS[name].
+# call_later's timers are spread over 50 ms: a tenth of them would leave the
+# loop waiting between timers, another workload.
+ROUNDS = 60
+SIZE_DIVISORS = {'call_soon': 10, 'call_later': 1, 'gather_sleep0': 10, 'task_churn': 10}
+# The tracer's cost per step grows with the tasks it follows (their entries
+# leave the caches): measured at bench/run.py's size, 10,000 tasks.
+TRACER_SIZE_DIVISOR = 1
 
 
-def alternated(variants, size, quick, repeat):
-    """Samples of each (loop, benchmark) variant, in the order given: ``repeat``
-    processes, each measuring them in turn ROUNDS times. A Failure if one
-    failed."""
+def alternated(variants, benchmark, divisor, quick, repeat):
+    """Samples of each (loop, benchmark name) variant, in the order given:
+    ``repeat`` processes, each measuring them in turn ROUNDS times, at
+    ``benchmark``'s size over ``divisor``. A Failure if one failed."""
     samples = [[] for _ in variants]
+    size = max(1, (benchmark.quick_size if quick else benchmark.size) // divisor)
     for _ in range(repeat):
         command = [sys.executable, str(CORE_CHILD), '--alternate', str(ROUNDS), str(size),
                    *(f'{loop}:{benchmark}' for loop, benchmark in variants)]
-        outcome = run_child(command, CORE_TIMEOUT[quick] * ROUNDS * len(variants))
+        outcome = run_child(command, CORE_TIMEOUT[quick]
+                            * max(1, ROUNDS * len(variants) // divisor))
         if isinstance(outcome, Failure):
             return outcome
         for pooled, got in zip(samples, outcome['samples']):
@@ -166,9 +179,8 @@ def main():
              '| benchmark | off | on | change |', '| --- | ---: | ---: | ---: |']
     for name in CORE:
         benchmark = by_name[name]
-        samples = alternated([('ferroloop', name), (DETECTOR_LOOP, name)],
-                             benchmark.quick_size if args.quick else benchmark.size,
-                             args.quick, repeat)
+        samples = alternated([('ferroloop', name), (DETECTOR_LOOP, name)], benchmark,
+                             SIZE_DIVISORS[name], args.quick, repeat)
         lines.append(row([name, *paired_cells(samples, lambda off, on: (on / off - 1) * 100,
                                               ' %')]))
         print(lines[-1], file=sys.stderr, flush=True)
@@ -183,7 +195,7 @@ def main():
 
     plain = by_name['gather_sleep0']
     samples = alternated([('ferroloop', 'gather_sleep0'), ('ferroloop', 'traced_gather_sleep0')],
-                         plain.quick_size if args.quick else plain.size, args.quick, repeat)
+                         plain, TRACER_SIZE_DIVISOR, args.quick, repeat)
     lines += ['', '**timeline tracer: CPU µs per task step (medians; '
               f'{repeat} processes × {ROUNDS} rounds in turn; per step: median of the '
               'rounds\' difference)**', '',

@@ -247,6 +247,10 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     if let Some(clock) = &clock {
         stats.batch_ended(clock);
     }
+    if core.observation.is_on(Instrument::ClaimPending) {
+        // The blocking item was the batch's last.
+        observe::report_pending_claim(slf);
+    }
     core.state.borrow_mut(py)?.ready.return_batch(batch);
     core.observation.account_steps(py);
     outcome

@@ -6,10 +6,13 @@
 //! item (≈ 40 ns) or calling Python per item would cost far more than the
 //! 5 % budget. Instead the loop publishes, per item, a sequence number and a
 //! pointer to what it runs ([`Monitor::begin_item`]: three plain atomic
-//! stores, no reference taken), clears the number when the item ends and
-//! tests one atomic for a pending claim ([`Monitor::end_item`]). Waiting in
-//! the poller leaves the number at 0, so waiting is never taken for
-//! blocking.
+//! stores, no reference taken) and clears the number when the item ends
+//! ([`Monitor::end_item`]: one store). It tests nothing there: a claim is
+//! signalled in the instruments' flags, which the loop tests per item
+//! anyway, so it finds the claim as the next item begins or the batch ends
+//! (a test at each item's end cost more than the three stores, measured).
+//! Waiting in the poller leaves the number at 0, so waiting is never taken
+//! for blocking.
 //!
 //! The watchdog samples the number every threshold/8 (at least 1 ms apart),
 //! without the GIL. An item seen at two samples at least `threshold` apart
@@ -17,17 +20,19 @@
 //! watchdog then *claims* it, attaches to the interpreter (at once if the
 //! item sleeps without the GIL, within the switch interval if it computes)
 //! and, if the item is still the one running, captures the loop thread's
-//! stack (`sys._current_frames()`), which shows the blocking line. The loop,
-//! finding the claim at the end of the item, reads the clock and reports:
-//! the end is exact; the start is the last sample that did not see the item,
-//! so the reported duration is never less than the real one and at most one
-//! sampling period more.
+//! stack (`sys._current_frames()`), which shows the blocking line, and takes
+//! a reference to what the item runs, which names it in the report. The
+//! loop, finding the claim right after the item ended, reads the clock and
+//! reports: the end is exact to the loop's own work between two items; the
+//! start is the last sample that did not see the item, so the reported
+//! duration is never less than the real one and at most one sampling period
+//! more.
 //!
-//! A claim the loop misses (the watchdog's store and the item's end crossing
-//! within nanoseconds) is reported at the next item's end, with the
-//! watchdog's time after its claim as the end (still an upper bound).
+//! A claim found later (the watchdog's store and the item's end crossing
+//! within nanoseconds, so that another item began first) is reported with
+//! the watchdog's time after its claim as the end (still an upper bound).
 
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,6 +41,7 @@ use ferroloop_engine::clock;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use super::Instrument;
 use crate::io::Ready;
 use crate::loop_core::LoopCore;
 
@@ -50,6 +56,9 @@ const MIN_PERIOD_NS: i64 = 1_000_000;
 
 /// What the loop thread and the watchdog share.
 pub struct Monitor {
+    /// Which instruments are on, as bits of [`Instrument`]: here because
+    /// the watchdog sets [`Instrument::ClaimPending`].
+    instruments: AtomicU8,
     /// The sequence number of the item running, 0 when none is.
     running: AtomicU64,
     /// The last number handed out (written by the loop thread only).
@@ -106,6 +115,7 @@ impl Claim {
 impl Monitor {
     pub fn new() -> Self {
         Monitor {
+            instruments: AtomicU8::new(0),
             running: AtomicU64::new(0),
             last_sequence: AtomicU64::new(0),
             subject: AtomicPtr::new(std::ptr::null_mut()),
@@ -144,20 +154,49 @@ impl Monitor {
         sequence
     }
 
-    /// The loop thread, as item `sequence` ends: a claim to report, if any.
-    #[inline]
-    pub fn end_item(&self, sequence: u64) -> Option<Box<Claim>> {
+    /// The instruments' flags (see [`super::Observation`]).
+    #[inline(always)]
+    pub fn instruments(&self) -> u8 {
+        self.instruments.load(Ordering::Relaxed)
+    }
+
+    pub fn set_instrument(&self, instrument: Instrument, on: bool) {
+        if on {
+            self.instruments
+                .fetch_or(instrument as u8, Ordering::Relaxed);
+        } else {
+            self.instruments
+                .fetch_and(!(instrument as u8), Ordering::Relaxed);
+        }
+    }
+
+    /// The loop thread, as the item it began last ends. The item's pointer
+    /// is withdrawn: after this the watchdog no longer reads it.
+    #[inline(always)]
+    pub fn end_item(&self) {
         self.running.store(0, Ordering::Release);
-        let claimed = self.claimed.load(Ordering::Acquire);
+    }
+
+    /// The loop thread, with no item running (as one begins, or the batch
+    /// ended): the claim the watchdog signalled, if it is still there.
+    #[cold]
+    pub fn take_pending_claim(&self) -> Option<Box<Claim>> {
+        // The flag first, then the number: a claim stored after the swap
+        // sets the flag again, and is found next time.
+        self.instruments
+            .fetch_and(!(Instrument::ClaimPending as u8), Ordering::Acquire);
+        let claimed = self.claimed.swap(0, Ordering::Acquire);
         if claimed == 0 {
             return None;
         }
-        Some(self.take_claim(claimed, claimed == sequence))
+        // No item has begun since the claimed one: it has just ended.
+        let just_ended = claimed == self.last_sequence.load(Ordering::Relaxed);
+        Some(self.take_claim(claimed, just_ended))
     }
 
+    /// A claim on item `claimed`, already taken out of `claimed`.
     #[cold]
     fn take_claim(&self, claimed: u64, just_ended: bool) -> Box<Claim> {
-        self.claimed.store(0, Ordering::Relaxed);
         let end_ns = if just_ended {
             clock::monotonic_ns()
         } else {
@@ -187,8 +226,7 @@ impl Monitor {
     /// The loop stopped; a claim still pending is handed back to report.
     pub fn loop_stopped(&self) -> Option<Box<Claim>> {
         lock(&self.control).running_since = None;
-        let claimed = self.claimed.load(Ordering::Acquire);
-        (claimed != 0).then(|| self.take_claim(claimed, false))
+        self.take_pending_claim()
     }
 
     fn set_threshold(&self, threshold_ns: i64) {
@@ -332,10 +370,14 @@ fn sample(monitor: &Monitor, sampling: &mut Sampling, threshold_ns: i64) -> Opti
         monitor
             .claimed_start_ns
             .store(sampling.seen_after_ns, Ordering::Relaxed);
-        monitor.claimed.store(running, Ordering::Release);
         monitor
             .claimed_at_ns
             .store(clock::monotonic_ns(), Ordering::Relaxed);
+        monitor.claimed.store(running, Ordering::Release);
+        // Signalled after the number is stored (see take_pending_claim).
+        monitor
+            .instruments
+            .fetch_or(Instrument::ClaimPending as u8, Ordering::Release);
         claim = Some(running);
     }
     sampling.previous_sample_ns = now;
@@ -432,14 +474,14 @@ pub fn set_threshold(slf: &Bound<'_, LoopCore>, seconds: f64) -> PyResult<()> {
                 return Ok(());
             }
             *slot = Some(Watchdog::start(&observation.monitor, threshold)?);
-            observation.set(super::Instrument::Detector, true);
+            observation.set(Instrument::Detector, true);
             if let Some(ident) = core.running_thread() {
                 // Turned on from inside a running loop.
                 observation.monitor.loop_started(ident);
             }
         }
         None => {
-            observation.set(super::Instrument::Detector, false);
+            observation.set(Instrument::Detector, false);
             let stopped = slot.take();
             drop(slot);
             if let Some(watchdog) = stopped {

@@ -11,10 +11,11 @@
 //! each instrument what it needs and nothing more:
 //!
 //! - the blocking detector ([`blocking`]): a sequence number and the item,
-//!   published in three plain (relaxed or release) atomic stores; no clock
-//!   read;
-//! - task steps ([`steps`]): two clock reads per task step, and the task's
-//!   wait at the end of the step;
+//!   published in three plain (relaxed or release) atomic stores, and one
+//!   more as it ends; no clock read, no test;
+//! - task steps ([`steps`]): three clock reads per task step (when it is
+//!   queued, as it starts and as it ends), and the task's wait at the end
+//!   of the step;
 //! - debug mode and `_set_callback_observer`: as before, callbacks only.
 //!
 //! The counters of `loop.stats()` ([`stats`]) are always on: plain integer
@@ -25,8 +26,6 @@ mod attributes;
 pub mod blocking;
 pub mod stats;
 pub mod steps;
-
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use pyo3::prelude::*;
 
@@ -46,11 +45,15 @@ pub enum Instrument {
     Detector = 4,
     /// Task steps: the tracer or per-task statistics.
     Steps = 8,
+    /// Not an instrument: set by the blocking detector's watchdog when it
+    /// claimed an item, so that the loop, which tests these bits per item,
+    /// takes the path that reports it.
+    ClaimPending = 16,
 }
 
-/// The per-loop observation state.
+/// The per-loop observation state. Which instruments are on is kept in the
+/// monitor, which the watchdog thread shares.
 pub struct Observation {
-    active: AtomicU8,
     pub monitor: std::sync::Arc<blocking::Monitor>,
     pub watchdog: GilCell<Option<blocking::Watchdog>>,
     pub steps: GilCell<Option<steps::StepRecorder>>,
@@ -60,7 +63,6 @@ pub struct Observation {
 impl Observation {
     pub fn new() -> Self {
         Observation {
-            active: AtomicU8::new(0),
             monitor: std::sync::Arc::new(blocking::Monitor::new()),
             watchdog: GilCell::new(None),
             steps: GilCell::new(None),
@@ -71,27 +73,22 @@ impl Observation {
     /// True when any instrument is on: the one test an item costs when all are off.
     #[inline(always)]
     pub fn active(&self) -> bool {
-        self.active.load(Ordering::Relaxed) != 0
+        self.monitor.instruments() != 0
     }
 
     /// True when `instrument` is the only one on.
     #[inline]
     pub fn only(&self, instrument: Instrument) -> bool {
-        self.active.load(Ordering::Relaxed) == instrument as u8
+        self.monitor.instruments() == instrument as u8
     }
 
     #[inline]
     pub fn is_on(&self, instrument: Instrument) -> bool {
-        self.active.load(Ordering::Relaxed) & instrument as u8 != 0
+        self.monitor.instruments() & instrument as u8 != 0
     }
 
     pub fn set(&self, instrument: Instrument, on: bool) {
-        if on {
-            self.active.fetch_or(instrument as u8, Ordering::Relaxed);
-        } else {
-            self.active
-                .fetch_and(!(instrument as u8), Ordering::Relaxed);
-        }
+        self.monitor.set_instrument(instrument, on);
     }
 }
 
@@ -104,45 +101,35 @@ pub fn subject_of(py: Python<'_>, item: &Ready) -> Option<Py<PyAny>> {
 
 /// Runs one item with the blocking detector the only instrument on (its
 /// common use, and the one with a budget per item): the item's number and
-/// what it runs are published around it, and nothing else is done unless
-/// the watchdog claimed it. A callback runs as on the plain path, its handle
-/// letting it go: the detector's pointer to it is withdrawn before the run
-/// drops it, and a claim takes a reference to name it in the report.
+/// what it runs are published around it, and nothing else is done. A
+/// callback runs as on the plain path, its handle letting it go: the
+/// detector's pointer to it is withdrawn before the run drops it. A claim
+/// on the item is found by the next item's test of the instruments' flags,
+/// or at the batch's end ([`report_pending_claim`]).
 pub fn run_detected(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
     let monitor = &core.observation.monitor;
-    let sequence = monitor.begin_item(&item);
+    monitor.begin_item(&item);
     match &item {
         Ready::Callback(handle) => {
             core.observation.stats.callbacks.add(1);
-            crate::loop_core::run::run_handle_then(slf, handle, false, |callback| {
-                if let Some(claim) = monitor.end_item(sequence) {
-                    report_callback_claim(slf, claim, sequence, callback);
-                }
-            })
+            crate::loop_core::run::run_handle_then(slf, handle, false, |_| monitor.end_item())
         }
         io => {
             let result = crate::loop_core::run::run_io(slf, io);
-            if let Some(claim) = monitor.end_item(sequence) {
-                report_claim(slf, claim, sequence, &item, 0);
-            }
+            monitor.end_item();
             result
         }
     }
 }
 
-/// Reports a claim taken as callback item `sequence` ended, naming the
-/// callback if the claim is about that item. This runs before the run lets
-/// the callback go, and before an exception it raised is reported.
+/// Reports the claim the watchdog signalled, if any, with no item running.
+/// The report names what the watchdog captured.
 #[cold]
 #[inline(never)]
-fn report_callback_claim(
-    slf: &Bound<'_, LoopCore>,
-    mut claim: Box<blocking::Claim>,
-    sequence: u64,
-    callback: Option<&Bound<'_, PyAny>>,
-) {
-    claim.name_if_about(sequence, || callback.map(|c| c.clone().unbind()));
-    blocking::report(slf, claim, 0);
+pub fn report_pending_claim(slf: &Bound<'_, LoopCore>) {
+    if let Some(claim) = slf.get().observation.monitor.take_pending_claim() {
+        blocking::report(slf, claim, 0);
+    }
 }
 
 /// Reports a claim taken at the end of item `sequence`.
@@ -164,6 +151,9 @@ fn report_claim(
 pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult<()> {
     let py = slf.py();
     let observation = &core.observation;
+    if observation.is_on(Instrument::ClaimPending) {
+        report_pending_claim(slf);
+    }
     let step = if observation.is_on(Instrument::Steps) {
         steps::begin(py, observation, &item)
     } else {
@@ -181,8 +171,15 @@ pub fn run_observed(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
         (0, None)
     };
     let result = crate::loop_core::run::run_item_hooked(slf, core, &item);
+    // Tested here, at the item's end, unlike on the detector's own path:
+    // the report names the step's task, and this path is not the lean one.
     let claim = if sequence != 0 {
-        observation.monitor.end_item(sequence)
+        observation.monitor.end_item();
+        if observation.is_on(Instrument::ClaimPending) {
+            observation.monitor.take_pending_claim()
+        } else {
+            None
+        }
     } else {
         None
     };
