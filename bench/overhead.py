@@ -58,21 +58,23 @@ INSTRUCTION_SIZES = {'call_soon': 100_000, 'call_later': 20_000, 'gather_sleep0'
 ROUNDS = 60
 SIZE_DIVISORS = {'call_soon': 10, 'call_later': 1, 'gather_sleep0': 10, 'task_churn': 10}
 # The tracer's cost per step grows with the tasks it follows (their entries
-# leave the caches): measured at bench/run.py's size, 10,000 tasks.
+# leave the caches): measured at bench/run.py's size, 10,000 tasks, in fewer
+# rounds (each takes about a second).
 TRACER_SIZE_DIVISOR = 1
+TRACER_ROUNDS = 10
 
 
-def alternated(variants, benchmark, divisor, quick, repeat):
+def alternated(variants, benchmark, divisor, rounds, quick, repeat):
     """Samples of each (loop, benchmark name) variant, in the order given:
-    ``repeat`` processes, each measuring them in turn ROUNDS times, at
+    ``repeat`` processes, each measuring them in turn ``rounds`` times, at
     ``benchmark``'s size over ``divisor``. A Failure if one failed."""
     samples = [[] for _ in variants]
     size = max(1, (benchmark.quick_size if quick else benchmark.size) // divisor)
     for _ in range(repeat):
-        command = [sys.executable, str(CORE_CHILD), '--alternate', str(ROUNDS), str(size),
+        command = [sys.executable, str(CORE_CHILD), '--alternate', str(rounds), str(size),
                    *(f'{loop}:{benchmark}' for loop, benchmark in variants)]
         outcome = run_child(command, CORE_TIMEOUT[quick]
-                            * max(1, ROUNDS * len(variants) // divisor))
+                            * max(1, rounds * len(variants) // divisor))
         if isinstance(outcome, Failure):
             return outcome
         for pooled, got in zip(samples, outcome['samples']):
@@ -180,7 +182,7 @@ def main():
     for name in CORE:
         benchmark = by_name[name]
         samples = alternated([('ferroloop', name), (DETECTOR_LOOP, name)], benchmark,
-                             SIZE_DIVISORS[name], args.quick, repeat)
+                             SIZE_DIVISORS[name], ROUNDS, args.quick, repeat)
         lines.append(row([name, *paired_cells(samples, lambda off, on: (on / off - 1) * 100,
                                               ' %')]))
         print(lines[-1], file=sys.stderr, flush=True)
@@ -195,9 +197,9 @@ def main():
 
     plain = by_name['gather_sleep0']
     samples = alternated([('ferroloop', 'gather_sleep0'), ('ferroloop', 'traced_gather_sleep0')],
-                         plain, TRACER_SIZE_DIVISOR, args.quick, repeat)
+                         plain, TRACER_SIZE_DIVISOR, TRACER_ROUNDS, args.quick, repeat)
     lines += ['', '**timeline tracer: CPU µs per task step (medians; '
-              f'{repeat} processes × {ROUNDS} rounds in turn; per step: median of the '
+              f'{repeat} processes × {TRACER_ROUNDS} rounds in turn; per step: median of the '
               'rounds\' difference)**', '',
               '| gather_sleep0 | traced | tracer per step |', '| ---: | ---: | ---: |',
               row(paired_cells(samples, lambda plain, traced: traced - plain))]
