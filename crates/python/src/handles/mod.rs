@@ -217,20 +217,20 @@ impl HandleRef {
     /// exception is handed back as [`RunOutcome::Raised`].
     #[inline]
     pub fn run(&self, py: Python<'_>, keep: bool) -> PyResult<RunOutcome> {
-        self.run_then(py, keep, |_| {})
+        self.run_then(py, keep, || {})
     }
 
     /// [`HandleRef::run`], calling `at_end` exactly once: right after the
-    /// callback returned, with the callback, while this run still holds it
-    /// (a released handle's callback is dropped only after `at_end`), or
-    /// with `None` if the handle had nothing to run. The blocking detector
-    /// withdraws its pointer to the callback there.
+    /// callback returned, while this run still holds it (a released
+    /// handle's callback is dropped only after `at_end`), or at once if the
+    /// handle has nothing to run. The blocking detector withdraws its
+    /// pointer to the callback there.
     #[inline]
-    pub fn run_then<'py>(
+    pub fn run_then(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         keep: bool,
-        at_end: impl FnOnce(Option<&Bound<'py, PyAny>>),
+        at_end: impl FnOnce(),
     ) -> PyResult<RunOutcome> {
         let h = self.raw();
         // SAFETY: the GIL is held; the handle stays alive (we own a
@@ -238,7 +238,7 @@ impl HandleRef {
         // in the handle) or moved out of it before any Python code runs.
         unsafe {
             if (*h).cancelled || (*h).callback.is_null() {
-                at_end(None);
+                at_end();
                 return Ok(RunOutcome::Done);
             }
             retrack_context(h);
@@ -259,7 +259,7 @@ impl HandleRef {
             };
             let args = args.cast_into_unchecked::<PyTuple>();
             let ran = run_in_context(py, (*h).context, &callback, &args);
-            at_end(Some(&callback));
+            at_end();
             match ran {
                 Ok(()) => Ok(RunOutcome::Done),
                 Err(err) => {

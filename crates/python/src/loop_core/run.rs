@@ -319,17 +319,17 @@ pub(crate) fn run_handle(
     handle: &HandleRef,
     keep: bool,
 ) -> PyResult<()> {
-    run_handle_then(slf, handle, keep, |_| {})
+    run_handle_then(slf, handle, keep, || {})
 }
 
 /// [`run_handle`], with `at_end` called as [`HandleRef::run_then`] calls it:
 /// before an exception the callback raised is reported.
 #[inline]
-pub(crate) fn run_handle_then<'py>(
-    slf: &Bound<'py, LoopCore>,
+pub(crate) fn run_handle_then(
+    slf: &Bound<'_, LoopCore>,
     handle: &HandleRef,
     keep: bool,
-    at_end: impl FnOnce(Option<&Bound<'py, PyAny>>),
+    at_end: impl FnOnce(),
 ) -> PyResult<()> {
     let py = slf.py();
     match handle.run_then(py, keep, at_end)? {

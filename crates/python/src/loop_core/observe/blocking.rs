@@ -89,9 +89,7 @@ struct Control {
     generation: u64,
 }
 
-/// A claim taken by the loop at the end of an item.
-/// Boxed where the loop handles it, so that the items' path moves one
-/// word, not the claim.
+/// A claim taken by the loop once the claimed item ended.
 pub struct Claim {
     sequence: u64,
     start_ns: i64,

@@ -112,7 +112,7 @@ pub fn run_detected(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> 
     match &item {
         Ready::Callback(handle) => {
             core.observation.stats.callbacks.add(1);
-            crate::loop_core::run::run_handle_then(slf, handle, false, |_| monitor.end_item())
+            crate::loop_core::run::run_handle_then(slf, handle, false, || monitor.end_item())
         }
         io => {
             let result = crate::loop_core::run::run_io(slf, io);
