@@ -309,6 +309,12 @@ def test_no_watchdog_thread_is_left_behind():
         loop.detect_blocking(THRESHOLD)
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+    # close() joins the watchdog; the kernel removes a joined thread from
+    # /proc a moment after the join returns (the join wakes as the thread
+    # lets go of its memory, before its exit is complete).
+    deadline = time.monotonic() + 5
+    while threads() != before and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert threads() == before
 
 
