@@ -3,6 +3,7 @@ their results (and errors) compared. Everything runs on loopback; every wait
 has a timeout."""
 
 import asyncio
+import contextvars
 import errno
 import gc
 import os
@@ -11,6 +12,8 @@ import ssl
 import struct
 import sys
 import tempfile
+import warnings
+from unittest import mock
 
 import pytest
 
@@ -140,6 +143,185 @@ def half_close_program(keep_open):
         await server.wait_closed()
         return bytes(client.data), client.events, server_proto[0].events
     return main
+
+
+async def connection_extra_info(host):
+    """The extra info of both ends of one connection, before and after it is
+    lost, as relations (ports differ between runs)."""
+    loop = asyncio.get_running_loop()
+    accepted = []
+    server = await loop.create_server(
+        lambda: accepted.append(Recorder()) or accepted[-1], host, 0)
+    client_tr, client = await loop.create_connection(
+        Recorder, *server.sockets[0].getsockname()[:2])
+    while not accepted or not hasattr(accepted[0], 'transport'):
+        await asyncio.sleep(0)
+    server_tr = accepted[0].transport
+
+    def describe(tr):
+        sockname, peername = tr.get_extra_info('sockname'), tr.get_extra_info('peername')
+        wrapper = tr.get_extra_info('socket')
+        return (type(sockname).__name__, len(sockname), sockname[0], type(peername).__name__,
+                len(peername), type(wrapper).__name__, wrapper is tr.get_extra_info('socket'),
+                tr.get_extra_info('nothing', 'default'), tr.get_extra_info('nothing'))
+
+    before = [describe(server_tr), describe(client_tr),
+              server_tr.get_extra_info('peername') == client_tr.get_extra_info('sockname'),
+              server_tr.get_extra_info('sockname') == client_tr.get_extra_info('peername'),
+              server_tr.get_extra_info('socket').fileno() == server_tr._sock.fileno()]
+    names = (server_tr.get_extra_info('sockname'), server_tr.get_extra_info('peername'))
+    # The client's addresses are first asked for once its connection is over.
+    client_tr.abort()
+    await client.lost
+    await accepted[0].lost
+    after = [describe(server_tr), describe(client_tr),
+             names == (server_tr.get_extra_info('sockname'), server_tr.get_extra_info('peername')),
+             client_tr.get_extra_info('socket').fileno()]
+    server.close()
+    await server.wait_closed()
+    return before, after
+
+
+@pytest.mark.parametrize('host', ['127.0.0.1', '::1'])
+def test_extra_info_of_connections(host):
+    if host == '::1' and not socket.has_ipv6:
+        pytest.skip('no IPv6')
+    before, after = assert_same_on_both(lambda loop: run(loop, connection_extra_info(host)))
+    assert before[2:] == [True, True, True]
+    assert after[2:] == [True, -1]
+
+
+def test_extra_info_of_unix_connections(tmp_path):
+    path = str(tmp_path / 'sock')
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        accepted = []
+        server = await loop.create_unix_server(
+            lambda: accepted.append(Recorder()) or accepted[-1], path)
+        client_tr, client = await loop.create_unix_connection(Recorder, path)
+        while not accepted or not hasattr(accepted[0], 'transport'):
+            await asyncio.sleep(0)
+        info = [(tr.get_extra_info('sockname'), tr.get_extra_info('peername'),
+                 type(tr.get_extra_info('socket')).__name__)
+                for tr in (accepted[0].transport, client_tr)]
+        client_tr.close()
+        await accepted[0].lost
+        server.close()
+        await server.wait_closed()
+        return info
+
+    assert assert_same_on_both(lambda loop: run(loop, main())) == [
+        (path, '', 'TransportSocket'), ('', path, 'TransportSocket')]
+
+
+def test_each_accepted_connection_has_a_context_of_its_own():
+    """The protocol factory of each accepted connection runs in a context of
+    its own (asyncio's task for it copies the server's), which its
+    callbacks then see; the server's own context is untouched."""
+    var = contextvars.ContextVar('var', default='unset')
+
+    class Tagged(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.seen = [var.get()]
+            var.set(f'connection {len(made)}')
+            made.append(self)
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.seen.append(var.get())
+
+        def data_received(self, data):
+            self.seen.append(var.get())
+            self.transport.close()
+
+    made = []
+
+    async def main():
+        made.clear()
+        loop = asyncio.get_running_loop()
+        var.set('server')
+        server = await loop.create_server(Tagged, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(2):
+            tr, client = await loop.create_connection(Recorder, '127.0.0.1', port)
+            tr.write(b'x')
+            await client.lost
+            await made[-1].lost
+        server.close()
+        await server.wait_closed()
+        return [m.seen for m in made], var.get()
+
+    assert assert_same_on_both(lambda loop: run(loop, main())) == (
+        [['server', 'connection 0', 'connection 0'],
+         ['server', 'connection 1', 'connection 1']], 'server')
+
+
+@pytest.mark.parametrize('debug', [False, True])
+def test_a_failing_protocol_factory_is_reported_in_debug_mode_only(debug):
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_debug(debug)
+        reported = []
+        loop.set_exception_handler(lambda loop, context: reported.append(
+            (context['message'], type(context['exception']).__name__)))
+        calls = []
+        served = loop.create_future()
+
+        def factory():
+            calls.append(None)
+            if len(calls) == 1:
+                raise ValueError('no protocol')
+            protocol = Recorder(on_data=echo)
+            served.set_result(protocol)
+            return protocol
+
+        server = await loop.create_server(factory, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        first, _ = await loop.create_connection(Recorder, '127.0.0.1', port)
+        got = loop.create_future()
+        second, client = await loop.create_connection(
+            lambda: Recorder(on_data=lambda proto, data: got.done() or got.set_result(data)),
+            '127.0.0.1', port)
+        second.write(b'ping')
+        echoed = await got
+        first.close()
+        second.close()
+        await client.lost
+        await (await served).lost
+        server.close()
+        await server.wait_closed()
+        gc.collect()
+        return echoed, reported
+
+    with warnings.catch_warnings():
+        # The refused connection's socket is left to the collector, as in asyncio.
+        warnings.simplefilter('ignore', ResourceWarning)
+        echoed, reported = assert_same_on_both(lambda loop: run(loop, main()))
+    assert echoed == b'ping'
+    assert reported == ([('Error on transport creation for incoming connection', 'ValueError')]
+                        if debug else [])
+
+
+def test_a_transports_write_can_be_replaced(loop):
+    """Test suites patch transport.write on a live transport."""
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        tr, _ = await loop.create_connection(
+            asyncio.Protocol, '127.0.0.1', server.sockets[0].getsockname()[1])
+        written = []
+        with mock.patch.object(tr, 'write', written.append):
+            tr.write(b'one')
+            tr.writelines([b'two'])
+        tr.write(b'three')
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return written
+
+    result = run(loop, main())
+    assert result[0] == b'one'
 
 
 @pytest.mark.parametrize('keep_open', [False, True])

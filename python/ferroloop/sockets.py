@@ -8,6 +8,7 @@ socket object, which knows every address family.
 """
 
 import concurrent.futures
+import contextvars
 import errno
 import io
 import socket
@@ -19,9 +20,9 @@ from asyncio.selector_events import BaseSelectorEventLoop
 from asyncio.log import logger
 
 from . import resolver
-from ._ferroloop import stat_mode_and_inode, unlink
+from ._ferroloop import accept, accepted_address, stat_mode_and_inode, unlink
 from .base_loop import BaseLoop
-from .transports import DatagramTransport, SocketTransport
+from .transports import IP_FAMILIES, DatagramTransport, SocketTransport
 
 try:
     import ssl
@@ -291,16 +292,18 @@ class SocketLoop(BaseLoop):
     # Transports.
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
+                               extra=None, server=None, accepted_from=None):
         if _TRANSPORTS_CHECK_DESCRIPTOR:
             self._ensure_fd_no_transport(sock)
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+        return SocketTransport(self, sock, protocol, waiter, extra, server,
+                               accepted_from=accepted_from)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
                             *, server_side=False, server_hostname=None,
                             extra=None, server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+                            accepted_from=None):
         """TLS is CPython's own ``sslproto`` over a native transport."""
         if _TRANSPORTS_CHECK_DESCRIPTOR:
             self._ensure_fd_no_transport(rawsock)
@@ -309,7 +312,7 @@ class SocketLoop(BaseLoop):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         SocketTransport(self, rawsock, ssl_protocol, extra=extra,
-                        server=server)
+                        server=server, accepted_from=accepted_from)
         return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock, protocol, address=None,
@@ -327,15 +330,32 @@ class SocketLoop(BaseLoop):
                            backlog, ssl_handshake_timeout,
                            ssl_shutdown_timeout):
         """asyncio's selector loop's ``_accept_connection`` (the reader
-        ``_start_serving`` registers), which reads ``self._debug``, a flag
-        this loop keeps natively. Accepts up to ``backlog`` waiting
-        connections (one readiness report may stand for many)."""
+        ``_start_serving`` registers). Accepts up to ``backlog`` waiting
+        connections (one readiness report may stand for many).
+
+        Where asyncio's differs: an IP socket's connections are accepted
+        natively, their peer's address kept by the transport's core rather
+        than as a tuple (see ``transports``); and a plain (not TLS)
+        connection is served at once, in a copy of the context, as the task
+        asyncio makes for it would (uvloop does the same): that task only
+        waits for ``connection_made``, and costs a task and a coroutine per
+        connection."""
+        ip = sock.family in IP_FAMILIES
         for _ in range(backlog):
             try:
-                conn, addr = sock.accept()
+                if ip:
+                    accepted = accept(sock.fileno())
+                    if accepted is None:
+                        return
+                    fd, peer = accepted
+                    conn = socket.socket(sock.family, sock.type, sock.proto,
+                                         fileno=fd)
+                else:
+                    conn, peer = sock.accept()
                 if self.get_debug():
                     logger.debug("%r got a new connection from %r: %r",
-                                 server, addr, conn)
+                                 server,
+                                 accepted_address(peer) if ip else peer, conn)
                 conn.setblocking(False)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
@@ -358,43 +378,72 @@ class SocketLoop(BaseLoop):
                                 ssl_handshake_timeout, ssl_shutdown_timeout)
                 return
             else:
-                self.create_task(self._connect_accepted(
-                    protocol_factory, conn, {'peername': addr}, sslcontext,
-                    server, ssl_handshake_timeout, ssl_shutdown_timeout))
+                # The peer's address: raw for the core, or asyncio's tuple.
+                if ip:
+                    extra, accepted_from = None, peer
+                else:
+                    extra, accepted_from = {'peername': peer}, None
+                if sslcontext:
+                    self.create_task(self._connect_accepted_tls(
+                        protocol_factory, conn, extra, accepted_from,
+                        sslcontext, server, ssl_handshake_timeout,
+                        ssl_shutdown_timeout))
+                else:
+                    contextvars.copy_context().run(
+                        self._connect_accepted, protocol_factory, conn, extra,
+                        accepted_from, server)
 
-    async def _connect_accepted(self, protocol_factory, conn, extra,
-                                sslcontext, server, ssl_handshake_timeout,
-                                ssl_shutdown_timeout):
-        """asyncio's selector loop's ``_accept_connection2``, which reads
-        ``self._debug``, a flag this loop keeps natively."""
+    def _connect_accepted(self, protocol_factory, conn, extra, accepted_from,
+                          server):
+        """What asyncio's ``_accept_connection2`` does for a plain
+        connection, without its task (see ``_accept_connection``)."""
+        protocol = transport = None
+        try:
+            protocol = protocol_factory()
+            transport = self._make_socket_transport(
+                conn, protocol, extra=extra, server=server,
+                accepted_from=accepted_from)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._report_accepted_failure(exc, protocol, transport)
+
+    async def _connect_accepted_tls(self, protocol_factory, conn, extra,
+                                    accepted_from, sslcontext, server,
+                                    ssl_handshake_timeout,
+                                    ssl_shutdown_timeout):
+        """asyncio's ``_accept_connection2`` for a TLS connection: its task
+        waits for the handshake."""
         protocol = transport = None
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
-            if sslcontext:
-                transport = self._make_ssl_transport(
-                    conn, protocol, sslcontext, waiter=waiter,
-                    server_side=True, extra=extra, server=server,
-                    ssl_handshake_timeout=ssl_handshake_timeout,
-                    ssl_shutdown_timeout=ssl_shutdown_timeout)
-            else:
-                transport = self._make_socket_transport(
-                    conn, protocol, waiter=waiter, extra=extra, server=server)
+            transport = self._make_ssl_transport(
+                conn, protocol, sslcontext, waiter=waiter,
+                server_side=True, extra=extra, server=server,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                accepted_from=accepted_from)
             await wait_for_transport(waiter, transport)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            if self.get_debug():
-                context = {
-                    'message': 'Error on transport creation for incoming '
-                               'connection',
-                    'exception': exc,
-                }
-                if protocol is not None:
-                    context['protocol'] = protocol
-                if transport is not None:
-                    context['transport'] = transport
-                self.call_exception_handler(context)
+            self._report_accepted_failure(exc, protocol, transport)
+
+    def _report_accepted_failure(self, exc, protocol, transport):
+        """asyncio reports a failure to set up an accepted connection in
+        debug mode only."""
+        if self.get_debug():
+            context = {
+                'message': 'Error on transport creation for incoming '
+                           'connection',
+                'exception': exc,
+            }
+            if protocol is not None:
+                context['protocol'] = protocol
+            if transport is not None:
+                context['transport'] = transport
+            self.call_exception_handler(context)
 
 
 async def wait_for_transport(waiter, transport):

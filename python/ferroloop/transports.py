@@ -3,13 +3,19 @@
 
 asyncio's transport base classes use ``__slots__``, so a native class cannot
 inherit from them; these thin Python classes do, and hand every operation to
-a native core (``StreamCore``, ``DatagramCore``). The hottest calls
-(``write``, ``sendto``) are bound straight to the core's methods on the
-instance, so a protocol's ``transport.write(data)`` costs no Python frame.
+a native core (``StreamCore``, ``DatagramCore``). The hottest calls run no
+Python frame of ours: a socket transport's ``write`` and ``writelines`` are
+native methods of its class, which find the core in its ``_core`` slot, and a
+datagram transport's ``sendto`` is bound to its core's on the instance.
 
 What stays here is cold: construction (extra info, scheduling
 ``connection_made``), error reporting, ``connection_lost`` and releasing the
 socket.
+
+A server may hold many idle connections, so a socket transport keeps little:
+no bound method per transport, and its extra info ``socket``, ``sockname``
+and ``peername`` made when first asked for (an IP socket's addresses are kept
+natively meanwhile, read when the transport was made, as asyncio reads them).
 """
 
 import socket
@@ -18,12 +24,13 @@ import warnings
 from asyncio import constants, futures, transports, trsock
 from asyncio.log import logger
 
-from ._ferroloop import DatagramCore, StreamCore
+from ._ferroloop import DatagramCore, StreamCore, install_transport_methods
 
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 # 3.12 gave socket transports a writelines() of their own; before, it was
 # the base class's write(b''.join(list_of_data)).
 _OWN_WRITELINES = sys.version_info >= (3, 12)
+IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def _set_nodelay(sock):
@@ -36,6 +43,15 @@ def _set_nodelay(sock):
             and sock.type == socket.SOCK_STREAM
             and sock.proto in (0, socket.IPPROTO_TCP)):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _address(call):
+    """A socket's address (``getsockname``, ``getpeername``) as asyncio
+    records it: None if the call fails."""
+    try:
+        return call()
+    except OSError:
+        return None
 
 
 def _as_float(limit):
@@ -193,25 +209,23 @@ class _TransportBase(CoreTransport, CoreWriting):
     and the server link."""
 
     def _setup(self, loop, sock, server):
-        self._extra['socket'] = trsock.TransportSocket(sock)
-        try:
-            self._extra['sockname'] = sock.getsockname()
-        except OSError:
-            self._extra['sockname'] = None
-        if 'peername' not in self._extra:
-            try:
-                self._extra['peername'] = sock.getpeername()
-            except OSError:
-                self._extra['peername'] = None
         self._loop = loop
         self._sock = sock
-        self._sock_fd = sock.fileno()
         self._server = server
         if server is not None:
             if _SERVER_TRACKS_TRANSPORTS:
                 server._attach(self)
             else:
                 server._attach()
+
+    def _record_extra_info(self, sock):
+        """asyncio's extra info of a socket, as it records it when the
+        transport is made: the socket's wrapper, its address, and its peer's
+        unless given."""
+        self._extra['socket'] = trsock.TransportSocket(sock)
+        self._extra['sockname'] = _address(sock.getsockname)
+        if 'peername' not in self._extra:
+            self._extra['peername'] = _address(sock.getpeername)
 
     def __repr__(self):
         info = [self.__class__.__name__]
@@ -235,33 +249,68 @@ class _TransportBase(CoreTransport, CoreWriting):
 
 
 class SocketTransport(_TransportBase, CoreReading, transports.Transport):
-    """A TCP or Unix stream socket transport."""
+    """A TCP or Unix stream socket transport.
+
+    ``accepted_from``: the peer's raw address, as ``_ferroloop.accept``
+    returned it for a connection accepted on an IP socket."""
+
+    # The core, where the native write() and writelines() find it.
+    __slots__ = ('_core',)
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None,
-                 server=None):
+                 server=None, *, accepted_from=None):
         super().__init__(extra)
         self._setup(loop, sock, server)
+        ip = sock.family in IP_FAMILIES
+        if ip:
+            # Made when asked for (get_extra_info); asyncio replaces any
+            # value given for these two.
+            self._extra.pop('socket', None)
+            self._extra.pop('sockname', None)
+        else:
+            self._record_extra_info(sock)
         _set_nodelay(sock)
-        self._core = StreamCore(loop, self._sock_fd, protocol, self)
-        # The hot path: protocol and stream code call these directly on the
-        # core, with no Python frame of ours in between.
-        self.write = self._core.write
-        if _OWN_WRITELINES:
-            self.writelines = self._core.writelines
+        self._core = StreamCore(loop, sock.fileno(), protocol, self,
+                                ip_addresses=ip, accepted_from=accepted_from)
         loop.call_soon(protocol.connection_made, self)
-        loop.call_soon(self._core._start)
+        # asyncio adds its reader in a callback queued after this one. The
+        # core watches from now on, in a copy of the context current now
+        # (which is what asyncio's reader ends up with): the poll that can
+        # report data runs after connection_made() either way, and reading
+        # honours what connection_made() did (pause_reading, close). A
+        # callback less per connection, and no short-lived objects left
+        # scattered among the connection's long-lived ones.
+        self._core._start()
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
-    def write(self, data):
-        self._core.write(data)
+    def get_extra_info(self, name, default=None):
+        extra = self._extra
+        if name in extra:
+            return extra[name]
+        if name == 'socket':
+            value = trsock.TransportSocket(self._sock)
+        elif name == 'sockname':
+            value = self._core._sockname()
+        elif name == 'peername':
+            value = self._core._peername()
+        else:
+            return default
+        extra[name] = value
+        return value
 
-    if _OWN_WRITELINES:
-        def writelines(self, list_of_data):
-            self._core.writelines(list_of_data)
+    @property
+    def _sock_fd(self):
+        return self._core._fd
+
+    def _call_connection_lost(self, exc):
+        # The socket is let go of here; asyncio's extra info keeps it.
+        if 'socket' not in self._extra:
+            self._extra['socket'] = trsock.TransportSocket(self._sock)
+        super()._call_connection_lost(exc)
 
     def write_eof(self):
         self._core.write_eof()
@@ -285,6 +334,8 @@ class DatagramTransport(_TransportBase, transports.Transport,
                  extra=None):
         super().__init__(extra)
         self._setup(loop, sock, None)
+        self._record_extra_info(sock)
+        self._sock_fd = sock.fileno()
         self._address = address
         newer = sys.version_info >= (3, 13)
         self._core = DatagramCore(loop, sock, protocol, self, address,
@@ -298,3 +349,6 @@ class DatagramTransport(_TransportBase, transports.Transport,
 
     def sendto(self, data, addr=None):
         self._core.sendto(data, addr)
+
+
+install_transport_methods(SocketTransport, _OWN_WRITELINES)

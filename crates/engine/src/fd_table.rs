@@ -20,6 +20,10 @@ use crate::int_hash::IntMap;
 /// this many slots.
 pub const DENSE_LIMIT: usize = 1 << 16;
 
+/// The vector grows by a quarter of its size (at least to what it needs):
+/// a server that accepted 10,000 connections keeps about 12,000 slots, not
+/// the 16,384 that doubling would leave it.
+const GROWTH_DIVISOR: usize = 4;
 /// Shrink the vector when it has this many times more room than it uses.
 const SHRINK_FACTOR: usize = 4;
 /// ... but never below this many slots: small tables are not worth it.
@@ -68,7 +72,15 @@ impl<T> FdTable<T> {
         match dense_index(fd) {
             Some(i) => {
                 if i >= self.dense.len() {
-                    // At most DENSE_LIMIT slots: a bounded allocation.
+                    let capacity = self.dense.capacity();
+                    if i >= capacity {
+                        // At most DENSE_LIMIT slots: a bounded allocation.
+                        let grown = (capacity + capacity / GROWTH_DIVISOR)
+                            .max(i + 1)
+                            .max(MIN_CAPACITY)
+                            .min(DENSE_LIMIT);
+                        self.dense.reserve_exact(grown - self.dense.len());
+                    }
                     self.dense.resize_with(i + 1, || None);
                 }
                 let slot = &mut self.dense[i];
@@ -189,6 +201,19 @@ mod tests {
         assert!(table.dense_capacity() <= MIN_CAPACITY);
         assert_eq!(table.len(), 10);
         assert_eq!(table.values().copied().sum::<i32>(), 45);
+    }
+
+    #[test]
+    fn the_vector_grows_by_a_quarter() {
+        let mut table = FdTable::default();
+        for fd in 0..10_000 {
+            table.get_or_insert_with(fd, || fd);
+        }
+        let capacity = table.dense_capacity();
+        assert!((10_000..=12_500).contains(&capacity), "{capacity} slots");
+        for fd in 0..10_000 {
+            assert_eq!(table.get(fd), Some(&fd));
+        }
     }
 
     #[test]

@@ -41,9 +41,13 @@ mod _ferroloop {
     #[pymodule_export]
     use crate::fs::{stat_mode_and_inode, unlink};
     #[pymodule_export]
+    use crate::io::accept::{accept, accepted_address};
+    #[pymodule_export]
     use crate::io::datagram::DatagramCore;
     #[pymodule_export]
     use crate::io::sock_ops::SockOp;
+    #[pymodule_export]
+    use crate::io::socket_transport::install_transport_methods;
     #[pymodule_export]
     use crate::io::stream::StreamCore;
     #[pymodule_export]

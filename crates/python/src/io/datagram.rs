@@ -23,7 +23,7 @@ use pyo3::PyTraverseError;
 use crate::errors::os_error;
 use crate::ffi::gil_cell::GilCell;
 use crate::io::buffers::WriteData;
-use crate::io::datagram_addresses::{numeric_sockaddr, PeerAddresses};
+use crate::io::datagram_addresses::PeerAddresses;
 use crate::io::sys_io::Io;
 use crate::io::transport_core::{transport_methods, KindState, NativeTransport, TransportState};
 use crate::io::{Ready, Watcher};
@@ -106,9 +106,10 @@ pub struct DatagramCore {
 
 mod raw {
     //! `recvfrom`/`sendto` with IP addresses, via std's socket address types.
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::net::SocketAddr;
     use std::os::fd::RawFd;
 
+    use crate::io::socket_address;
     use crate::io::sys_io::Io;
 
     pub enum From {
@@ -143,39 +144,17 @@ mod raw {
                     _ => return Err(err),
                 }
             }
-            return Ok((Io::Done(ret as usize), decode(&storage)));
-        }
-    }
-
-    fn decode(storage: &libc::sockaddr_storage) -> From {
-        match storage.ss_family as libc::c_int {
-            libc::AF_INET => {
-                // SAFETY: the family says the storage holds a sockaddr_in.
-                let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                From::Ip(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(sin.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the family says the storage holds a sockaddr_in6.
-                let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
-                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                From::Ip(SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    u16::from_be(sin6.sin6_port),
-                    u32::from_be(sin6.sin6_flowinfo),
-                    sin6.sin6_scope_id,
-                )))
-            }
-            _ => From::Other,
+            let from = match socket_address::decode(&storage) {
+                Some(addr) => From::Ip(addr),
+                None => From::Other,
+            };
+            return Ok((Io::Done(ret as usize), from));
         }
     }
 
     pub fn send_to(fd: RawFd, data: &[u8], addr: Option<&SocketAddr>) -> std::io::Result<Io> {
         let (storage, len) = match addr {
-            Some(a) => encode(a),
+            Some(a) => socket_address::encode(a),
             // SAFETY: an all-zero sockaddr_storage is a valid value; with
             // length 0 it is ignored (a plain send on a connected socket).
             None => (unsafe { std::mem::zeroed() }, 0),
@@ -208,38 +187,6 @@ mod raw {
             return Ok(Io::Done(ret as usize));
         }
     }
-
-    fn encode(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-        // SAFETY: all-zero is a valid sockaddr_storage; we then fill the
-        // variant matching the family we set, which fits in the storage.
-        unsafe {
-            let mut storage: libc::sockaddr_storage = std::mem::zeroed();
-            match addr {
-                SocketAddr::V4(a) => {
-                    let sin = &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in);
-                    sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                    sin.sin_port = a.port().to_be();
-                    sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-                    (
-                        storage,
-                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                }
-                SocketAddr::V6(a) => {
-                    let sin6 = &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6);
-                    sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                    sin6.sin6_port = a.port().to_be();
-                    sin6.sin6_flowinfo = a.flowinfo().to_be();
-                    sin6.sin6_addr.s6_addr = a.ip().octets();
-                    sin6.sin6_scope_id = a.scope_id();
-                    (
-                        storage,
-                        std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    )
-                }
-            }
-        }
-    }
 }
 
 /// The protocol's `datagram_received`, bound once; `None` for an object
@@ -270,7 +217,7 @@ impl DatagramCore {
     /// The `sockaddr` to send to for `addr`, if it can be sent natively.
     fn peer_sockaddr(&self, py: Python<'_>, addr: &Bound<'_, PyAny>) -> Option<SocketAddr> {
         let known = self.state.borrow(py).ok()?.peers.sockaddr_of(addr);
-        known.or_else(|| numeric_sockaddr(addr))
+        known.or_else(|| crate::io::socket_address::from_numeric_tuple(addr))
     }
 
     pub fn on_ready(slf: &Bound<'_, DatagramCore>, readable: bool, writable: bool) -> PyResult<()> {

@@ -9,12 +9,14 @@
 //! would be equal to it), and a reply to that same tuple object is sent to
 //! the address it stands for without parsing.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::PyTraverseError;
+
+use crate::io::socket_address;
 
 /// How many peers a transport remembers.
 const REMEMBERED_PEERS: usize = 16;
@@ -38,7 +40,7 @@ impl PeerAddresses {
         if let Some((_, tuple)) = self.peers.iter().find(|(known, _)| *known == addr) {
             return Ok((tuple.clone_ref(py), None));
         }
-        let tuple = address_tuple(py, addr)?.unbind();
+        let tuple = socket_address::to_python(py, &addr)?.unbind();
         let entry = (addr, tuple.clone_ref(py));
         let evicted = if self.peers.len() < REMEMBERED_PEERS {
             self.peers.push(entry);
@@ -65,48 +67,5 @@ impl PeerAddresses {
             visit.call(tuple)?;
         }
         Ok(())
-    }
-}
-
-/// `sockaddr` for an (ip, port[, flowinfo, scope_id]) tuple with a numeric
-/// host; `None` sends the address through Python instead.
-pub fn numeric_sockaddr(addr: &Bound<'_, PyAny>) -> Option<SocketAddr> {
-    let tuple = addr.cast::<PyTuple>().ok()?;
-    let host: String = tuple.get_item(0).ok()?.extract().ok()?;
-    let port: u16 = tuple.get_item(1).ok()?.extract().ok()?;
-    let ip: IpAddr = host.parse().ok()?;
-    match (ip, tuple.len()) {
-        (IpAddr::V4(_), 2) => Some(SocketAddr::new(ip, port)),
-        (IpAddr::V6(v6), 2) => Some(SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, 0))),
-        (IpAddr::V6(v6), 4) => {
-            let flow: u32 = tuple.get_item(2).ok()?.extract().ok()?;
-            let scope: u32 = tuple.get_item(3).ok()?.extract().ok()?;
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
-                v6, port, flow, scope,
-            )))
-        }
-        _ => None,
-    }
-}
-
-/// The address tuple Python's `recvfrom` would return for an IP peer.
-fn address_tuple<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
-    match addr {
-        SocketAddr::V4(a) => PyTuple::new(
-            py,
-            [
-                a.ip().to_string().into_pyobject(py)?.into_any(),
-                a.port().into_pyobject(py)?.into_any(),
-            ],
-        ),
-        SocketAddr::V6(a) => PyTuple::new(
-            py,
-            [
-                a.ip().to_string().into_pyobject(py)?.into_any(),
-                a.port().into_pyobject(py)?.into_any(),
-                a.flowinfo().into_pyobject(py)?.into_any(),
-                a.scope_id().into_pyobject(py)?.into_any(),
-            ],
-        ),
     }
 }

@@ -1,23 +1,31 @@
 //! The native I/O kinds, and what the engine's queues hold for them.
 //!
 //! - [`stream`]: stream socket and pipe transports ([`stream_kind`] says
-//!   which), with [`write_buffer`];
+//!   which), with [`write_buffer`], and [`socket_transport`] (the Python
+//!   socket transport class's native `write`);
 //! - [`datagram`]: datagram socket transports, with [`datagram_addresses`];
 //! - [`sock_ops`]: the pending `sock_*` operations;
+//! - [`accept`]: a server's connections accepted natively;
 //! - shared by them: [`transport_core`] (what every transport kind has:
 //!   lifecycle, flow control, fatal errors, contexts, the common methods),
-//!   [`buffers`] (Python buffers given to system calls) and [`sys_io`] (the
-//!   system calls).
+//!   [`buffers`] (Python buffers given to system calls), [`protocol_method`]
+//!   (a protocol's callbacks, kept without bound methods), [`socket_address`]
+//!   (IP addresses between the kernel's form and Python's) and [`sys_io`]
+//!   (the system calls).
 //!
 //! The ready queue holds more than callbacks: a transport's readiness is
 //! queued as itself (no `Handle`, no bound method allocated per event), in
 //! the same FIFO as callbacks, so ordering is exactly asyncio's (I/O found by
 //! a poll runs after the callbacks queued before it).
 
+pub mod accept;
 pub mod buffers;
 pub mod datagram;
 pub mod datagram_addresses;
+pub mod protocol_method;
 pub mod sock_ops;
+pub mod socket_address;
+pub mod socket_transport;
 pub mod stream;
 pub mod stream_kind;
 pub mod sys_io;

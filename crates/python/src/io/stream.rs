@@ -30,12 +30,14 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyTypeInfo};
 
 use crate::errors::os_error;
 use crate::ffi::gil_cell::GilCell;
 use crate::io::buffers::{WritableBuffer, WriteData};
+use crate::io::protocol_method::ProtocolMethod;
+use crate::io::socket_address::{self, ConnectionAddresses, End};
 use crate::io::stream_kind::StreamKind;
 use crate::io::sys_io::{self, Io};
 use crate::io::transport_core::{transport_methods, KindState, NativeTransport, TransportState};
@@ -49,16 +51,16 @@ const LARGE_READ: usize = 32 * 1024;
 
 /// How the protocol takes data.
 pub enum Reader {
-    /// `data_received(bytes)`, bound once.
-    Data(Py<PyAny>),
+    /// `data_received(bytes)`, looked up once.
+    Data(ProtocolMethod),
     /// A protocol without a `data_received` (asyncio's `set_protocol` takes
     /// any object): it is looked up at each read, and failing that is the
     /// protocol's error, reported as asyncio reports it.
-    Unresolved(Py<PyAny>),
+    Unresolved,
     /// `BufferedProtocol`: `get_buffer(-1)`, then `buffer_updated(n)`.
     Buffered {
-        get_buffer: Py<PyAny>,
-        buffer_updated: Py<PyAny>,
+        get_buffer: ProtocolMethod,
+        buffer_updated: ProtocolMethod,
     },
 }
 
@@ -67,10 +69,8 @@ impl Reader {
         let py = protocol.py();
         if protocol.is_instance(buffered_protocol_type(py)?.as_any())? {
             Ok(Reader::Buffered {
-                get_buffer: protocol.getattr(pyo3::intern!(py, "get_buffer"))?.unbind(),
-                buffer_updated: protocol
-                    .getattr(pyo3::intern!(py, "buffer_updated"))?
-                    .unbind(),
+                get_buffer: ProtocolMethod::of(protocol, pyo3::intern!(py, "get_buffer"))?,
+                buffer_updated: ProtocolMethod::of(protocol, pyo3::intern!(py, "buffer_updated"))?,
             })
         } else {
             Ok(Reader::for_data(protocol))
@@ -79,16 +79,16 @@ impl Reader {
 
     /// `data_received`, looked up at each read if the protocol lacks it now.
     fn for_data(protocol: &Bound<'_, PyAny>) -> Reader {
-        match protocol.getattr(pyo3::intern!(protocol.py(), "data_received")) {
-            Ok(method) => Reader::Data(method.unbind()),
-            Err(_) => Reader::Unresolved(protocol.clone().unbind()),
+        match ProtocolMethod::of(protocol, pyo3::intern!(protocol.py(), "data_received")) {
+            Ok(method) => Reader::Data(method),
+            Err(_) => Reader::Unresolved,
         }
     }
 
     fn clone_ref(&self, py: Python<'_>) -> Reader {
         match self {
             Reader::Data(f) => Reader::Data(f.clone_ref(py)),
-            Reader::Unresolved(p) => Reader::Unresolved(p.clone_ref(py)),
+            Reader::Unresolved => Reader::Unresolved,
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -101,13 +101,14 @@ impl Reader {
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Reader::Data(f) | Reader::Unresolved(f) => visit.call(f),
+            Reader::Data(f) => f.traverse(visit),
+            Reader::Unresolved => Ok(()),
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
             } => {
-                visit.call(get_buffer)?;
-                visit.call(buffer_updated)
+                get_buffer.traverse(visit)?;
+                buffer_updated.traverse(visit)
             }
         }
     }
@@ -175,6 +176,12 @@ pub struct StreamCore {
     state: GilCell<StreamState>,
     /// The last read was large: size the next one by what is pending.
     large_reads: AtomicBool,
+    /// An IP socket's own address and its peer's, read when the transport
+    /// was made (asyncio's `sockname` and `peername`, which stay known once
+    /// the socket is closed); made into tuples when asked for (see
+    /// [`socket_address`]). Unknown for other kinds, whose addresses the
+    /// Python transport keeps.
+    addresses: ConnectionAddresses,
 }
 
 /// Which method is writing (their messages and rules differ slightly).
@@ -193,6 +200,13 @@ enum After {
 impl StreamCore {
     fn loop_core<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
         self.loop_.bind(py)
+    }
+
+    fn address_tuple<'py>(&self, py: Python<'py>, end: End) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.addresses
+            .get(end)
+            .map(|addr| socket_address::to_python(py, &addr))
+            .transpose()
     }
 
     /// Runs the work an event loop iteration found for this transport.
@@ -262,7 +276,7 @@ impl StreamCore {
                 None => Ok(()),
             };
         }
-        let reader = {
+        let (reader, protocol) = {
             let st = this.state.borrow(py)?;
             if st.shared.life.is_lost()
                 || st.shared.life.is_closing()
@@ -271,22 +285,20 @@ impl StreamCore {
             {
                 return Ok(());
             }
-            match &st.reader {
-                Some(r) => r.clone_ref(py),
-                None => return Ok(()),
+            match (&st.reader, &st.shared.protocol) {
+                (Some(r), Some(p)) => (r.clone_ref(py), p.clone_ref(py).into_bound(py)),
+                _ => return Ok(()),
             }
         };
         match reader {
-            Reader::Data(data_received) => {
-                this.read_into_bytes(slf, |data| data_received.bind(py).call1((data,)), hangup)
-            }
-            Reader::Unresolved(protocol) => this.read_into_bytes(
+            Reader::Data(data_received) => this.read_into_bytes(
                 slf,
-                |data| {
-                    protocol
-                        .bind(py)
-                        .call_method1(pyo3::intern!(py, "data_received"), (data,))
-                },
+                |data| data_received.call1(&protocol, data.as_any()),
+                hangup,
+            ),
+            Reader::Unresolved => this.read_into_bytes(
+                slf,
+                |data| protocol.call_method1(pyo3::intern!(py, "data_received"), (data,)),
                 hangup,
             ),
             Reader::Buffered {
@@ -294,8 +306,9 @@ impl StreamCore {
                 buffer_updated,
             } => this.read_into_protocol_buffer(
                 slf,
-                get_buffer.bind(py),
-                buffer_updated.bind(py),
+                &protocol,
+                &get_buffer,
+                &buffer_updated,
                 hangup,
             ),
         }
@@ -386,12 +399,13 @@ impl StreamCore {
     fn read_into_protocol_buffer(
         &self,
         slf: &Bound<'_, StreamCore>,
-        get_buffer: &Bound<'_, PyAny>,
-        buffer_updated: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        get_buffer: &ProtocolMethod,
+        buffer_updated: &ProtocolMethod,
         hangup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
-        let target = match get_buffer.call1((-1,)) {
+        let target = match get_buffer.call1(protocol, (-1i32).into_pyobject(py)?.as_any()) {
             Ok(target) => target,
             Err(err) => {
                 return self.fatal_error(py, err, "Fatal error: protocol.get_buffer() call failed.")
@@ -422,7 +436,7 @@ impl StreamCore {
             Ok(Io::WouldBlock) => Ok(()),
             Ok(Io::Done(0)) => self.eof_received(slf),
             Ok(Io::Done(n)) => {
-                if let Err(err) = buffer_updated.call1((n,)) {
+                if let Err(err) = buffer_updated.call1(protocol, n.into_pyobject(py)?.as_any()) {
                     return self.fatal_error(
                         py,
                         err,
@@ -741,8 +755,16 @@ impl StreamCore {
 impl StreamCore {
     /// `StreamCore(loop, fd, protocol, transport)` for a socket;
     /// `pipe='read'` or `pipe='write'` (with `watch_peer`) for a pipe end.
+    ///
+    /// `ip_addresses`: the socket is an IP one, whose addresses the core
+    /// reads and keeps; `accepted_from` is then the peer's raw address as
+    /// [`accept`](crate::io::accept) returned it (else the socket is asked).
     #[new]
-    #[pyo3(signature = (r#loop, fd, protocol, transport, pipe=None, watch_peer=false))]
+    #[pyo3(signature = (
+        r#loop, fd, protocol, transport, pipe=None, watch_peer=false,
+        ip_addresses=false, accepted_from=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         r#loop: &Bound<'_, PyAny>,
         fd: RawFd,
@@ -750,6 +772,8 @@ impl StreamCore {
         transport: Py<PyAny>,
         pipe: Option<&str>,
         watch_peer: bool,
+        ip_addresses: bool,
+        accepted_from: Option<&[u8]>,
     ) -> PyResult<Self> {
         let kind = match pipe {
             None => StreamKind::Socket,
@@ -761,10 +785,16 @@ impl StreamCore {
                 )))
             }
         };
+        let addresses = if ip_addresses {
+            ConnectionAddresses::read(fd, accepted_from)
+        } else {
+            ConnectionAddresses::Unknown
+        };
         let core = StreamCore {
             fd,
             kind,
             large_reads: AtomicBool::new(false),
+            addresses,
             loop_: r#loop.cast::<LoopCore>()?.clone().unbind(),
             state: GilCell::new(StreamState {
                 shared: TransportState::new(transport, None),
@@ -784,7 +814,7 @@ impl StreamCore {
     /// argument is nothing to write, and every item is taken as a
     /// `memoryview` (so its errors are memoryview's). (3.11's is the base
     /// class's `write(b''.join(list_of_data))`.)
-    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         {
             let st = slf.get().state.borrow(py)?;
@@ -842,6 +872,24 @@ impl StreamCore {
 
     fn can_write_eof(&self) -> bool {
         true
+    }
+
+    /// An IP socket's address, as `getsockname()` gave it when the
+    /// transport was made; `None` if it failed.
+    fn _sockname<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.address_tuple(py, End::Local)
+    }
+
+    /// An IP socket's peer, as `accept()` or `getpeername()` gave it when
+    /// the transport was made; `None` if unknown.
+    fn _peername<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.address_tuple(py, End::Peer)
+    }
+
+    /// The descriptor (the transport's `_sock_fd`).
+    #[getter]
+    fn _fd(&self) -> RawFd {
+        self.fd
     }
 
     fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {

@@ -226,6 +226,38 @@ pub fn write_vectored(fd: RawFd, chunks: &[IoSlice<'_>]) -> io::Result<Io> {
     retry(|| unsafe { kernel::writev(fd, chunks.as_ptr().cast(), chunks.len()) })
 }
 
+/// `accept4(2)`: the next waiting connection of listening socket `fd`, its
+/// descriptor non-blocking and close-on-exec (as Python's `accept()` makes
+/// it, then asyncio sets it non-blocking), with the peer's raw address
+/// (`sockaddr_storage` and its length); `None` when none is waiting.
+pub fn accept(fd: RawFd) -> io::Result<Option<(RawFd, libc::sockaddr_storage, usize)>> {
+    loop {
+        // SAFETY: all-zero is a valid sockaddr_storage; accept4 writes at
+        // most `len` bytes of address into it, and takes integers otherwise.
+        let (ret, storage, len) = unsafe {
+            let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let ret = libc::accept4(
+                fd,
+                (&mut storage as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            (ret, storage, len)
+        };
+        if ret >= 0 {
+            let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+            return Ok(Some((ret, storage, len)));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => return Ok(None),
+            _ => return Err(err),
+        }
+    }
+}
+
 /// Bytes waiting to be read on a stream socket, pipe or terminal (FIONREAD);
 /// 0 if unknown.
 pub fn bytes_pending(fd: RawFd) -> usize {
