@@ -23,6 +23,53 @@ def test_call_soon_runs_fifo_and_passes_arguments(loop):
     assert calls == list(range(100))
 
 
+def test_every_way_of_passing_a_callback_its_argument_and_context():
+    """The shapes of call the C Future and Task use, and those of Python
+    code: an argument or none, the context as the keyword Python code passes
+    (an interned name), as a name in a tuple made at run time, and as the C
+    module's own tuple (add_done_callback)."""
+    var = contextvars.ContextVar('var', default='outer')
+
+    class Recorder:
+        """Callable, but not a Python function: the calls the C Future and
+        Task make (builtin callbacks) take the same path."""
+
+        def __init__(self, seen):
+            self.seen = seen
+
+        def __call__(self, *args):
+            self.seen.append((args, var.get()))
+
+    def program(loop):
+        seen = []
+        record = Recorder(seen)
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, 'given')
+        loop.call_soon(record)
+        loop.call_soon(record, 1)
+        loop.call_soon(record, 2, context=ctx)
+        loop.call_soon(record, context=ctx)
+        loop.call_soon(record, 3, **{'context': ctx})
+        loop.call_soon(record, 4, 5, context=ctx)
+        loop.call_soon(len, (), context=ctx)
+        loop.call_soon_threadsafe(record, 6, context=ctx)
+        future = loop.create_future()
+        future.add_done_callback(record, context=ctx)
+        future.add_done_callback(record)
+        future.set_result(7)
+        loop.call_soon(loop.call_soon, loop.stop)
+        loop.run_forever()
+        return [(tuple(future_of(a.result()) if isinstance(a, asyncio.Future) else a
+                       for a in args), value) for args, value in seen]
+
+    def future_of(result):
+        return ('future', result)
+
+    assert assert_same_on_both(program) == [
+        ((), 'outer'), ((1,), 'outer'), ((2,), 'given'), ((), 'given'), ((3,), 'given'),
+        ((4, 5), 'given'), ((6,), 'given'), ((future_of(7),), 'given'), ((future_of(7),), 'outer')]
+
+
 def test_callbacks_scheduled_during_an_iteration_run_in_the_next():
     def program(loop):
         order = []

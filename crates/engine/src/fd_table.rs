@@ -77,8 +77,7 @@ impl<T> FdTable<T> {
                         // At most DENSE_LIMIT slots: a bounded allocation.
                         let grown = (capacity + capacity / GROWTH_DIVISOR)
                             .max(i + 1)
-                            .max(MIN_CAPACITY)
-                            .min(DENSE_LIMIT);
+                            .clamp(MIN_CAPACITY, DENSE_LIMIT);
                         self.dense.reserve_exact(grown - self.dense.len());
                     }
                     self.dense.resize_with(i + 1, || None);

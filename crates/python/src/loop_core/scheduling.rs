@@ -273,10 +273,11 @@ scheduling_method!(
 );
 
 /// `call_soon` and `call_soon_threadsafe`: a shortcut for the calls the C
-/// `Task` and `Future` make for every step and done-callback, `(cb)` and
-/// `(cb, context=ctx)` with `cb` a builtin callable, outside debug mode. It
-/// does what the general path does, minus the argument sorting and checks
-/// that cannot fail for such calls; everything else takes the general path.
+/// `Task` and `Future` make for every step and done-callback, `(cb)`,
+/// `(cb, arg)`, and either with `context=ctx`, with `cb` anything callable
+/// but a Python function, outside debug mode. It does what the general path
+/// does, minus the argument sorting and checks that cannot fail for such
+/// calls; everything else takes the general path.
 ///
 /// # Safety
 /// CPython's vectorcall contract: `args` holds `nargs` positional arguments
@@ -302,24 +303,20 @@ unsafe fn soon_shortcut(
     unsafe {
         trampoline(|py| {
             let positional = ffi::PyVectorcall_NARGS(nargs as usize);
+            if !(1..=2).contains(&positional) {
+                return Ok(general(slf, args, nargs, kwnames));
+            }
             let context = if kwnames.is_null() {
                 None
-            } else if ffi::PyTuple_GET_SIZE(kwnames) == 1
-                && ffi::PyTuple_GET_ITEM(kwnames, 0) == pyo3::intern!(py, "context").as_ptr()
-            {
-                Some(*args.add(1))
+            } else if is_context_only(py, kwnames) {
+                Some(*args.add(positional as usize))
             } else {
                 return Ok(general(slf, args, nargs, kwnames));
             };
-            let callback = if positional == 1 {
-                *args
-            } else {
-                std::ptr::null_mut()
-            };
+            let callback = *args;
             let slf_bound = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
             let core = slf_bound.get();
-            let plain = !callback.is_null()
-                && !core.is_closed()
+            let plain = !core.is_closed()
                 && !core.is_debug()
                 && ffi::PyCallable_Check(callback) != 0
                 && ffi::PyFunction_Check(callback) == 0;
@@ -333,10 +330,15 @@ unsafe fn soon_shortcut(
                 _ => (crate::context::copy_current(py)?, true),
             };
             let callback = Bound::from_borrowed_ptr(py, callback);
+            let call_args = if positional == 2 {
+                PyTuple::new(py, [Bound::from_borrowed_ptr(py, *args.add(1))])?
+            } else {
+                empty_tuple(py)
+            };
             let handle = HandleRef::new(
                 py,
                 &callback,
-                &empty_tuple(py),
+                &call_args,
                 context,
                 None,
                 false,
@@ -355,6 +357,44 @@ unsafe fn soon_shortcut(
             drop(st);
             Ok(handle.into_object().into_ptr())
         })
+    }
+}
+
+/// Whether a call's keyword names are just `context`.
+///
+/// Python code passes the interned string. The C `Task` and `Future` pass a
+/// tuple of their module's own (made once, not interned), recognised by its
+/// address once its text matched: a reference to it is kept, so the address
+/// cannot be reused by another tuple.
+///
+/// # Safety
+/// `kwnames` is a live tuple of strings (the vectorcall contract); GIL held.
+#[inline(always)]
+unsafe fn is_context_only(py: Python<'_>, kwnames: *mut ffi::PyObject) -> bool {
+    static C_MODULE_NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    // SAFETY: reads of a live tuple's size and item (this function's
+    // contract).
+    unsafe {
+        if ffi::PyTuple_GET_SIZE(kwnames) != 1 {
+            return false;
+        }
+        let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
+        if name == pyo3::intern!(py, "context").as_ptr() {
+            return true;
+        }
+        if C_MODULE_NAMES
+            .get(py)
+            .is_some_and(|known| known.as_ptr() == kwnames)
+        {
+            return true;
+        }
+        let matches = ffi::PyUnicode_Check(name) != 0
+            && ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) == 0;
+        if matches && C_MODULE_NAMES.get(py).is_none() {
+            let tuple = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
+            let _ = C_MODULE_NAMES.set(py, tuple.unbind());
+        }
+        matches
     }
 }
 

@@ -38,6 +38,12 @@ fn keyword_names<'py>(
         .bind(py))
 }
 
+/// `("loop",)`: the keyword of the futures and tasks made here.
+static LOOP_KEYWORD: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+
+/// The most arguments [`call_with_keywords`] passes.
+const MAX_CALL_ARGS: usize = 4;
+
 /// `callable(*positional, **dict(zip(names, values)))` as one vectorcall.
 fn call_with_keywords<'py>(
     callable: &Bound<'py, PyAny>,
@@ -46,11 +52,15 @@ fn call_with_keywords<'py>(
     values: &[&Bound<'py, PyAny>],
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = callable.py();
-    let args: Vec<*mut ffi::PyObject> = positional
-        .iter()
-        .chain(values.iter())
-        .map(|a| a.as_ptr())
-        .collect();
+    // On the stack: this makes every task.
+    let mut args = [std::ptr::null_mut(); MAX_CALL_ARGS];
+    let count = positional.len() + values.len();
+    if count > MAX_CALL_ARGS {
+        return Err(pyo3::exceptions::PySystemError::new_err("too many arguments"));
+    }
+    for (slot, arg) in args.iter_mut().zip(positional.iter().chain(values.iter())) {
+        *slot = arg.as_ptr();
+    }
     // SAFETY: `args` holds `positional.len()` positional arguments followed
     // by one value per name in `names`, all borrowed references kept alive
     // by the caller for the duration of the call; the result is a new
@@ -89,7 +99,6 @@ fn asyncio_method<'py>(
 /// records is the one stock asyncio records (it ends in that method).
 pub fn create_future(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
     static FUTURES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     static CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = slf.py();
     if slf.get().is_debug() {
@@ -99,7 +108,7 @@ pub fn create_future(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
     }
     let future_type =
         module(py, &FUTURES, "asyncio.futures")?.getattr(pyo3::intern!(py, "Future"))?;
-    let names = keyword_names(py, &NAMES, &["loop"])?;
+    let names = keyword_names(py, &LOOP_KEYWORD, &["loop"])?;
     Ok(call_with_keywords(&future_type, &[], names, &[slf.as_any()])?.unbind())
 }
 
@@ -160,18 +169,28 @@ pub fn create_task(
     context: Option<Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    static ALL_NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     let py = slf.py();
     slf.get().check_closed()?;
-    let none = py.None().into_bound(py);
     let task_type = module(py, &TASKS, "asyncio.tasks")?.getattr(pyo3::intern!(py, "Task"))?;
-    let names = keyword_names(py, &NAMES, &["loop", "name", "context"])?;
-    let values = [
-        slf.as_any(),
-        name.as_ref().unwrap_or(&none),
-        context.as_ref().unwrap_or(&none),
-    ];
-    Ok(call_with_keywords(&task_type, &[coro], names, &values)?.unbind())
+    let name = name.filter(|n| !n.is_none());
+    let context = context.filter(|c| !c.is_none());
+    let task = if name.is_none() && context.is_none() {
+        // Each keyword costs an entry in the dict the call makes for
+        // Task.__init__; None is their default.
+        let names = keyword_names(py, &LOOP_KEYWORD, &["loop"])?;
+        call_with_keywords(&task_type, &[coro], names, &[slf.as_any()])?
+    } else {
+        let none = py.None().into_bound(py);
+        let names = keyword_names(py, &ALL_NAMES, &["loop", "name", "context"])?;
+        let values = [
+            slf.as_any(),
+            name.as_ref().unwrap_or(&none),
+            context.as_ref().unwrap_or(&none),
+        ];
+        call_with_keywords(&task_type, &[coro], names, &values)?
+    };
+    Ok(task.unbind())
 }
 
 #[pymethods]
