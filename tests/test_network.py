@@ -637,6 +637,64 @@ def test_sock_methods():
     assert result == (True, 10, b'0123456789', b'datagram', 'the socket must be non-blocking')
 
 
+def test_sock_methods_check_what_they_are_given():
+    """Socket subclasses are served as sockets; an SSLSocket and a blocking
+    socket are refused (stock asyncio: the latter in debug mode only); other
+    objects go through their own methods."""
+    class Subclass(socket.socket):
+        pass
+
+    class NotASocket:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def gettimeout(self):
+            return 0.0
+
+        def recv(self, n):
+            return self.sock.recv(n)
+
+        def fileno(self):
+            return self.sock.fileno()
+
+    async def outcome(awaitable):
+        try:
+            return ('ok', await awaitable)
+        except Exception as exc:  # noqa: BLE001  (compared)
+            return ('raised', type(exc).__name__, str(exc))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        a, b = socket.socketpair()
+        sub = Subclass(fileno=a.detach())
+        for s in (sub, b):
+            s.setblocking(False)
+        results = [await outcome(loop.sock_sendall(sub, b'ping')),
+                   await outcome(loop.sock_recv(b, 10)),
+                   await outcome(loop.sock_sendall(b, b'pong')),
+                   await outcome(loop.sock_recv(NotASocket(sub), 10))]
+        blocking = socket.socket()
+        results.append(await outcome(loop.sock_recv(blocking, 1)))
+        results.append(await outcome(loop.sock_sendall(blocking, b'x')))
+        results.append(await outcome(loop.sock_recv_into(blocking, bytearray(1))))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        wrapped = context.wrap_socket(blocking, do_handshake_on_connect=False)
+        wrapped.setblocking(False)
+        results.append(await outcome(loop.sock_recv(wrapped, 1)))
+        for s in (sub, b, wrapped):
+            s.close()
+        return results
+
+    assert assert_same_on_both(lambda loop: run(loop, main())) == [
+        ('ok', None), ('ok', b'ping'), ('ok', None), ('ok', b'pong'),
+        ('raised', 'ValueError', 'the socket must be non-blocking'),
+        ('raised', 'ValueError', 'the socket must be non-blocking'),
+        ('raised', 'ValueError', 'the socket must be non-blocking'),
+        ('raised', 'TypeError', 'Socket cannot be of type SSLSocket')]
+
+
 def test_sendfile():
     async def main(path, size):
         loop = asyncio.get_running_loop()

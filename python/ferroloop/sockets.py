@@ -36,6 +36,8 @@ _TRANSPORTS_CHECK_DESCRIPTOR = sys.version_info >= (3, 12)
 _SENDFILE_BLOCKS_CAPPED = sys.version_info >= (3, 13)
 _SENDFILE_BLOCK_CAP = sys.maxsize // 2 + 1
 
+_Future = futures.Future
+
 # Lookups one loop runs at the same time; more wait for a free thread.
 _RESOLVER_THREADS = 4
 
@@ -117,15 +119,16 @@ class SocketLoop(BaseLoop):
     # sock_* coroutines.
 
     # The native sock_recv, sock_recv_into and sock_sendall take Python
-    # sockets; anything else goes through the methods asyncio calls on it,
-    # so it fails (or works) as it does there.
+    # sockets (and check them as _check_socket does); for anything else they
+    # return NotImplemented, and the object's own methods serve the call,
+    # the methods asyncio calls, so it fails (or works) as it does there.
 
     async def sock_recv(self, sock, n):
-        _check_socket(sock)
-        if not isinstance(sock, socket.socket):
+        result = self._sock_recv(sock, n)
+        if result is NotImplemented:
+            _check_socket(sock)
             return await self._retry_when_ready(sock, False, 'recv', n)
-        result = self._sock_recv(sock.fileno(), n)
-        if isinstance(result, futures.Future):
+        if isinstance(result, _Future):
             # The hot path: _wait_holding inlined.
             held = _hold(sock)
             try:
@@ -136,11 +139,11 @@ class SocketLoop(BaseLoop):
         return result
 
     async def sock_recv_into(self, sock, buf):
-        _check_socket(sock)
-        if not isinstance(sock, socket.socket):
+        result = self._sock_recv_into(sock, buf)
+        if result is NotImplemented:
+            _check_socket(sock)
             return await self._retry_when_ready(sock, False, 'recv_into', buf)
-        result = self._sock_recv_into(sock.fileno(), buf)
-        if isinstance(result, futures.Future):
+        if isinstance(result, _Future):
             # The hot path: _wait_holding inlined.
             held = _hold(sock)
             try:
@@ -151,11 +154,11 @@ class SocketLoop(BaseLoop):
         return result
 
     async def sock_sendall(self, sock, data):
-        _check_socket(sock)
-        if not isinstance(sock, socket.socket):
+        result = self._sock_sendall(sock, data)
+        if result is NotImplemented:
+            _check_socket(sock)
             return await self._sock_sendall_through_methods(sock, data)
-        result = self._sock_sendall(sock.fileno(), data)
-        if isinstance(result, futures.Future):
+        if isinstance(result, _Future):
             # The hot path: _wait_holding inlined.
             held = _hold(sock)
             try:

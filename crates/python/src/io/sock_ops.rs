@@ -15,7 +15,9 @@ use std::os::fd::RawFd;
 use ferroloop_engine::Direction;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyType};
 
 use crate::errors::os_error;
 use crate::ffi::gil_cell::GilCell;
@@ -136,6 +138,40 @@ impl SendFile {
 
 /// A C `Py_ssize_t` argument read as Python's argument parsing reads one:
 /// an index, with Python's own OverflowError message.
+/// The descriptor of `sock` if it is a Python socket, after asyncio's
+/// checks of one (`ferroloop.sockets._check_socket`: not an `SSLSocket`,
+/// non-blocking); `None` for any other object, which the Python method
+/// serves through its own methods.
+fn socket_descriptor(sock: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+    static SOCKET: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    static SSL_SOCKET: PyOnceLock<Option<Py<PyType>>> = PyOnceLock::new();
+    let py = sock.py();
+    let socket_type = SOCKET.import(py, "socket", "socket")?;
+    if !sock.get_type().is(socket_type) {
+        if !sock.is_instance(socket_type)? {
+            return Ok(None);
+        }
+        // A subclass: it may be ssl's (where the ssl module exists).
+        let ssl_socket = SSL_SOCKET.get_or_init(py, || {
+            py.import("ssl")
+                .and_then(|ssl| ssl.getattr("SSLSocket"))
+                .and_then(|t| t.cast_into::<PyType>().map_err(PyErr::from))
+                .map(Bound::unbind)
+                .ok()
+        });
+        if let Some(ssl_socket) = ssl_socket {
+            if sock.is_instance(ssl_socket.bind(py))? {
+                return Err(PyTypeError::new_err("Socket cannot be of type SSLSocket"));
+            }
+        }
+    }
+    let timeout = sock.call_method0(pyo3::intern!(py, "gettimeout"))?;
+    if timeout.is_none() || timeout.extract::<f64>()? != 0.0 {
+        return Err(PyValueError::new_err("the socket must be non-blocking"));
+    }
+    Ok(Some(sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?))
+}
+
 fn ssize_argument(value: &Bound<'_, PyAny>) -> PyResult<isize> {
     let py = value.py();
     // SAFETY: `value` is a live object; PyNumber_Index returns a new
@@ -437,10 +473,18 @@ impl LoopCore {
         SockOp::start(slf, fd, direction, Operation::Wait, false)
     }
 
-    /// `recv(n)` on socket descriptor `fd`: the bytes, or a future of them.
-    /// `n` is read as Python's `socket.recv` reads it.
-    fn _sock_recv(slf: &Bound<'_, Self>, fd: RawFd, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    /// `recv(n)` on socket `sock`: the bytes, or a future of them;
+    /// `NotImplemented` if `sock` is no Python socket. `n` is read as
+    /// Python's `socket.recv` reads it.
+    fn _sock_recv(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        n: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        let Some(fd) = socket_descriptor(sock)? else {
+            return Ok(py.NotImplemented());
+        };
         let n = ssize_argument(n)?;
         let max = usize::try_from(n)
             .map_err(|_| pyo3::exceptions::PyValueError::new_err("negative buffersize in recv"))?;
@@ -450,9 +494,17 @@ impl LoopCore {
         SockOp::start(slf, fd, Direction::Read, Operation::Recv { max }, true)
     }
 
-    /// `recv_into(buffer)`: the byte count, or a future of it.
-    fn _sock_recv_into(slf: &Bound<'_, Self>, fd: RawFd, buffer: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    /// `recv_into(buffer)` on socket `sock`: the byte count, or a future of
+    /// it; `NotImplemented` if `sock` is no Python socket.
+    fn _sock_recv_into(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        buffer: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        let Some(fd) = socket_descriptor(sock)? else {
+            return Ok(py.NotImplemented());
+        };
         if WritableBuffer::get(buffer.bind(py))?.len() == 0 {
             return Ok(0_i32.into_pyobject(py)?.into_any().unbind());
         }
@@ -497,9 +549,12 @@ impl LoopCore {
     /// Sends all of `data`: None when done at once, else a future.
     fn _sock_sendall(
         slf: &Bound<'_, Self>,
-        fd: RawFd,
+        sock: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
+        let Some(fd) = socket_descriptor(sock)? else {
+            return Ok(slf.py().NotImplemented());
+        };
         let data = crate::io::buffers::send_data(data)?;
         let bytes = data.bytes();
         let sent = match sys_io::send(fd, bytes).map_err(os_error)? {
