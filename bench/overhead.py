@@ -18,9 +18,11 @@ process per measurement: those alternate between processes. The tracer's
 cost per task step is traced_gather_sleep0 minus gather_sleep0, per task
 switch, measured in turn in the same way.
 
---instructions counts instructions instead (callgrind, the core rows and
-the tracer; each a long run minus a short one, per operation, counted only
-while the loop runs, so that writing the trace out is not): the figure
+--instructions counts instructions instead (callgrind, the core rows, two
+echo rows and the tracer; each a long run minus a short one, per operation,
+counted only while the loop runs, so that writing the trace out is not;
+an echo row's server runs under callgrind while the C client loads it for
+2 s, then for 6 s): the figure
 that does not move with the machine's load, where CPU times on a shared
 virtual machine swing by tens of percent between identical runs. It
 counts work, not the cost of caches missed, so it is a floor under the
@@ -49,6 +51,15 @@ LOOP_RUN_SYMBOL = '*LoopCore*__pymethod__run__'
 # The short run's size under callgrind (the long run is three times that).
 INSTRUCTION_SIZES = {'call_soon': 100_000, 'call_later': 20_000, 'gather_sleep0': 1_000,
                      'task_churn': 10_000}
+# Echo rows counted in instructions: one connection, so that a round trip is
+# mostly one iteration running one item. Mostly: the count still moves with
+# timing (proto_tcp_1k_x1 gave 3,354, 3,354 and 3,476 instructions in three
+# runs with the detector off), by less than on the other rows: with ten
+# connections the items an iteration finds depend on timing, and under
+# callgrind's slowness the UDP client's retries leave iterations with
+# nothing to echo (counts several percent apart, once negative).
+INSTRUCTION_NET = ('proto_tcp_1k_x1', 'proto_unix_1k_x1')
+INSTRUCTION_NET_SECONDS = (2.0, 6.0)
 
 
 # Rounds of a core row's variants in one process (bench/core_child.py
@@ -140,6 +151,22 @@ def instructions_per_op(benchmark, loop_name, size, directory):
     return (long - short) / (long_ops - short_ops)
 
 
+def net_instructions_per_op(case, loop_name, directory, tools, placement):
+    """Instructions per round trip of an echo server: a run of 6 s minus one
+    of 2 s, the server under callgrind."""
+    runs = []
+    for index, seconds in enumerate(INSTRUCTION_NET_SECONDS):
+        out = Path(directory) / f'{loop_name}-{case.name}-{index}.out'
+        wrap = ['valgrind', '--tool=callgrind', f'--callgrind-out-file={out}',
+                f'--toggle-collect={LOOP_RUN_SYMBOL}']
+        sample = net.measure(case, loop_name, seconds, tools, placement, wrap=wrap)
+        if isinstance(sample, Failure):
+            raise RuntimeError(f'{loop_name} {case.name}: {sample.reason}')
+        runs.append((sample.ops, total_instructions(out)))
+    (short_ops, short), (long_ops, long) = runs
+    return (long - short) / (long_ops - short_ops)
+
+
 def instruction_tables():
     # String hashing is randomised per process; fixed, the counts repeat.
     os.environ['PYTHONHASHSEED'] = '0'
@@ -151,6 +178,14 @@ def instruction_tables():
         for name in CORE:
             off, on = (instructions_per_op(by_name[name], loop, INSTRUCTION_SIZES[name],
                                            directory) for loop in LOOPS)
+            lines.append(f'| {name} | {off:,.0f} | {on:,.0f} | {(on / off - 1) * 100:+.1f} % |')
+            print(lines[-1], file=sys.stderr, flush=True)
+        tools = net.build_native(NATIVE_BUILD_DIR)
+        placement = net.Placement.choose()
+        cases = {case.name: case for case in net.net_cases()}
+        for name in INSTRUCTION_NET:
+            off, on = (net_instructions_per_op(cases[name], loop, directory, tools, placement)
+                       for loop in LOOPS)
             lines.append(f'| {name} | {off:,.0f} | {on:,.0f} | {(on / off - 1) * 100:+.1f} % |')
             print(lines[-1], file=sys.stderr, flush=True)
         plain = by_name['gather_sleep0']
