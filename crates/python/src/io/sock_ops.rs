@@ -1,11 +1,16 @@
 //! The hot `sock_*` methods: `sock_recv`, `sock_recv_into`, `sock_sendall`.
 //!
-//! Each tries its system call at once; most of the time that completes it
-//! and the result is returned without creating a future. Only when the socket
-//! is not ready does it create a future and register a [`SockOp`] that
-//! retries when the poller reports readiness, then resolves the future. The
-//! Python methods (`async def sock_recv(...)` in `ferroloop.sockets`) await
-//! the future when they get one, so they stay coroutines as asyncio's are.
+//! Each checks the socket it is given as the Python method would (and
+//! answers `NotImplemented` for an object that is not a socket, which the
+//! Python method then serves through its own methods), then tries its
+//! system call at once; most of the time that completes it and the result
+//! is returned without creating a future. Only when the socket is not ready
+//! does it create a future and register a [`SockOp`] that retries when the
+//! poller reports readiness, then resolves the future. The Python methods
+//! (`async def sock_recv(...)` in `ferroloop.sockets`) await the future when
+//! they get one, so they stay coroutines as asyncio's are; checking the
+//! socket here rather than in them took a third of the instructions of a
+//! send and a receive.
 //!
 //! A cancelled future unregisters its operation through a done-callback (the
 //! `SockOp` itself is that callable), as asyncio's `_sock_read_done` does.
