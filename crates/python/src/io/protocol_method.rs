@@ -18,6 +18,9 @@ use pyo3::PyTraverseError;
 
 // CPython's bound method type and its accessors (exported by the
 // interpreter; pyo3-ffi does not declare them).
+// SAFETY: the declarations match Include/cpython/classobject.h on 3.11-3.13:
+// a static PyTypeObject, and two functions taking and returning a PyObject
+// pointer (borrowed references).
 unsafe extern "C" {
     static mut PyMethod_Type: ffi::PyTypeObject;
     fn PyMethod_Function(method: *mut ffi::PyObject) -> *mut ffi::PyObject;

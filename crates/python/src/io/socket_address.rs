@@ -131,6 +131,8 @@ pub fn to_python<'py>(py: Python<'py>, addr: &SocketAddr) -> PyResult<Bound<'py,
 const INET6_ADDRSTRLEN: usize = 46;
 
 // The C library's (POSIX); the libc crate does not declare it.
+// SAFETY: the declaration matches <arpa/inet.h>: `const char *inet_ntop(int
+// af, const void *src, char *dst, socklen_t size)`.
 unsafe extern "C" {
     fn inet_ntop(
         af: libc::c_int,
