@@ -85,6 +85,27 @@ pub unsafe fn trampoline<R: RawReturn>(body: impl FnOnce(Python<'_>) -> PyResult
     }
 }
 
+/// A `METH_O` entry point (one argument), as CPython calls it.
+pub type OneArgument =
+    unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
+
+/// The definition of a one-argument raw method, made once and kept for the
+/// interpreter's lifetime (a method descriptor points to it).
+pub fn one_argument_method(
+    name: &'static std::ffi::CStr,
+    function: OneArgument,
+    doc: &'static std::ffi::CStr,
+) -> &'static mut ffi::PyMethodDef {
+    Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: function,
+        },
+        ml_flags: ffi::METH_O,
+        ml_doc: doc.as_ptr(),
+    }))
+}
+
 /// Puts a raw method on a type, as a method descriptor. `def` must describe
 /// an entry point whose signature matches its flags.
 pub fn install_method(

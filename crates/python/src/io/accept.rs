@@ -39,10 +39,7 @@ pub fn accept(py: Python<'_>, fd: RawFd) -> PyResult<Option<(RawFd, Bound<'_, Py
 /// The address tuple for a raw IP address `accept` returned (what
 /// `socket.accept()` would have given); `None` for another family.
 #[pyfunction]
-pub fn accepted_address<'py>(
-    py: Python<'py>,
-    raw: &[u8],
-) -> PyResult<Option<Bound<'py, PyTuple>>> {
+pub fn accepted_address<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
     socket_address::decode_raw(raw)
         .map(|addr| socket_address::to_python(py, &addr))
         .transpose()

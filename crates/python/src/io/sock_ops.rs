@@ -18,9 +18,9 @@
 use std::os::fd::RawFd;
 
 use ferroloop_engine::Direction;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyType};
 
@@ -174,7 +174,9 @@ fn socket_descriptor(sock: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
     if timeout.is_none() || timeout.extract::<f64>()? != 0.0 {
         return Err(PyValueError::new_err("the socket must be non-blocking"));
     }
-    Ok(Some(sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?))
+    Ok(Some(
+        sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?,
+    ))
 }
 
 fn ssize_argument(value: &Bound<'_, PyAny>) -> PyResult<isize> {

@@ -16,8 +16,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::ffi::{install_method, trampoline};
-use crate::io::stream::StreamCore;
+use crate::ffi::{install_method, one_argument_method, trampoline};
+use crate::io::stream::{StreamCore, WRITE_DOC};
 
 /// The offset of the `_core` slot in instances of the class the methods
 /// were installed on (and its subclasses, which keep their bases' layout).
@@ -29,15 +29,25 @@ static CORE_OFFSET: OnceLock<usize> = OnceLock::new();
 /// `transport` is a live instance of the class the methods were installed
 /// on (the method descriptor checked its type), so `CORE_OFFSET` is the
 /// offset of an object pointer slot within it; the GIL is held.
-unsafe fn core_of<'py>(py: Python<'py>, transport: *mut ffi::PyObject) -> PyResult<Bound<'py, StreamCore>> {
+unsafe fn core_of<'py>(
+    py: Python<'py>,
+    transport: *mut ffi::PyObject,
+) -> PyResult<Bound<'py, StreamCore>> {
     // Always set: the methods are installed only once it is.
     let Some(&offset) = CORE_OFFSET.get() else {
-        return Err(PyTypeError::new_err("the transport methods are not installed"));
+        return Err(PyTypeError::new_err(
+            "the transport methods are not installed",
+        ));
     };
     // SAFETY: by this function's contract the slot lies within the object,
     // holds a pointer-sized value, and is read with the GIL held (no one
     // writes it meanwhile).
-    let core = unsafe { *(transport.cast::<u8>().add(offset).cast::<*mut ffi::PyObject>()) };
+    let core = unsafe {
+        *(transport
+            .cast::<u8>()
+            .add(offset)
+            .cast::<*mut ffi::PyObject>())
+    };
     if core.is_null() {
         return Err(PyAttributeError::new_err("_core"));
     }
@@ -79,21 +89,6 @@ unsafe extern "C" fn writelines(
     }
 }
 
-fn method_def(
-    name: &'static std::ffi::CStr,
-    function: unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject,
-    doc: &'static std::ffi::CStr,
-) -> &'static mut ffi::PyMethodDef {
-    Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: name.as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: function,
-        },
-        ml_flags: ffi::METH_O,
-        ml_doc: doc.as_ptr(),
-    }))
-}
-
 /// `install_transport_methods(cls, writelines)`: puts the native `write`
 /// (and, if asked, `writelines`) on `cls`, a class with a `_core` slot.
 /// Done once, for one class.
@@ -121,25 +116,10 @@ pub fn install_transport_methods(cls: &Bound<'_, PyType>, with_writelines: bool)
             "the transport methods are installed on another class",
         ));
     }
-    install_method(
-        py,
-        cls,
-        method_def(
-            c"write",
-            write,
-            c"write(data)\n--\n\nSend data, buffering what the socket cannot take now.",
-        ),
-    )?;
+    install_method(py, cls, one_argument_method(c"write", write, WRITE_DOC))?;
     if with_writelines {
-        install_method(
-            py,
-            cls,
-            method_def(
-                c"writelines",
-                writelines,
-                c"writelines(list_of_data)\n--\n\nSend the buffers in order, as one write.",
-            ),
-        )?;
+        let doc = c"writelines(list_of_data)\n--\n\nSend the buffers in order, as one write.";
+        install_method(py, cls, one_argument_method(c"writelines", writelines, doc))?;
     }
     Ok(())
 }

@@ -202,7 +202,11 @@ impl StreamCore {
         self.loop_.bind(py)
     }
 
-    fn address_tuple<'py>(&self, py: Python<'py>, end: End) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    fn address_tuple<'py>(
+        &self,
+        py: Python<'py>,
+        end: End,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         self.addresses
             .get(end)
             .map(|addr| socket_address::to_python(py, &addr))
@@ -304,13 +308,9 @@ impl StreamCore {
             Reader::Buffered {
                 get_buffer,
                 buffer_updated,
-            } => this.read_into_protocol_buffer(
-                slf,
-                &protocol,
-                &get_buffer,
-                &buffer_updated,
-                hangup,
-            ),
+            } => {
+                this.read_into_protocol_buffer(slf, &protocol, &get_buffer, &buffer_updated, hangup)
+            }
         }
     }
 
@@ -1042,6 +1042,10 @@ impl NativeTransport for StreamCore {
     }
 }
 
+/// The docstring of every native `write` (the core's and the transport's).
+pub const WRITE_DOC: &std::ffi::CStr =
+    c"write(data)\n--\n\nSend data, buffering what the socket cannot take now.";
+
 /// `StreamCore.write(data)`, a `METH_O` entry point (see [`crate::ffi`]).
 unsafe extern "C" fn raw_write(
     slf: *mut ffi::PyObject,
@@ -1063,14 +1067,6 @@ unsafe extern "C" fn raw_write(
 /// `transport.write(data)` is the hottest call of a connection, and PyO3's
 /// argument handling cost as much as the send itself.
 pub fn install(py: Python<'_>) -> PyResult<()> {
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"write".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: raw_write,
-        },
-        ml_flags: ffi::METH_O,
-        ml_doc: c"write(data)\n--\n\nSend data, buffering what the socket cannot take now."
-            .as_ptr(),
-    }));
+    let def = crate::ffi::one_argument_method(c"write", raw_write, WRITE_DOC);
     crate::ffi::install_method(py, &StreamCore::type_object(py), def)
 }

@@ -56,7 +56,9 @@ fn call_with_keywords<'py>(
     let mut args = [std::ptr::null_mut(); MAX_CALL_ARGS];
     let count = positional.len() + values.len();
     if count > MAX_CALL_ARGS {
-        return Err(pyo3::exceptions::PySystemError::new_err("too many arguments"));
+        return Err(pyo3::exceptions::PySystemError::new_err(
+            "too many arguments",
+        ));
     }
     for (slot, arg) in args.iter_mut().zip(positional.iter().chain(values.iter())) {
         *slot = arg.as_ptr();
