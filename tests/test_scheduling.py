@@ -268,6 +268,42 @@ def test_each_callback_runs_in_its_own_context(loop):
     assert seen == ['a', 'unset', 'in ctx', 'b', 'b']
 
 
+def test_callbacks_from_a_new_thread_each_run_in_a_context_of_their_own(loop):
+    """A new thread's context is empty, and ferroloop makes a handle's empty
+    context only when it is needed: each callback still runs in its own (a
+    change one makes is not seen by the next), and the handle's context is
+    the one its callback ran in, whether looked at before or after."""
+    import threading
+    var = contextvars.ContextVar('var', default='unset')
+    seen = []
+
+    def record_then_set(value):
+        seen.append(var.get())
+        var.set(value)
+
+    handles = []
+
+    def produce():
+        for value in ('first', 'second', 'third', 'cancelled'):
+            handles.append(loop.call_soon_threadsafe(record_then_set, value))
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(timeout=10)
+    looked_at_before = handles[2]._context
+    handles[3].cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['unset', 'unset', 'unset']
+    assert handles[0]._context[var] == 'first'
+    assert handles[1]._context[var] == 'second'
+    assert handles[2]._context is looked_at_before
+    assert looked_at_before[var] == 'third'
+    assert isinstance(handles[3]._context, contextvars.Context)
+    assert len(handles[3]._context) == 0
+    assert handles[0]._context is not handles[1]._context
+
+
 def test_stop_before_run_forever_runs_one_iteration(loop):
     calls = []
     loop.call_soon(calls.append, 1)

@@ -71,6 +71,12 @@ impl RawReturn for () {
 /// Runs the body of an entry point: a panic becomes a Python exception
 /// (PyO3's `PanicException`), an error is set as CPython expects.
 ///
+/// PyO3 is not told the thread is attached (telling it costs a thread-local
+/// count per call): a `Py` dropped in the body of an entry point called from
+/// outside PyO3's own methods (another thread's `call_soon_threadsafe`, a
+/// call before the loop runs) is released later, through PyO3's pool of
+/// deferred releases. Bodies drop `Bound`s where that matters.
+///
 /// # Safety
 /// Only for the body of an entry point called under the contract above (the
 /// GIL is held by the calling thread).

@@ -25,6 +25,7 @@ use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::time::{Duration, Instant};
 
 use ferroloop_engine::CancelledCount;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -45,7 +46,8 @@ struct HandleObject {
     /// Owned references, or NULL once released.
     callback: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
-    /// Owned; never NULL for a live handle.
+    /// Owned, or NULL for an empty context not made yet (see
+    /// [`HandleContext::Empty`]; [`settle_context`] makes it).
     context: *mut ffi::PyObject,
     /// Owned or NULL: the stack where the handle was made (debug mode).
     source_traceback: *mut ffi::PyObject,
@@ -87,6 +89,52 @@ pub struct TimerSpec {
     pub cancelled_in_heap: CancelledCount,
 }
 
+/// The context a new handle's callback is to run in.
+pub enum HandleContext {
+    /// Given by the caller (`context=`): others may hold it too.
+    Given(Py<PyAny>),
+    /// A copy of the caller's context that nobody else holds.
+    Copied(Py<PyAny>),
+    /// The caller's context was empty: the handle makes its own empty
+    /// context when something needs it (the callback runs, `get_context()`).
+    /// A copy taken now would wait in the queue with the handle; a thread
+    /// feeding the loop queues tens of thousands at a time, and their
+    /// contexts then come from fresh memory and go back cold. Made when the
+    /// callback runs, the context is freed right after and reused by the
+    /// next one. Threads start with an empty context, so this is the usual
+    /// case of `call_soon_threadsafe`.
+    Empty,
+}
+
+impl HandleContext {
+    /// What asyncio's `Handle` does without `context=`:
+    /// `contextvars.copy_context()`.
+    pub fn copy_current(py: Python<'_>) -> PyResult<HandleContext> {
+        // A `Bound`, whose drop releases the copy at once: an entry point
+        // called from a thread PyO3 does not count as attached would defer a
+        // `Py`'s release to PyO3's pool (see `crate::ffi::trampoline`).
+        let copy = crate::context::copy_current(py)?.into_bound(py);
+        // SAFETY: `copy` is a live Context (a mapping whose length cannot
+        // fail); the GIL is held (`py`).
+        if unsafe { ffi::PyObject_Length(copy.as_ptr()) } == 0 {
+            Ok(HandleContext::Empty)
+        } else {
+            Ok(HandleContext::Copied(copy.unbind()))
+        }
+    }
+
+    /// `context=` as given (`None`: not given).
+    pub fn given_or_copy(
+        py: Python<'_>,
+        given: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<HandleContext> {
+        match given {
+            Some(context) if !context.is_none() => Ok(HandleContext::Given(context.unbind())),
+            _ => HandleContext::copy_current(py),
+        }
+    }
+}
+
 /// An owned reference to a `Handle` (or `TimerHandle`).
 pub struct HandleRef(Py<PyAny>);
 
@@ -118,8 +166,8 @@ impl HandleRef {
 
     /// Creates a handle. `timer` makes it a `TimerHandle`.
     ///
-    /// `private_context` says the context is a fresh copy nobody else holds
-    /// (`call_soon(cb)` without `context=`). Such a copy is taken off the
+    /// A context copied for the handle ([`HandleContext::Copied`]: `call_soon(cb)`
+    /// without `context=`) is taken off the
     /// cycle collector's lists while the handle waits in the queue: it cannot
     /// be part of a cycle that outlives the handle, and thousands of queued
     /// callbacks otherwise make every collection traverse thousands of
@@ -131,12 +179,11 @@ impl HandleRef {
         py: Python<'_>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
-        context: Py<PyAny>,
+        context: HandleContext,
         source_traceback: Option<Py<PyAny>>,
         debug: bool,
         persistent: bool,
         timer: Option<TimerSpec>,
-        private_context: bool,
     ) -> PyResult<HandleRef> {
         let ty = if timer.is_some() {
             &TIMER_HANDLE_TYPE_PTR
@@ -150,10 +197,16 @@ impl HandleRef {
             let h = obj.cast::<HandleObject>();
             (*h).callback = callback.clone().into_ptr();
             (*h).args = args.clone().into_any().into_ptr();
-            (*h).context = context.into_ptr();
-            if private_context && ffi::PyObject_GC_IsTracked((*h).context) != 0 {
-                ffi::PyObject_GC_UnTrack((*h).context.cast());
-                (*h).context_untracked = true;
+            match context {
+                HandleContext::Given(context) => (*h).context = context.into_ptr(),
+                HandleContext::Copied(context) => {
+                    (*h).context = context.into_ptr();
+                    if ffi::PyObject_GC_IsTracked((*h).context) != 0 {
+                        ffi::PyObject_GC_UnTrack((*h).context.cast());
+                        (*h).context_untracked = true;
+                    }
+                }
+                HandleContext::Empty => {}
             }
             (*h).source_traceback = source_traceback.map_or(ptr::null_mut(), |t| t.into_ptr());
             (*h).debug = debug;
@@ -241,7 +294,10 @@ impl HandleRef {
                 at_end();
                 return Ok(RunOutcome::Done);
             }
-            retrack_context(h);
+            if let Err(err) = settle_context(py, h) {
+                at_end();
+                return Ok(RunOutcome::Raised(err));
+            }
             let keep = keep || (*h).persistent;
             let (callback, args) = if keep {
                 (
@@ -285,6 +341,28 @@ impl HandleRef {
         // SAFETY: reading a field of a live handle; callers hold the GIL.
         unsafe { (*self.raw()).callback }
     }
+}
+
+/// Makes the handle's context ready to be seen or entered: an empty one
+/// made if it has none yet, a private one put back on the collector's lists.
+///
+/// # Safety
+/// GIL held; `h` a live handle.
+unsafe fn settle_context(py: Python<'_>, h: *mut HandleObject) -> PyResult<()> {
+    // SAFETY: `h` is a live handle (this function's contract); PyContext_New
+    // returns a new reference, which the handle keeps, or NULL with an
+    // exception set.
+    unsafe {
+        if (*h).context.is_null() {
+            let context = ffi::PyContext_New();
+            if context.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            (*h).context = context;
+        }
+        retrack_context(h);
+    }
+    Ok(())
 }
 
 /// Puts a handle's private context back on the collector's lists.
@@ -362,15 +440,69 @@ unsafe fn run_in_context(
 
 /// Blocks of exact `Handle`/`TimerHandle` objects (both have the same size)
 /// kept for reuse, so that a handle costs no trip through the allocator.
-struct FreeList(UnsafeCell<Vec<*mut ffi::PyObject>>);
+///
+/// The list holds up to [`FREE_LIST_CAPACITY`] blocks: a thread that feeds
+/// the loop with `call_soon_threadsafe` queues tens of thousands of handles
+/// in one switch interval, which the loop frees a moment later. Without the
+/// blocks of the last burst at hand, each burst takes fresh pages from the
+/// allocator (whose arenas are given back as soon as they are empty), and the
+/// page faults cost more than the handles themselves. Such a loop sleeps
+/// between bursts too, so the blocks above [`FREE_LIST_KEPT_WHILE_IDLE`] are
+/// given back only [`SPARE_BLOCKS_KEPT_FOR`] after a sleeping loop first saw
+/// them ([`release_spare_blocks`]): an idle program keeps no burst's memory
+/// for longer than that.
+struct FreeList(UnsafeCell<FreeBlocks>);
 
-// SAFETY: only touched from `alloc` and `dealloc`, which CPython calls with
-// the GIL held (the module declares it needs the GIL), so accesses are
-// serialised.
+struct FreeBlocks {
+    blocks: Vec<*mut ffi::PyObject>,
+    /// When a loop about to sleep first saw spare blocks (`None`: there
+    /// were none at the last look).
+    spare_since: Option<Instant>,
+}
+
+// SAFETY: only touched from `alloc`, `dealloc` and `release_spare_blocks`,
+// which run with the GIL held (CPython calls the first two with it; the last
+// takes the token), so accesses are serialised.
 unsafe impl Sync for FreeList {}
 
-static FREE_LIST: FreeList = FreeList(UnsafeCell::new(Vec::new()));
-const FREE_LIST_CAPACITY: usize = 1024;
+static FREE_LIST: FreeList = FreeList(UnsafeCell::new(FreeBlocks {
+    blocks: Vec::new(),
+    spare_since: None,
+}));
+/// At most about 7 MiB of handles.
+const FREE_LIST_CAPACITY: usize = 65536;
+/// What an idle loop keeps: enough for the handles of ordinary iterations.
+const FREE_LIST_KEPT_WHILE_IDLE: usize = 1024;
+const SPARE_BLOCKS_KEPT_FOR: Duration = Duration::from_secs(1);
+
+/// Gives the free list's blocks above [`FREE_LIST_KEPT_WHILE_IDLE`] back to
+/// the allocator once they have been there for [`SPARE_BLOCKS_KEPT_FOR`].
+/// A loop calls it before it sleeps; the answer is how long it may sleep
+/// before it should call again (`None`: no spare blocks to give back).
+pub fn release_spare_blocks(_py: Python<'_>) -> Option<Duration> {
+    // SAFETY: the GIL is held (the token says so), which serialises every
+    // access to the list; its blocks are zeroed handle-sized blocks that no
+    // object uses, allocated by `PyType_GenericAlloc` (the handle types'
+    // `tp_alloc`) from `PyObject_Malloc`, so `PyObject_Free` releases them.
+    unsafe {
+        let list = &mut *FREE_LIST.0.get();
+        if list.blocks.len() <= FREE_LIST_KEPT_WHILE_IDLE {
+            list.spare_since = None;
+            return None;
+        }
+        let now = Instant::now();
+        let kept = now.duration_since(*list.spare_since.get_or_insert(now));
+        if kept < SPARE_BLOCKS_KEPT_FOR {
+            return Some(SPARE_BLOCKS_KEPT_FOR - kept);
+        }
+        for block in list.blocks.drain(FREE_LIST_KEPT_WHILE_IDLE..) {
+            ffi::PyObject_Free(block.cast());
+        }
+        list.blocks.shrink_to(FREE_LIST_KEPT_WHILE_IDLE);
+        list.spare_since = None;
+        None
+    }
+}
 
 fn alloc(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObject> {
     if ty.is_null() {
@@ -383,7 +515,7 @@ fn alloc(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> PyResult<*mut ffi::PyObj
     // and was zeroed when it was put there; PyObject_Init sets its type
     // (taking a reference to it) and its reference count.
     unsafe {
-        let list = &mut *FREE_LIST.0.get();
+        let list = &mut (*FREE_LIST.0.get()).blocks;
         if let Some(obj) = list.pop() {
             ffi::PyObject_Init(obj, ty);
             return Ok(obj);
@@ -436,7 +568,7 @@ unsafe fn release_object(obj: *mut ffi::PyObject) {
         }
         drop((*h).cancelled_in_heap.take());
         let exact = is_exact_handle_type(ty);
-        let list = &mut *FREE_LIST.0.get();
+        let list = &mut (*FREE_LIST.0.get()).blocks;
         if exact && list.len() < FREE_LIST_CAPACITY {
             // Zero our fields so the next user starts from a clean object.
             let fields = (obj as *mut u8).add(std::mem::size_of::<ffi::PyObject>());
@@ -568,7 +700,7 @@ unsafe extern "C" fn get_context(
     // `method` runs the body in the trampoline.
     unsafe {
         method(slf, |py, slf| {
-            retrack_context(slf.as_ptr().cast());
+            settle_context(py, slf.as_ptr().cast())?;
             Ok(borrowed_or_none(py, handle_of(slf.as_ptr()).context))
         })
     }
@@ -794,7 +926,7 @@ macro_rules! getter {
 getter!(get_callback, |py, h| Ok(borrowed_or_none(py, h.callback)));
 getter!(get_args, |py, h| Ok(borrowed_or_none(py, h.args)));
 getter!(get_context_attr, |py, h| {
-    retrack_context(h);
+    settle_context(py, h)?;
     Ok(borrowed_or_none(py, h.context))
 });
 getter!(get_loop, |py, h| Ok(borrowed_or_none(py, h.loop_)));

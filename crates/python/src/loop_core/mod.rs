@@ -42,7 +42,7 @@ use pyo3::{ffi, PyTraverseError};
 
 use crate::errors::os_error;
 use crate::ffi::gil_cell::GilCell;
-use crate::handles::{HandleRef, TimerSpec};
+use crate::handles::{HandleContext, HandleRef, TimerSpec};
 use crate::io::{Ready, Watcher};
 use crate::loop_core::observe::{Instrument, Observation};
 use crate::python_helpers;
@@ -294,10 +294,7 @@ impl LoopCore {
             core.check_thread()?;
         }
         core.check_callback(callback, method)?;
-        let (context, private_context) = match context {
-            Some(c) if !c.is_none() => (c.unbind(), false),
-            _ => (crate::context::copy_current(py)?, true),
-        };
+        let context = HandleContext::given_or_copy(py, context)?;
         let debug = core.is_debug();
         let source_traceback = if debug {
             Some(python_helpers::extract_stack(py)?)
@@ -317,7 +314,6 @@ impl LoopCore {
             debug,
             persistent,
             timer,
-            private_context,
         )
     }
 }

@@ -146,6 +146,11 @@ fn wait_and_collect(slf: &Bound<'_, LoopCore>, wait: Wait) -> PyResult<()> {
         Wait::Skip | Wait::Until(_) => None,
         Wait::Poll(Some(Duration::ZERO)) => Some(poller.poll(Some(Duration::ZERO))),
         Wait::Poll(timeout) => {
+            // Woken in time to give the spare handle blocks back.
+            let timeout = match crate::handles::release_spare_blocks(py) {
+                Some(release_due) => Some(timeout.map_or(release_due, |t| t.min(release_due))),
+                None => timeout,
+            };
             let started = stats.wait_starts();
             let polled = py.detach(|| poller.poll(timeout));
             let ended = stats.wait_ended(started);

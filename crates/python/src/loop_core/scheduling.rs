@@ -19,7 +19,7 @@ use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
 use crate::ffi::{install_method, trampoline};
-use crate::handles::HandleRef;
+use crate::handles::{HandleContext, HandleRef};
 use crate::io::Ready;
 use crate::loop_core::{LoopCore, ScheduledTimer};
 
@@ -323,11 +323,11 @@ unsafe fn soon_shortcut(
             if !plain {
                 return Ok(general(slf, args, nargs, kwnames));
             }
-            let (context, private_context) = match context {
+            let context = match context {
                 Some(ctx) if ctx != ffi::Py_None() => {
-                    (Bound::from_borrowed_ptr(py, ctx).unbind(), false)
+                    HandleContext::Given(Bound::from_borrowed_ptr(py, ctx).unbind())
                 }
-                _ => (crate::context::copy_current(py)?, true),
+                _ => HandleContext::copy_current(py)?,
             };
             let callback = Bound::from_borrowed_ptr(py, callback);
             let call_args = if positional == 2 {
@@ -335,17 +335,8 @@ unsafe fn soon_shortcut(
             } else {
                 empty_tuple(py)
             };
-            let handle = HandleRef::new(
-                py,
-                &callback,
-                &call_args,
-                context,
-                None,
-                false,
-                false,
-                None,
-                private_context,
-            )?;
+            let handle =
+                HandleRef::new(py, &callback, &call_args, context, None, false, false, None)?;
             core.observation.stamp_queued(&handle);
             let mut st = core.state.borrow_mut(py)?;
             st.ready.push(Ready::Callback(handle.clone_ref(py)));
