@@ -294,10 +294,13 @@ impl HandleRef {
                 at_end();
                 return Ok(RunOutcome::Done);
             }
-            if let Err(err) = settle_context(py, h) {
-                at_end();
-                return Ok(RunOutcome::Raised(err));
-            }
+            let lent = match lend_context(py, h) {
+                Ok(lent) => lent,
+                Err(err) => {
+                    at_end();
+                    return Ok(RunOutcome::Raised(err));
+                }
+            };
             let keep = keep || (*h).persistent;
             let (callback, args) = if keep {
                 (
@@ -315,6 +318,9 @@ impl HandleRef {
             };
             let args = args.cast_into_unchecked::<PyTuple>();
             let ran = run_in_context(py, (*h).context, &callback, &args);
+            if lent {
+                take_back_context(h);
+            }
             at_end();
             match ran {
                 Ok(()) => Ok(RunOutcome::Done),
@@ -363,6 +369,74 @@ unsafe fn settle_context(py: Python<'_>, h: *mut HandleObject) -> PyResult<()> {
         retrack_context(h);
     }
     Ok(())
+}
+
+/// An empty context kept for the next handle whose context is empty
+/// ([`HandleContext::Empty`]). Such a handle borrows it for its run and gives
+/// it back if it is still empty and nobody took a reference to it (the
+/// callback asking its own handle for its context, say): a callback that
+/// leaves its context empty, the common case, then costs no context made
+/// and freed.
+struct SpareContext(UnsafeCell<*mut ffi::PyObject>);
+
+// SAFETY: only touched from `lend_context` and `take_back_context`, which
+// run with the GIL held (a handle runs attached), so accesses are serialised.
+unsafe impl Sync for SpareContext {}
+
+/// An owned reference to an empty, unentered Context, or NULL.
+static SPARE_CONTEXT: SpareContext = SpareContext(UnsafeCell::new(ptr::null_mut()));
+
+/// Gives a handle about to run its context: the spare empty one (or a new
+/// one) if it has none yet. Returns whether the context was lent that way.
+/// The spare slot stays empty while it is lent, so a run inside this run
+/// cannot be lent the same, entered, context.
+///
+/// # Safety
+/// GIL held; `h` a live handle.
+unsafe fn lend_context(py: Python<'_>, h: *mut HandleObject) -> PyResult<bool> {
+    // SAFETY: `h` is a live handle (this function's contract); the slot is
+    // GIL-guarded (see `SpareContext`) and holds an owned reference or NULL,
+    // which moves into the handle; PyContext_New returns a new reference or
+    // NULL with an exception set.
+    unsafe {
+        if !(*h).context.is_null() {
+            retrack_context(h);
+            return Ok(false);
+        }
+        let spare = std::mem::replace(&mut *SPARE_CONTEXT.0.get(), ptr::null_mut());
+        (*h).context = if spare.is_null() {
+            let context = ffi::PyContext_New();
+            if context.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            context
+        } else {
+            spare
+        };
+        Ok(true)
+    }
+}
+
+/// After the run of a handle lent a context: keeps that context as the
+/// spare if it can be used again unseen, and the handle makes a new empty
+/// one if it is ever asked for its context (the same contents: it ended
+/// empty).
+///
+/// # Safety
+/// GIL held; `h` a live handle whose context was lent by `lend_context`.
+unsafe fn take_back_context(h: *mut HandleObject) {
+    // SAFETY: `h` is a live handle (this function's contract) holding an
+    // owned reference to an exact Context (PyContext_New made it), whose
+    // length cannot fail; the slot is GIL-guarded. A count of one means the
+    // handle's reference is the only one, which moves into the slot.
+    unsafe {
+        let slot = &mut *SPARE_CONTEXT.0.get();
+        let context = (*h).context;
+        if slot.is_null() && ffi::Py_REFCNT(context) == 1 && ffi::PyObject_Length(context) == 0 {
+            *slot = context;
+            (*h).context = ptr::null_mut();
+        }
+    }
 }
 
 /// Puts a handle's private context back on the collector's lists.
