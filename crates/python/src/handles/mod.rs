@@ -114,9 +114,9 @@ impl HandleContext {
         // called from a thread PyO3 does not count as attached would defer a
         // `Py`'s release to PyO3's pool (see `crate::ffi::trampoline`).
         let copy = crate::context::copy_current(py)?.into_bound(py);
-        // SAFETY: `copy` is a live Context (a mapping whose length cannot
-        // fail); the GIL is held (`py`).
-        if unsafe { ffi::PyObject_Length(copy.as_ptr()) } == 0 {
+        // SAFETY: `copy` is a live, exact Context (PyContext_CopyCurrent
+        // made it); the GIL is held (`py`).
+        if unsafe { context_is_empty(copy.as_ptr()) } {
             Ok(HandleContext::Empty)
         } else {
             Ok(HandleContext::Copied(copy.unbind()))
@@ -432,9 +432,29 @@ unsafe fn take_back_context(h: *mut HandleObject) {
     unsafe {
         let slot = &mut *SPARE_CONTEXT.0.get();
         let context = (*h).context;
-        if slot.is_null() && ffi::Py_REFCNT(context) == 1 && ffi::PyObject_Length(context) == 0 {
+        if slot.is_null() && ffi::Py_REFCNT(context) == 1 && context_is_empty(context) {
             *slot = context;
             (*h).context = ptr::null_mut();
+        }
+    }
+}
+
+/// Whether a Context holds no variables: its type's length slot, called
+/// directly (`len()` goes through two generic layers first, which cost as
+/// much as the copy it tells about).
+///
+/// # Safety
+/// GIL held; `context` a live, exact `contextvars.Context`.
+#[inline]
+unsafe fn context_is_empty(context: *mut ffi::PyObject) -> bool {
+    // SAFETY: this function's contract: the object is an exact Context,
+    // whose static type has a mapping length slot that cannot fail (it reads
+    // the variables' count).
+    unsafe {
+        let mapping = (*ffi::Py_TYPE(context)).tp_as_mapping;
+        match (!mapping.is_null()).then(|| (*mapping).mp_length).flatten() {
+            Some(length) => length(context) == 0,
+            None => ffi::PyObject_Length(context) == 0,
         }
     }
 }
