@@ -95,14 +95,13 @@ pub enum HandleContext {
     Given(Py<PyAny>),
     /// A copy of the caller's context that nobody else holds.
     Copied(Py<PyAny>),
-    /// The caller's context was empty: the handle makes its own empty
-    /// context when something needs it (the callback runs, `get_context()`).
-    /// A copy taken now would wait in the queue with the handle; a thread
-    /// feeding the loop queues tens of thousands at a time, and their
-    /// contexts then come from fresh memory and go back cold. Made when the
-    /// callback runs, the context is freed right after and reused by the
-    /// next one. Threads start with an empty context, so this is the usual
-    /// case of `call_soon_threadsafe`.
+    /// The caller's context was empty: the handle gets an empty context
+    /// when something needs it (the callback runs: the spare one, see
+    /// [`SpareContext`]; `get_context()`: a new one). A copy taken now would
+    /// wait in the queue with the handle; a thread feeding the loop queues
+    /// tens of thousands at a time, and their contexts then come from fresh
+    /// memory and go back cold. Threads start with an empty context, so
+    /// this is the usual case of `call_soon_threadsafe`.
     Empty,
 }
 
@@ -355,20 +354,27 @@ impl HandleRef {
 /// # Safety
 /// GIL held; `h` a live handle.
 unsafe fn settle_context(py: Python<'_>, h: *mut HandleObject) -> PyResult<()> {
-    // SAFETY: `h` is a live handle (this function's contract); PyContext_New
-    // returns a new reference, which the handle keeps, or NULL with an
-    // exception set.
+    // SAFETY: `h` is a live handle (this function's contract); the new
+    // reference is the handle's.
     unsafe {
         if (*h).context.is_null() {
-            let context = ffi::PyContext_New();
-            if context.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            (*h).context = context;
+            (*h).context = new_empty_context(py)?;
         }
         retrack_context(h);
     }
     Ok(())
+}
+
+/// `contextvars.Context()`: a new reference.
+fn new_empty_context(py: Python<'_>) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: attached (`py`); PyContext_New returns a new reference or NULL
+    // with an exception set.
+    let context = unsafe { ffi::PyContext_New() };
+    if context.is_null() {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(context)
+    }
 }
 
 /// An empty context kept for the next handle whose context is empty
@@ -396,8 +402,7 @@ static SPARE_CONTEXT: SpareContext = SpareContext(UnsafeCell::new(ptr::null_mut(
 unsafe fn lend_context(py: Python<'_>, h: *mut HandleObject) -> PyResult<bool> {
     // SAFETY: `h` is a live handle (this function's contract); the slot is
     // GIL-guarded (see `SpareContext`) and holds an owned reference or NULL,
-    // which moves into the handle; PyContext_New returns a new reference or
-    // NULL with an exception set.
+    // which moves into the handle, as does a new context's reference.
     unsafe {
         if !(*h).context.is_null() {
             retrack_context(h);
@@ -405,11 +410,7 @@ unsafe fn lend_context(py: Python<'_>, h: *mut HandleObject) -> PyResult<bool> {
         }
         let spare = std::mem::replace(&mut *SPARE_CONTEXT.0.get(), ptr::null_mut());
         (*h).context = if spare.is_null() {
-            let context = ffi::PyContext_New();
-            if context.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            context
+            new_empty_context(py)?
         } else {
             spare
         };
