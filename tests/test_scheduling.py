@@ -304,6 +304,31 @@ def test_callbacks_from_a_new_thread_each_run_in_a_context_of_their_own(loop):
     assert handles[0]._context is not handles[1]._context
 
 
+def test_a_callback_that_sees_its_own_context_keeps_it(loop):
+    """A callback that leaves its (empty) context empty, but asked its own
+    handle for it while running, finds that same context on the handle
+    afterwards; the next callback runs in another."""
+    import threading
+    seen_inside = []
+    handles = []
+
+    def look_at_own_context(index):
+        seen_inside.append(handles[index]._context)
+
+    def produce():
+        for index in range(3):
+            handles.append(loop.call_soon_threadsafe(look_at_own_context, index))
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(timeout=10)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert [handle._context for handle in handles] == seen_inside
+    assert all(handle._context is inside for handle, inside in zip(handles, seen_inside))
+    assert len({id(context) for context in seen_inside}) == 3
+
+
 def test_stop_before_run_forever_runs_one_iteration(loop):
     calls = []
     loop.call_soon(calls.append, 1)
