@@ -141,8 +141,6 @@ impl SendFile {
     }
 }
 
-/// A C `Py_ssize_t` argument read as Python's argument parsing reads one:
-/// an index, with Python's own OverflowError message.
 /// The descriptor of `sock` if it is a Python socket, after asyncio's
 /// checks of one (`ferroloop.sockets._check_socket`: not an `SSLSocket`,
 /// non-blocking); `None` for any other object, which the Python method
@@ -179,6 +177,8 @@ fn socket_descriptor(sock: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
     ))
 }
 
+/// A C `Py_ssize_t` argument read as Python's argument parsing reads one:
+/// an index, with Python's own OverflowError message.
 fn ssize_argument(value: &Bound<'_, PyAny>) -> PyResult<isize> {
     let py = value.py();
     // SAFETY: `value` is a live object; PyNumber_Index returns a new
