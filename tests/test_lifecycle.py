@@ -277,6 +277,74 @@ def test_tasks_names_contexts_and_factory(loop):
         loop.set_task_factory(42)
 
 
+def test_patched_task_and_future_types_get_fresh_keywords(monkeypatch):
+    """A replaced asyncio.tasks.Task or asyncio.futures.Future is called
+    as asyncio calls it, every time: a task with loop, name and context, a
+    future with loop alone; keywords one call kept and changed are not the
+    next call's."""
+    def program(loop):
+        seen = []
+
+        class KeepingTask(asyncio.Task):
+            def __init__(self, coro, **kwargs):
+                seen.append(sorted(kwargs))
+                super().__init__(coro, **kwargs)
+                kwargs['extra'] = 1
+                self.kept = kwargs
+
+        class KeepingFuture(asyncio.Future):
+            def __init__(self, **kwargs):
+                seen.append(sorted(kwargs))
+                super().__init__(**kwargs)
+                kwargs.clear()
+                self.kept = kwargs
+
+        async def one():
+            return 1
+
+        async def main():
+            tasks = [loop.create_task(one()) for _ in range(3)]
+            futures = [loop.create_future() for _ in range(3)]
+            for future in futures:
+                future.set_result(2)
+            return [await t for t in tasks] + [await f for f in futures]
+
+        monkeypatch.setattr(asyncio.tasks, 'Task', KeepingTask)
+        monkeypatch.setattr(asyncio.futures, 'Future', KeepingFuture)
+        try:
+            results = loop.run_until_complete(main())
+        finally:
+            monkeypatch.undo()
+        return results, seen
+
+    # run_until_complete's task for main() comes first.
+    assert assert_same_on_both(program) == (
+        [1, 1, 1, 2, 2, 2], [['context', 'loop', 'name']] * 4 + [['loop']] * 3)
+
+
+def test_a_closed_loop_is_freed_without_the_collector(loop_name):
+    """Reference counting alone frees a loop that made tasks and futures
+    once it is closed, as it frees asyncio's."""
+    import gc
+    import weakref
+
+    from conftest import LOOP_FACTORIES
+
+    loop = LOOP_FACTORIES[loop_name]()
+    loop.run_until_complete(loop.create_task(asyncio.sleep(0)))
+    future = loop.create_future()
+    future.set_result(None)
+    loop.run_until_complete(future)
+    loop.close()
+    dead = weakref.ref(loop)
+    gc.disable()
+    try:
+        del loop, future
+        assert dead() is None
+    finally:
+        gc.enable()
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason='eager tasks are 3.12+')
 def test_eager_task_factory(loop):
     loop.set_task_factory(asyncio.eager_task_factory)

@@ -82,6 +82,20 @@ pub struct LoopState {
     /// The last code object checked for being a coroutine function, and the
     /// answer: a loop schedules the same few functions over and over.
     coroutine_check_cache: Option<(Py<PyAny>, bool)>,
+    /// The keyword dicts futures and tasks are made with (see
+    /// `tasks::call_with_kept_keywords`).
+    pub kept_keywords: KeptKeywords,
+}
+
+/// The keywords asyncio passes to `Future` and (without a name or a
+/// context) to `Task`, made once: `None` until first used and while a call
+/// has them.
+#[derive(Default)]
+pub struct KeptKeywords {
+    /// `{"loop": loop}`.
+    pub future: Option<Py<PyDict>>,
+    /// `{"loop": loop, "name": None, "context": None}`.
+    pub task: Option<Py<PyDict>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "LoopCore", subclass, frozen)]
@@ -464,6 +478,7 @@ impl LoopCore {
                 task_factory: None,
                 debug_value: None,
                 coroutine_check_cache: None,
+                kept_keywords: KeptKeywords::default(),
             }),
             poller: GilCell::new(Some(poller)),
             cancelled_timers,
@@ -609,7 +624,10 @@ impl LoopCore {
             let timers = st.timers.drain();
             let watchers = st.io.take().map(|mut io| io.drain());
             let waker = st.waker.take();
-            (ready, timers, watchers, waker)
+            // It refers to the loop: dropped here, a closed loop is freed
+            // without waiting for the garbage collector.
+            let kept_keywords = std::mem::take(&mut st.kept_keywords);
+            (ready, timers, watchers, waker, kept_keywords)
         };
         let poller = self.poller.borrow_mut(py)?.take();
         let watchdog = self.observation.watchdog.borrow_mut(py)?.take();
@@ -645,6 +663,8 @@ impl LoopCore {
         visit.call(&st.current_handle)?;
         visit.call(&st.task_factory)?;
         visit.call(&st.debug_value)?;
+        visit.call(&st.kept_keywords.future)?;
+        visit.call(&st.kept_keywords.task)?;
         if let Some((begin, end)) = &st.observer {
             visit.call(begin)?;
             visit.call(end)?;
@@ -670,6 +690,7 @@ impl LoopCore {
                     st.observer.take(),
                     st.task_factory.take(),
                     st.debug_value.take(),
+                    std::mem::take(&mut st.kept_keywords),
                 )
             });
             if let Some((ready, timers, watchers, ..)) = &released {

@@ -2,18 +2,20 @@
 //!
 //! Every `await` on I/O makes a future and task churn makes tasks, so neither
 //! runs Python code of the loop's own: CPython's C `Future` and `Task` are
-//! called directly, with asyncio's arguments (passed as vectorcall keywords,
-//! no dict) and debug-mode bookkeeping. `asyncio.futures.Future` and
-//! `asyncio.tasks.Task` are looked up on each call, as asyncio does, so
-//! patched ones are honoured.
+//! called directly, with asyncio's arguments and debug-mode bookkeeping.
+//! Neither type takes vectorcall keywords (CPython would make a new dict of
+//! them on every call), so the loop keeps the dicts of the usual calls
+//! (`loop=loop`, and a task's `name=None, context=None`) and passes those.
+//! `asyncio.futures.Future` and `asyncio.tasks.Task` are looked up on each
+//! call, as asyncio does, so patched ones are honoured.
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyModule, PyString, PyTuple};
+use pyo3::types::{PyDict, PyModule, PyString, PyTuple};
 
-use crate::loop_core::LoopCore;
+use crate::loop_core::{KeptKeywords, LoopCore};
 
 fn module<'py>(
     py: Python<'py>,
@@ -38,8 +40,64 @@ fn keyword_names<'py>(
         .bind(py))
 }
 
-/// `("loop",)`: the keyword of the futures and tasks made here.
-static LOOP_KEYWORD: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+/// Which of the loop's [`KeptKeywords`] a call passes.
+#[derive(Clone, Copy)]
+enum Made {
+    Future,
+    Task,
+}
+
+impl KeptKeywords {
+    fn slot(&mut self, made: Made) -> &mut Option<Py<PyDict>> {
+        match made {
+            Made::Future => &mut self.future,
+            Made::Task => &mut self.task,
+        }
+    }
+}
+
+/// `callable(*positional, **keywords)` with the loop's kept keyword dict for
+/// `made`.
+///
+/// The dict is taken out of the loop state for the call (which runs Python
+/// code that may use the state) and put back only if nothing else holds it
+/// afterwards: a callee that kept its `kwargs` keeps them to itself. Python
+/// functions never see the dict itself (CPython copies `**kwargs`).
+fn call_with_kept_keywords<'py>(
+    slf: &Bound<'py, LoopCore>,
+    callable: &Bound<'py, PyAny>,
+    positional: &[&Bound<'py, PyAny>],
+    made: Made,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let kept = slf.get().state.borrow_mut(py)?.kept_keywords.slot(made).take();
+    let keywords = match kept {
+        Some(keywords) => keywords.into_bound(py),
+        None => {
+            let keywords = PyDict::new(py);
+            keywords.set_item(pyo3::intern!(py, "loop"), slf)?;
+            if let Made::Task = made {
+                keywords.set_item(pyo3::intern!(py, "name"), py.None())?;
+                keywords.set_item(pyo3::intern!(py, "context"), py.None())?;
+            }
+            keywords
+        }
+    };
+    let args = PyTuple::new(py, positional)?;
+    let result = callable.call(args, Some(&keywords));
+    // SAFETY: Py_REFCNT only reads the count of a live object.
+    if unsafe { ffi::Py_REFCNT(keywords.as_ptr()) } == 1 {
+        let previous = slf
+            .get()
+            .state
+            .borrow_mut(py)?
+            .kept_keywords
+            .slot(made)
+            .replace(keywords.unbind());
+        drop(previous);
+    }
+    result
+}
 
 /// The most arguments [`call_with_keywords`] passes.
 const MAX_CALL_ARGS: usize = 4;
@@ -110,8 +168,7 @@ pub fn create_future(slf: &Bound<'_, LoopCore>) -> PyResult<Py<PyAny>> {
     }
     let future_type =
         module(py, &FUTURES, "asyncio.futures")?.getattr(pyo3::intern!(py, "Future"))?;
-    let names = keyword_names(py, &LOOP_KEYWORD, &["loop"])?;
-    Ok(call_with_keywords(&future_type, &[], names, &[slf.as_any()])?.unbind())
+    Ok(call_with_kept_keywords(slf, &future_type, &[], Made::Future)?.unbind())
 }
 
 /// Whether `create_task` must go through asyncio's own method: in debug
@@ -178,10 +235,7 @@ pub fn create_task(
     let name = name.filter(|n| !n.is_none());
     let context = context.filter(|c| !c.is_none());
     let task = if name.is_none() && context.is_none() {
-        // Each keyword costs an entry in the dict the call makes for
-        // Task.__init__; None is their default.
-        let names = keyword_names(py, &LOOP_KEYWORD, &["loop"])?;
-        call_with_keywords(&task_type, &[coro], names, &[slf.as_any()])?
+        call_with_kept_keywords(slf, &task_type, &[coro], Made::Task)?
     } else {
         let none = py.None().into_bound(py);
         let names = keyword_names(py, &ALL_NAMES, &["loop", "name", "context"])?;
