@@ -81,6 +81,19 @@ pub enum Watcher {
 }
 
 impl Ready {
+    /// Drops the item as the loop thread, which is attached to the
+    /// interpreter: dropping the `Py` itself would first ask PyO3's
+    /// thread-local whether this thread is (tens of instructions a callback).
+    pub fn release(self, py: Python<'_>) {
+        let object = match self {
+            Ready::Callback(handle) => handle.into_object(),
+            Ready::Stream { transport, .. } => transport.into_any(),
+            Ready::Datagram { transport, .. } => transport.into_any(),
+            Ready::SockOp(op) => op.into_any(),
+        };
+        drop(object.into_bound(py));
+    }
+
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             Ready::Callback(h) => visit.call(h.object()),

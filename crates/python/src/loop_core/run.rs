@@ -232,16 +232,17 @@ fn run_ready_batch(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let mut clock = (!batch.is_empty()).then(|| stats.batch_clock());
     while let Some(item) = batch.pop_front() {
         let Some(clock) = clock.as_mut() else { break };
-        // Items timed alone are named if they take the longest yet.
+        // Items timed alone are named if they take the longest yet. (A
+        // `Bound`, as the item's release: see `Ready::release`.)
         let subject = if clock.next_is_alone() {
-            observe::subject_of(py, &item)
+            observe::subject_of(py, &item).map(|subject| subject.into_bound(py))
         } else {
             None
         };
         let ran = run_item(slf, core, item);
         if let Some(took) = clock.item_ended() {
             if stats.is_record(took) {
-                observe::stats::record_longest(py, stats, took, subject);
+                observe::stats::record_longest(py, stats, took, subject.map(Bound::unbind));
             }
         }
         if let Err(err) = ran {
@@ -270,13 +271,15 @@ fn run_item(slf: &Bound<'_, LoopCore>, core: &LoopCore, item: Ready) -> PyResult
         }
         return observe::run_observed(slf, core, item);
     }
-    match &item {
+    let ran = match &item {
         Ready::Callback(handle) => {
             core.observation.stats.callbacks.add(1);
             run_handle(slf, handle, false)
         }
         io => run_io(slf, io),
-    }
+    };
+    item.release(slf.py());
+    ran
 }
 
 /// Runs one item with debug mode's bookkeeping and the callback observer,
